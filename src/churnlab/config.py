@@ -1,0 +1,235 @@
+"""Typed, frozen configuration loaded once from params.yaml.
+
+Every pipeline stage has its own section; the CLI loads the file once with :func:`load_params`
+and hands each stage only its own section. Unknown keys and wrong types are rejected with a
+message that names the key and the file, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from churnlab.errors import ChurnlabError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    """Base for every params section: frozen, strict, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataParams(_Section):
+    """Where the contract tables come from and how user columns map onto the contract."""
+
+    source: str = "data/synthetic"
+    """A folder of <table>.parquet / <table>.csv files, a DuckDB file, or a SQLAlchemy URL."""
+    as_of: dt.datetime | None = None
+    """The data's as-of time (UTC). Default: the latest timestamp found in the data."""
+    tables: dict[str, str] = Field(default_factory=dict)
+    """Contract table name -> the user's table name (database sources)."""
+    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Contract table -> {contract column: user column}."""
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_to_datetime(cls, v: Any) -> Any:
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            return dt.datetime(v.year, v.month, v.day)
+        return v
+
+
+class SynthParams(_Section):
+    """The synthetic B2B SaaS world."""
+
+    accounts: int = Field(2000, gt=0)
+    months: int = Field(24, gt=0)
+    seed: int = 42
+    start: dt.date = dt.date(2024, 1, 1)
+    out: str = "data/synthetic"
+
+
+class ImportParams(_Section):
+    """Real-data importers."""
+
+    online_retail_out: str = "data/online_retail"
+
+
+class DatasetParams(_Section):
+    """Point-in-time training set: spine, feature windows, labels."""
+
+    mode: Literal["auto", "contractual", "orders"] = "auto"
+    cutoff_start: dt.date | None = None
+    cutoff_end: dt.date | None = None
+    cutoff_freq: Literal["monthly", "weekly"] = "monthly"
+    windows: tuple[int, ...] = (7, 30, 90)
+    horizon_days: int = Field(90, gt=0)
+    lookback_days: int = Field(90, gt=0)
+    expansion_min_fraction: float = Field(0.1, ge=0)
+    min_positives: int = Field(20, ge=0)
+    min_negatives: int = Field(20, ge=0)
+    out: str = "data/dataset"
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+
+class TrainParams(_Section):
+    """LightGBM models, temporal split, calibration, promotion."""
+
+    lightgbm: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "objective": "binary",
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "max_depth": 5,
+            "min_child_samples": 50,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "n_estimators": 400,
+            "verbose": -1,
+            "seed": 7,
+            "num_threads": 2,
+        }
+    )
+    early_stopping_rounds: int = Field(50, gt=0)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    tasks: tuple[Literal["churn", "expansion"], ...] = ("churn", "expansion")
+    promotion_metric: str = "roc_auc"
+    promotion_tolerance: float = Field(0.005, ge=0)
+    backtest_folds: int = Field(3, gt=0)
+    out: str = "models"
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+
+class ExplainParams(_Section):
+    """SHAP explanations and per-account reasons."""
+
+    top_k: int = Field(3, gt=0)
+    sample_for_plots: int = Field(5000, gt=0)
+
+
+class KpiParams(_Section):
+    """Retention KPIs."""
+
+    period: Literal["month", "quarter", "week"] = "month"
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    out: str = "reports/kpis"
+
+
+class TrackingParams(_Section):
+    """MLflow tracking store and registry."""
+
+    uri: str | None = None
+    """Tracking URI; MLFLOW_TRACKING_URI overrides; default sqlite:///mlflow.db."""
+    experiment: str = "churnlab"
+    registry_prefix: str = "churnlab"
+
+
+class Params(_Section):
+    """All of params.yaml."""
+
+    data: DataParams = Field(default_factory=DataParams)
+    synth: SynthParams = Field(default_factory=SynthParams)
+    imports: ImportParams = Field(default_factory=ImportParams)
+    dataset: DatasetParams = Field(default_factory=DatasetParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    explain: ExplainParams = Field(default_factory=ExplainParams)
+    kpis: KpiParams = Field(default_factory=KpiParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+
+
+class ConfigError(ChurnlabError):
+    """params.yaml is missing, unreadable or invalid."""
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see params.yaml in the repository for valid keys)"
+        else:
+            msg = f"{e['msg']} (got {e.get('input')!r})"
+        lines.append(f"{path}: {key}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, path: Path = DEFAULT_PARAMS) -> Params:
+    """Validate a params mapping into frozen typed config.
+
+    Parameters
+    ----------
+    raw : dict or None
+        The parsed YAML mapping (None means all defaults).
+    path : Path
+        The file it came from, named in error messages.
+
+    Raises
+    ------
+    ConfigError
+        On unknown keys or wrong types, naming each offending key and the file.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    # Strict mode: YAML's own types must match (a quoted "5" is not an int); the per-field
+    # validators above accept the two shapes YAML legitimately produces (dates, lists).
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from None
+
+
+def load_params(path: Path | str | None = None) -> Params:
+    """Load params.yaml (or defaults if the default file does not exist).
+
+    Parameters
+    ----------
+    path : Path or str, optional
+        File to read. If None, ``params.yaml`` in the working directory is read when present.
+    """
+    if path is None:
+        path = DEFAULT_PARAMS
+        if not path.exists():
+            return Params()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found (pass --params PATH to an existing file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, path)
+
+
+def flatten(params: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Flatten a params object to dotted keys (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for key, value in params.model_dump().items():
+        _flatten_into(out, f"{prefix}{key}", value)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten_into(out, f"{key}.{k}", v)
+    else:
+        out[key] = value
