@@ -1,0 +1,79 @@
+"""params.yaml -> frozen typed config: defaults, strictness, messages that name key and file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from churnlab.config import ConfigError, Params, flatten, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_yaml_loads_and_matches_defaults() -> None:
+    p = load_params(REPO / "params.yaml")
+    assert p == Params(), "params.yaml and the config defaults have drifted apart"
+
+
+def test_unknown_key_is_rejected_with_key_and_file(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("dataset:\n  horizon_dayz: 30\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    msg = str(err.value)
+    assert str(f) in msg and "dataset.horizon_dayz" in msg and "unknown key" in msg
+
+
+def test_unknown_section_is_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("trainn: {}\n")
+    with pytest.raises(ConfigError, match="trainn: unknown key"):
+        load_params(f)
+
+
+def test_wrong_type_is_rejected_with_value(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("dataset:\n  horizon_days: '90'\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    assert "dataset.horizon_days" in str(err.value) and "'90'" in str(err.value)
+
+
+def test_out_of_range_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="synth.accounts"):
+        parse_params({"synth": {"accounts": 0}})
+
+
+def test_yaml_dates_and_lists_are_accepted() -> None:
+    p = parse_params({"dataset": {"windows": [14, 28], "cutoff_start": dt.date(2024, 6, 1)},
+                      "data": {"as_of": dt.date(2025, 1, 1)}})
+    assert p.dataset.windows == (14, 28)
+    assert p.dataset.cutoff_start == dt.date(2024, 6, 1)
+    assert p.data.as_of == dt.datetime(2025, 1, 1)
+
+
+def test_config_is_frozen() -> None:
+    p = Params()
+    with pytest.raises(ValidationError):
+        p.dataset.horizon_days = 30  # type: ignore[misc]
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(f)
+
+
+def test_flatten_gives_dotted_keys() -> None:
+    flat = flatten(Params())
+    assert flat["dataset.horizon_days"] == 90
+    assert flat["train.lightgbm.num_leaves"] == 15
