@@ -81,6 +81,48 @@ def validate(
     report_ok(summary, console)
 
 
+@import_app.command("online-retail")
+@expected_errors
+def import_online_retail(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The UCI Online Retail II lines: the shared transactions.parquet, or a .csv/"
+            ".xlsx/.parquet with the workbook's column names (Invoice, StockCode, Quantity, "
+            "InvoiceDate, Price, Customer ID, Country).",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output folder (default: imports.online_retail_out from params.yaml)."
+        ),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Turn Online Retail II invoice lines into contract tables accounts and orders.
+
+    Lines without a customer id are dropped (and counted); invoices become orders, cancellations
+    (invoice prefix C) become refunds with negative amounts. Use the result with
+    `churnlab validate DIR` or `data.source: DIR`.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from churnlab import online_retail
+
+    p = get_params(params)
+    target = out if out is not None else Path(p.imports.online_retail_out)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        task = bar.add_task("importing Online Retail II", total=len(online_retail.STEPS))
+        summary = online_retail.import_online_retail(
+            path, target, progress=lambda step: bar.update(task, advance=1, description=step)
+        )
+    for line in online_retail.format_summary(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point for `python -m churnlab`
     app()
     sys.exit(0)
