@@ -420,4 +420,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     )
     if summary["out"]:
         lines.append(f"wrote accounts.parquet and orders.parquet to {summary['out']}")
+        lines.append(
+            f"use it with data.source: {summary['out']} (the data ends {summary['last_order']}; "
+            "leave data.as_of unset to use that, or set it to that time)"
+        )
     return lines

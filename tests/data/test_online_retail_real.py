@@ -6,6 +6,7 @@ importer's DuckDB SQL, and the headline numbers are also pinned as literals.
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,9 @@ def test_output_has_contract_columns_and_types(imported: dict[str, Any]) -> None
 
 
 def test_output_validates_and_loads(imported: dict[str, Any]) -> None:
-    con = load.load(DataParams(source=str(imported["out"])))
+    # as_of = the data's own end: nothing may lie after it (validation's future-timestamp check).
+    as_of = dt.datetime(2011, 12, 9, 12, 50)
+    con = load.load(DataParams(source=str(imported["out"]), as_of=as_of))
     assert load.present_tables(con) == ["accounts", "orders"]
     n_accounts, n_orders, n_refunds = con.execute(
         "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM orders), "
@@ -188,7 +191,7 @@ def test_output_validates_and_loads(imported: dict[str, Any]) -> None:
     types = dict(con.execute("SELECT column_name, data_type FROM (DESCRIBE orders)").fetchall())
     assert types["ordered_at"] == "TIMESTAMP"
     assert types["amount"] == "DOUBLE"
-    assert load.data_end(con, DataParams()) == pd.Timestamp("2011-12-09 12:50").to_pydatetime()
+    assert load.data_end(con, DataParams()) == as_of
 
 
 def test_original_names_in_csv_import_like_the_parquet(tmp_path: Path, raw: pd.DataFrame) -> None:
