@@ -11,9 +11,11 @@ Accepted inputs
 - The original workbook's column names (``Invoice, StockCode, Description, Quantity, InvoiceDate,
   Price, Customer ID, Country``) in a ``.csv``, ``.parquet`` or ``.xlsx`` file, and the older
   Online Retail names (``InvoiceNo, UnitPrice, CustomerID``). Names are matched ignoring case,
-  spaces and underscores. ``.xlsx`` needs openpyxl (not a churnlab dependency); every sheet is
-  read and, because the workbook's two sheets share nine days, each sheet keeps only its rows
-  before the first timestamp of the next sheet.
+  spaces and underscores. Text dates may be ISO (``2009-12-01 07:45:00``) or spreadsheet style
+  (``12/1/2009 7:45``): month first is assumed unless some date only parses day first, so a file
+  whose days are all <= 12 is read month first. ``.xlsx`` needs openpyxl (not a churnlab
+  dependency); every sheet is read and, because the workbook's two sheets share nine days, each
+  sheet keeps only its rows before the first timestamp of the next sheet.
 
 Mapping
 -------
@@ -183,12 +185,49 @@ def _open_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         CREATE VIEW lines AS SELECT
             NULLIF(upper(trim(CAST({m["invoice"]} AS VARCHAR))), '') AS invoice,
             CAST({m["quantity"]} AS DOUBLE) AS quantity,
-            CAST({m["invoice_date"]} AS TIMESTAMP) AS invoice_date,
+            {_date_expr(con, m["invoice_date"], path)} AS invoice_date,
             CAST({m["unit_price"]} AS DOUBLE) AS unit_price,
             {customer} AS customer_id,
             NULLIF(trim(CAST({m["country"]} AS VARCHAR)), '') AS country
         FROM src
         """
+    )
+
+
+# Text dates that are not ISO: spreadsheet exports write e.g. 12/1/2009 7:45. Month first is
+# tried first (Excel's US default, used by the common CSV copies), day first if that fails.
+_TEXT_DATE_FORMATS = {
+    "month first": ["%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%y %H:%M"],
+    "day first": ["%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%y %H:%M"],
+}
+
+
+def _date_expr(con: duckdb.DuckDBPyConnection, col: str, path: Path) -> str:
+    """SQL turning the invoice date column into a TIMESTAMP, choosing a text format if needed."""
+    types = {load.quote(r[0]): r[1] for r in con.execute("DESCRIBE src").fetchall()}
+    if types[col] != "VARCHAR":
+        return f"CAST({col} AS TIMESTAMP)"
+    text = f"NULLIF(trim({col}), '')"
+    candidates = [f"TRY_CAST({text} AS TIMESTAMP)"] + [
+        f"try_strptime({text}, {formats!r})" for formats in _TEXT_DATE_FORMATS.values()
+    ]
+    failures = _query(
+        con,
+        "SELECT "
+        + ", ".join(
+            f"count(*) FILTER (WHERE {text} IS NOT NULL AND {e} IS NULL)" for e in candidates
+        )
+        + " FROM src",
+    )
+    for expr, failed in zip(candidates, failures, strict=True):
+        if failed == 0:
+            return expr
+    example = con.execute(
+        f"SELECT {col} FROM src WHERE {text} IS NOT NULL AND {candidates[0]} IS NULL LIMIT 1"
+    ).fetchone()
+    raise OnlineRetailError(
+        f"{path}: cannot read invoice dates such as {example[0] if example else None!r}; "
+        "write them as YYYY-MM-DD HH:MM[:SS] or MM/DD/YYYY HH:MM"
     )
 
 

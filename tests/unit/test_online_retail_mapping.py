@@ -167,8 +167,45 @@ def test_unreadable_dates_become_a_clear_error(tmp_path: Path) -> None:
     lines.loc[3, "invoice_date"] = "not a date"
     src = tmp_path / "bad_dates.parquet"
     lines.to_parquet(src, index=False)
-    with pytest.raises(OnlineRetailError, match="cannot read the invoice lines"):
+    with pytest.raises(OnlineRetailError, match="cannot read invoice dates such as 'not a date'"):
         import_online_retail(src, tmp_path / "out")
+
+
+def test_unreadable_numbers_become_a_clear_error(tmp_path: Path) -> None:
+    lines = _lines().rename(columns=ORIGINAL_NAMES).astype({"Price": "str"})
+    lines.loc[3, "Price"] = "1,25"
+    src = tmp_path / "bad_price.csv"
+    lines.to_csv(src, index=False)
+    with pytest.raises(OnlineRetailError, match="cannot read the invoice lines: .*Line: 5"):
+        import_online_retail(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["2010-01-25 10:00:00", "2010-02-03 08:00:00"], ["2010-01-25 10:00", "2010-02-03 08:00"]),
+        (["1/25/2010 10:00", "2/3/2010 8:00"], ["2010-01-25 10:00", "2010-02-03 08:00"]),
+        (["25/01/2010 10:00", "03/02/2010 08:00"], ["2010-01-25 10:00", "2010-02-03 08:00"]),
+        # Ambiguous (every day <= 12): read month first, as documented.
+        (["01/02/2010 10:00", "03/02/2010 08:00"], ["2010-01-02 10:00", "2010-03-02 08:00"]),
+    ],
+)
+def test_text_dates_in_csv(tmp_path: Path, texts: list[str], expected: list[str]) -> None:
+    src = tmp_path / "dates.csv"
+    pd.DataFrame(
+        {
+            "Invoice": ["1", "2"],
+            "Quantity": [1, 2],
+            "InvoiceDate": texts,
+            "Price": [3.0, 4.0],
+            "Customer ID": ["7", "7"],
+            "Country": ["Spain", "Spain"],
+        }
+    ).to_csv(src, index=False)
+    import_online_retail(src, tmp_path / "out")
+    _, orders = _read(tmp_path / "out")
+    assert list(orders["ordered_at"]) == [pd.Timestamp(t) for t in expected]
+    assert list(orders["kind"]) == ["new", "renewal"]
 
 
 def test_failed_import_keeps_earlier_output(tmp_path: Path) -> None:
