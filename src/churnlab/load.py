@@ -25,6 +25,7 @@ from churnlab.schema import TABLES
 RAW = "raw"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_SAFE_TYPE = re.compile(r"^[A-Z_]+(\(\d+(, ?\d+)?\))?$")  # a DuckDB type name the sniffer gave
 
 
 class SourceError(ChurnlabError):
@@ -72,9 +73,11 @@ def open_source(data: DataParams, source: str | None = None) -> duckdb.DuckDBPyC
     source = source or data.source
     kind = source_kind(source)
     con = duckdb.connect()
+    # Naive timestamps mean UTC: casting them to TIMESTAMPTZ must not apply the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
     con.execute(f"CREATE SCHEMA {RAW}")
     if kind == "folder":
-        _open_folder(con, Path(source))
+        _open_folder(con, Path(source), data)
     elif kind == "duckdb":
         _open_duckdb(con, Path(source), data.tables)
     else:
@@ -82,21 +85,52 @@ def open_source(data: DataParams, source: str | None = None) -> duckdb.DuckDBPyC
     return con
 
 
-def _open_folder(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+def _open_folder(con: duckdb.DuckDBPyConnection, folder: Path, data: DataParams) -> None:
     for name in TABLES:
-        parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-        if parquet.exists():
-            con.execute(
-                f"CREATE VIEW {RAW}.{name} AS SELECT * FROM read_parquet(?)", [str(parquet)]
-            )
-        elif csv.exists():
-            # Read every CSV column as text so that bad values become validation findings
-            # (with row examples) instead of a reader exception.
-            con.execute(
-                f"CREATE TABLE {RAW}.{name} AS SELECT * FROM read_csv(?, all_varchar=true, "
-                "header=true)",
-                [str(csv)],
-            )
+        user = data.tables.get(name, name)
+        if not is_identifier(user):
+            continue  # reported by validation
+        parquet, csv = folder / f"{user}.parquet", folder / f"{user}.csv"
+        try:
+            if parquet.exists():
+                con.execute(
+                    f"CREATE VIEW {RAW}.{name} AS SELECT * FROM read_parquet(?)", [str(parquet)]
+                )
+            elif csv.exists():
+                _open_csv(con, name, csv, data)
+        except duckdb.Error as err:
+            path = parquet if parquet.exists() else csv
+            raise SourceError(
+                f"cannot read {path}: {str(err).splitlines()[0]} (check that it is a valid "
+                f"{path.suffix[1:]} file)"
+            ) from None
+
+
+def _open_csv(con: duckdb.DuckDBPyConnection, name: str, csv: Path, data: DataParams) -> None:
+    # Contract columns are read as text so that bad values become validation findings (with row
+    # examples) instead of a reader exception.
+    con.execute(
+        f"CREATE TABLE {RAW}.{name} AS SELECT * FROM read_csv(?, all_varchar=true, header=true)",
+        [str(csv)],
+    )
+    table = TABLES[name]
+    if not table.extra_columns_allowed:
+        return
+    # Extra (static attribute) columns are not validated: give them the types DuckDB detects
+    # over the whole file, as a Parquet source would have them, so that all sources agree.
+    contract = {source_column(data, name, c) for c in table.column_names}
+    sniffed = con.execute(
+        "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
+        "read_csv(?, header=true, sample_size=-1))",
+        [str(csv)],
+    ).fetchall()
+    for column, ctype in sniffed:
+        if column in contract or ctype == "VARCHAR" or not _SAFE_TYPE.match(ctype):
+            continue
+        con.execute(
+            f"ALTER TABLE {RAW}.{name} ALTER {quote(column)} SET DATA TYPE {ctype} "
+            f"USING TRY_CAST({quote(column)} AS {ctype})"
+        )
 
 
 def _open_duckdb(con: duckdb.DuckDBPyConnection, path: Path, tables: dict[str, str]) -> None:
@@ -114,8 +148,7 @@ def _open_duckdb(con: duckdb.DuckDBPyConnection, path: Path, tables: dict[str, s
     }
     for name in TABLES:
         user = tables.get(name, name)
-        _check_table_name(name, user)
-        if user in existing:
+        if is_identifier(user) and user in existing:
             con.execute(f"CREATE VIEW {RAW}.{name} AS SELECT * FROM src.{quote(user)}")
 
 
@@ -132,24 +165,25 @@ def _open_url(con: duckdb.DuckDBPyConnection, url: str, tables: dict[str, str]) 
         with engine.connect() as conn:
             for name in TABLES:
                 user = tables.get(name, name)
-                _check_table_name(name, user)
-                if user not in existing:
-                    continue
-                table = sa.Table(user, sa.MetaData(), autoload_with=conn)
-                frame = pd.read_sql(sa.select(table), conn)
+                if not is_identifier(user) or user not in existing:
+                    continue  # a bad name is reported by validation
+                try:
+                    table = sa.Table(user, sa.MetaData(), autoload_with=conn)
+                    frame = pd.read_sql(sa.select(table), conn)
+                except Exception as err:  # any driver error: report it in one line
+                    raise SourceError(
+                        f"cannot read table {user} from {_redact(url)}: {err}".splitlines()[0]
+                    ) from None
+                # A column that is entirely NULL arrives without a type; text is what every
+                # contract type can be validated and cast from.
+                empty = [c for c in frame.columns if frame[c].isna().all()]
+                if empty:
+                    frame = frame.astype(dict.fromkeys(empty, "str"))
                 con.register(f"_src_{name}", frame)
                 con.execute(f"CREATE TABLE {RAW}.{name} AS SELECT * FROM _src_{name}")
                 con.unregister(f"_src_{name}")
     finally:
         engine.dispose()
-
-
-def _check_table_name(contract: str, user: str) -> None:
-    if not is_identifier(user):
-        raise SourceError(
-            f"data.tables.{contract}: {user!r} is not a plain table name (letters, digits and "
-            "underscores only); rename the table or use a view with a plain name"
-        )
 
 
 def _redact(url: str) -> str:
@@ -184,44 +218,82 @@ def source_column(data: DataParams, table: str, column: str) -> str:
     return data.columns.get(table, {}).get(column, column)
 
 
+def raw_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """The user's columns of a raw table and their DuckDB types, in order."""
+    return {
+        str(r[0]): str(r[1])
+        for r in con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [RAW, table],
+        ).fetchall()
+    }
+
+
 def typed_views(con: duckdb.DuckDBPyConnection, data: DataParams) -> None:
     """Create one typed view per raw table in the main schema, named and typed per the contract.
 
     Call only after validation passed: casts here are strict and would raise otherwise. Accounts
-    keep their extra (static attribute) columns; other tables keep contract columns only.
+    keep their extra (static attribute) columns (timestamps among them normalised to naive UTC);
+    other tables keep contract columns only.
     """
     for name in raw_tables(con):
         table = TABLES[name]
-        present = set(raw_columns(con, name))
+        types = raw_types(con, name)
         exprs = []
         mapped_sources = set()
         for col in table.columns:
             src = source_column(data, name, col.name)
             mapped_sources.add(src)
-            if src in present:
-                exprs.append(f"{_cast(quote(src), col.dtype)} AS {col.name}")
+            if src in types:
+                exprs.append(f"{_cast(quote(src), col.dtype, types[src])} AS {col.name}")
             elif not col.required:
                 exprs.append(f"CAST(NULL AS {col.dtype}) AS {col.name}")
         if table.extra_columns_allowed:
-            exprs += [
-                f"{quote(c)} AS {quote(c)}"
-                for c in raw_columns(con, name)
-                if c not in mapped_sources and c not in table.column_names
-            ]
-        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT {', '.join(exprs)} FROM {RAW}.{name}")
+            for c, ctype in types.items():
+                if c in mapped_sources or c in table.column_names:
+                    continue
+                if ctype.startswith("TIMESTAMP"):
+                    exprs.append(f"{timestamp_expr(quote(c), source_type=ctype)} AS {quote(c)}")
+                else:
+                    exprs.append(f"{quote(c)} AS {quote(c)}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW main.{name} AS SELECT {', '.join(exprs)} FROM {RAW}.{name}"
+        )
 
 
-def _cast(expr: str, dtype: str) -> str:
+def _cast(expr: str, dtype: str, source_type: str | None = None) -> str:
     if dtype == "TIMESTAMP":
-        return timestamp_expr(expr)
+        return timestamp_expr(expr, source_type=source_type)
     if dtype == "VARCHAR":
         return f"CAST({expr} AS VARCHAR)"
+    if dtype == "INTEGER":
+        # Via DOUBLE so that text such as '3.0' converts like the number 3.0 does.
+        return f"CAST(CAST({expr} AS DOUBLE) AS INTEGER)"
     return f"CAST({expr} AS {dtype})"
 
 
-def timestamp_expr(expr: str, try_: bool = False) -> str:
-    """SQL turning a raw value (text, date, naive or zoned timestamp) into a naive UTC TIMESTAMP."""
+def timestamp_expr(expr: str, try_: bool = False, source_type: str | None = None) -> str:
+    """SQL turning a raw value (text, date, naive or zoned timestamp) into a naive UTC TIMESTAMP.
+
+    Parameters
+    ----------
+    expr : str
+        SQL expression (a quoted, checked column name).
+    try_ : bool
+        Use TRY_CAST: unparseable values become NULL instead of an error.
+    source_type : str, optional
+        The DuckDB type of ``expr`` when known. Naive timestamps and dates then cast directly
+        (they always convert, and this is the hot path on large tables); zoned timestamps
+        convert to UTC. Text and unknown types go through TIMESTAMPTZ, so an explicit offset is
+        honoured and text without one is read as UTC (the connection's time zone is UTC).
+    """
     cast = "TRY_CAST" if try_ else "CAST"
+    if source_type is not None:
+        if source_type.startswith("TIMESTAMP WITH TIME ZONE"):
+            return f"CAST(timezone('UTC', {expr}) AS TIMESTAMP)"
+        if source_type.startswith(("TIMESTAMP", "DATE")):
+            return f"CAST({expr} AS TIMESTAMP)"
     # Zoned inputs are converted to UTC first; text with an offset parses as TIMESTAMPTZ.
     return (
         f"(CASE WHEN {expr} IS NULL THEN NULL ELSE "
@@ -254,8 +326,13 @@ def load(
     """
     from churnlab.validate import validate_or_raise
 
+    source = source or data.source
     con = open_source(data, source)
-    validate_or_raise(con, data, now=now)
+    try:
+        validate_or_raise(con, data, now=now, source=source)
+    except BaseException:
+        con.close()
+        raise
     typed_views(con, data)
     return con
 
@@ -282,13 +359,41 @@ def present_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def read_frames(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
-    """Every typed contract table as a pandas frame, rows in a deterministic order."""
+    """Every typed contract table as a pandas frame, rows in a deterministic order.
+
+    Dtypes are the same whatever the source: ``str`` for text and ids, ``datetime64[us]`` (naive
+    UTC) for timestamps, ``float64`` for DOUBLE columns and nullable ``Int32`` for INTEGER ones
+    (seats); extra account columns keep their type, with text as ``str`` and timestamps as
+    ``datetime64[us]``.
+    """
     out = {}
     for name in present_tables(con):
         table = TABLES[name]
-        order = ", ".join(c for c in table.column_names if c in _columns(con, name))
-        out[name] = con.execute(f"SELECT * FROM main.{name} ORDER BY {order}").df()
+        present = _columns(con, name)
+        order = ", ".join(c for c in table.column_names if c in present)
+        frame = con.execute(f"SELECT * FROM main.{name} ORDER BY {order}").df()
+        out[name] = _normalise_dtypes(frame, name)
     return out
+
+
+_PANDAS_DTYPES = {"VARCHAR": "str", "TIMESTAMP": "datetime64[us]", "DOUBLE": "float64"}
+
+
+def _normalise_dtypes(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    table = TABLES[name]
+    casts: dict[str, str] = {}
+    for column in frame.columns:
+        if column in table.column_names:
+            dtype = table.column(column).dtype
+            casts[column] = _PANDAS_DTYPES.get(dtype, "Int32")
+        elif pd.api.types.is_datetime64_any_dtype(frame[column]):
+            casts[column] = "datetime64[us]"
+        elif pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(
+            frame[column]
+        ):
+            casts[column] = "str"
+    changed = {c: t for c, t in casts.items() if str(frame[c].dtype) != t}
+    return frame.astype(changed) if changed else frame
 
 
 def _columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
@@ -306,11 +411,10 @@ def data_end(con: duckdb.DuckDBPyConnection, data: DataParams) -> dt.datetime:
     """The end of observation: ``data.as_of`` if set, else the latest row timestamp in the data."""
     if data.as_of is not None:
         return data.as_of
-    parts = [
-        f"SELECT max({TABLES[t].time_column}) AS m FROM main.{t}" for t in present_tables(con)
-    ]
-    value = con.execute(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    if value is None or value[0] is None:
+    parts = [f"SELECT max({TABLES[t].time_column}) AS m FROM main.{t}" for t in present_tables(con)]
+    # fetchall: duckdb 2 keeps a half-fetched result open and then refuses register().
+    value = con.execute(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})").fetchall()[0]
+    if value[0] is None:
         raise ChurnlabError("the data has no timestamps: cannot tell where observation ends")
     return pd.Timestamp(value[0]).to_pydatetime()
 
