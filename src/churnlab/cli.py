@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from churnlab.config import Params, load_params
 from churnlab.errors import ChurnlabError
@@ -47,7 +48,9 @@ def expected_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ChurnlabError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            # escape: messages quote user data, which must not be read as rich markup
+            message = escape(str(err))
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -73,11 +76,20 @@ def validate(
     ] = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Check a dataset against the data contract and report every problem at once."""
-    from churnlab.validate import report_ok, validate_source
+    """Check a dataset against the data contract and report every problem at once.
+
+    Prints a summary and exits 0 if the data is valid; otherwise prints one line per problem
+    (table.column, what is wrong, how many rows, examples, how to fix it) and exits 1.
+    """
+    from churnlab.validate import ValidationFailed, print_problems, report_ok, validate_source
 
     p = get_params(params)
-    summary = validate_source(p.data, data)
+    try:
+        with console.status("validating"):
+            summary = validate_source(p.data, data)
+    except ValidationFailed as err:
+        print_problems(err, err_console)
+        raise typer.Exit(1) from None
     report_ok(summary, console)
 
 
@@ -120,6 +132,78 @@ def import_online_retail(
             path, target, progress=lambda step: bar.update(task, advance=1, description=step)
         )
     for line in online_retail.format_summary(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+DatasetOpt = Annotated[
+    Path | None,
+    typer.Option("--dataset", help="Training set folder (default: dataset.out from params.yaml)."),
+]
+
+
+@app.command()
+@expected_errors
+def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
+    """Train the churn and expansion models on the training set and track them in MLflow.
+
+    Splits by cutoff (train earlier / validate next / test on the latest labeled cutoff), fits
+    LightGBM with early stopping, calibrates on the validation cutoff, scores both baselines on
+    the same test rows, explains with TreeSHAP, logs everything to MLflow, registers
+    <prefix>-churn / <prefix>-expansion and moves the `champion` alias only if the new version
+    is not worse than the current champion. Bundles are also saved under train.out.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from churnlab import train as train_mod
+
+    p = get_params(params)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        step = bar.add_task("reading the training set", total=None)
+        summary = train_mod.run(
+            p,
+            params_path=params,
+            dataset_dir=dataset,
+            progress=lambda msg: bar.update(step, description=msg),
+        )
+    for line in train_mod.format_summary(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@expected_errors
+def backtest(
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", min=1, help="Test cutoffs (default: train.backtest_folds)."),
+    ] = None,
+    params: ParamsOpt = None,
+    dataset: DatasetOpt = None,
+) -> None:
+    """Repeat the temporal split for the K latest test cutoffs; per-fold metrics, mean and std.
+
+    Each fold retrains from scratch with the same params; results are logged to MLflow (one
+    child run per task, fold number as the metric step) and printed.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from churnlab import train as train_mod
+
+    p = get_params(params)
+    k = folds if folds is not None else p.train.backtest_folds
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        step = bar.add_task("reading the training set", total=None)
+        result = train_mod.run_backtest(
+            p,
+            k,
+            params_path=params,
+            dataset_dir=dataset,
+            progress=lambda msg: bar.update(step, description=msg),
+        )
+    for line in train_mod.format_backtest(result):
         console.print(line, highlight=False, soft_wrap=True)
 
 

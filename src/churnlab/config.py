@@ -108,6 +108,8 @@ class TrainParams(_Section):
     promotion_metric: str = "roc_auc"
     promotion_tolerance: float = Field(0.005, ge=0)
     backtest_folds: int = Field(3, gt=0)
+    purge: bool = True
+    """Train/validation cutoffs must have label windows that end by the next split's cutoff."""
     out: str = "models"
 
     @field_validator("tasks", mode="before")

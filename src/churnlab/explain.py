@@ -1,0 +1,287 @@
+"""SHAP explanations (TreeSHAP only) and per-account reasons in probability points.
+
+SHAP values come from LightGBM's ``pred_contrib=True``, which is TreeSHAP computed in C++ (the
+same values as ``shap.TreeExplainer``); Kernel SHAP is never used. They are additive in the
+booster's log-odds: ``base + sum(phi) = margin``.
+
+**Reasons in probability points.** A customer-success manager needs "how many points of churn
+risk does this add", on the calibrated probability the tool reports. For an account with margin
+``m``, the calibrated probability is ``p = cal(m)`` and the calibrated base probability is
+``p0 = cal(base)``. The difference ``p - p0`` is distributed across features in proportion to
+their log-odds contributions: ``points_j = 100 * phi_j * (p - p0) / (m - base)``. The points
+sum exactly to ``100 * (p - p0)``; because the calibrator is monotone the ratio is never
+negative, so each feature keeps the sign of its SHAP value. When ``m - base`` is ~0 the ratio
+is replaced by the calibrator's local slope (the limit of the same ratio).
+
+Each reason is a sentence from the feature's manifest description and the account's value
+against the feature's usual level (its median over the training rows), e.g. "logins in the last
+30 days is 3 (-70% vs a usual 10): +7.9 points of churn risk". Reasons are the ``top_k`` features
+that raise the probability most. Points are also summed per driver group (engagement,
+commercial, support, marketing, sentiment, profile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: plots are files, never windows
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from churnlab.config import ExplainParams  # noqa: E402
+
+if TYPE_CHECKING:
+    from churnlab.train import ModelBundle, TaskResult
+
+_TASK_WORDS = {"churn": "churn risk", "expansion": "expansion likelihood"}
+
+
+def contributions(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
+    """TreeSHAP values in log-odds, shape (rows, features + 1); the last column is the base.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Trained task model.
+    frame : DataFrame
+        Rows holding the model's feature columns.
+    """
+    X = bundle.matrix(frame)
+    return np.asarray(bundle.booster.predict(X, pred_contrib=True), dtype=float)
+
+
+def importance(bundle: ModelBundle, contrib: np.ndarray) -> pd.DataFrame:
+    """Mean |SHAP| (log-odds) per feature, with description and group, largest first."""
+    values = (
+        np.abs(contrib[:, :-1]).mean(axis=0) if len(contrib) else np.zeros(len(bundle.features))
+    )
+    table = pd.DataFrame(
+        {
+            "feature": bundle.feature_names,
+            "description": [f.get("description", f["name"]) for f in bundle.features],
+            "group": [f.get("group", "other") for f in bundle.features],
+            "mean_abs_shap": values,
+        }
+    )
+    return table.sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def probability_points(
+    bundle: ModelBundle, contrib: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-feature contributions in probability points (see the module docstring).
+
+    Returns
+    -------
+    (points, p, p0)
+        ``points`` (rows, features) in percentage points summing to ``100 * (p - p0)`` per row;
+        ``p`` the calibrated probabilities; ``p0`` the calibrated base probability.
+    """
+    phi = contrib[:, :-1]
+    base = contrib[:, -1]
+    margin = phi.sum(axis=1) + base
+    p = bundle.calibrator.predict(margin)
+    base_value = float(base[0]) if len(base) else 0.0
+    p0 = float(bundle.calibrator.predict(np.array([base_value]))[0])
+    delta = margin - base
+    h = 1e-3
+    slope = (bundle.calibrator.predict(margin + h) - bundle.calibrator.predict(margin - h)) / (
+        2 * h
+    )
+    small = np.abs(delta) < 1e-9
+    ratio = np.where(small, slope, (p - p0) / np.where(small, 1.0, delta))
+    return 100.0 * phi * ratio[:, None], p, p0
+
+
+def _fmt(values: np.ndarray) -> np.ndarray:
+    """Short human numbers: integers plain, others with up to 3 significant digits."""
+    out = np.empty(len(values), dtype=object)
+    finite = np.isfinite(values)
+    is_int = finite & (np.abs(values - np.round(values)) < 1e-9) & (np.abs(values) < 1e12)
+    out[is_int] = [f"{v:,.0f}" for v in values[is_int]]
+    other = finite & ~is_int
+    out[other] = [f"{v:,.3g}" if abs(v) < 1e4 else f"{v:,.0f}" for v in values[other]]
+    out[~finite] = "missing"
+    return out
+
+
+def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per feature, a phrase for every row: "is 3 (-70% vs a usual 10)", built column-wise."""
+    phrases = {}
+    for f in bundle.features:
+        name = f["name"]
+        col = X[name]
+        if name in bundle.categories:
+            text = col.astype(object).where(col.notna(), None).to_numpy()
+            phrases[name] = np.array(
+                ["has no value" if v is None else f"is {v}" for v in text], dtype=object
+            )
+            continue
+        v = col.to_numpy(dtype=float)
+        ref = float(bundle.reference.get(name, float("nan")))
+        vs = _fmt(v)
+        phrase = np.array(["is " + s for s in vs], dtype=object)
+        phrase[~np.isfinite(v)] = "has no data"
+        if np.isfinite(ref):
+            ref_s = _fmt(np.array([ref]))[0]
+            ok = np.isfinite(v)
+            if abs(ref) > 1e-12:
+                pct = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
+                tail = np.array([f" ({q:+d}% vs a usual {ref_s})" for q in pct], dtype=object)
+            else:
+                tail = np.full(ok.sum(), f" (usually {ref_s})", dtype=object)
+            phrase[ok] = phrase[ok] + tail
+        phrases[name] = phrase
+    return phrases
+
+
+def reasons(
+    bundle: ModelBundle,
+    frame: pd.DataFrame,
+    top_k: int = 3,
+    *,
+    contrib: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Top-k reasons per account, in probability points with a plain sentence, and driver groups.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Trained task model.
+    frame : DataFrame
+        Rows to explain (``account_id``, ``cutoff`` if present, and the feature columns).
+    top_k : int
+        Reasons per account: the features that raise the probability most.
+    contrib : ndarray, optional
+        Precomputed :func:`contributions` for ``frame``.
+
+    Returns
+    -------
+    DataFrame
+        Same index as ``frame``: ``account_id``, ``cutoff``, ``p`` (calibrated probability),
+        ``base_p``, ``reason_i`` (sentence), ``reason_i_feature``, ``reason_i_group``,
+        ``reason_i_points`` for i in 1..k, and ``driver_<group>`` points per driver group.
+    """
+    if contrib is None:
+        contrib = contributions(bundle, frame)
+    points, p, p0 = probability_points(bundle, contrib)
+    n, nf = points.shape
+    k = min(top_k, nf)
+    names = np.array(bundle.feature_names, dtype=object)
+    descs = np.array([f.get("description", f["name"]) for f in bundle.features], dtype=object)
+    groups = np.array([f.get("group", "other") for f in bundle.features], dtype=object)
+    # Top k by points, largest first (argpartition then sort only the k picked).
+    if k < nf:
+        part = np.argpartition(-points, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(nf), (n, 1))
+    order = np.argsort(-np.take_along_axis(points, part, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(part, order, axis=1)
+    X = bundle.matrix(frame)
+    phrases = _value_phrases(bundle, X)
+    phrase_matrix = np.stack([phrases[nm] for nm in bundle.feature_names], axis=1) if n else None
+    word = _TASK_WORDS.get(bundle.task, bundle.task)
+    out: dict[str, Any] = {}
+    for key in ("account_id", "cutoff"):
+        if key in frame.columns:
+            out[key] = frame[key].to_numpy()
+    out["p"] = p
+    out["base_p"] = np.full(n, p0)
+    rows = np.arange(n)
+    for i in range(k):
+        j = top[:, i]
+        pts = points[rows, j]
+        value = phrase_matrix[rows, j] if phrase_matrix is not None else np.array([], dtype=object)
+        pts_s = np.array([f"{x:+.1f}" for x in pts], dtype=object)
+        out[f"reason_{i + 1}"] = descs[j] + " " + value + ": " + pts_s + f" points of {word}"
+        out[f"reason_{i + 1}_feature"] = names[j]
+        out[f"reason_{i + 1}_group"] = groups[j]
+        out[f"reason_{i + 1}_points"] = pts
+    for g in sorted(set(groups)):
+        out[f"driver_{g}"] = points[:, groups == g].sum(axis=1)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def plot_summary(
+    bundle: ModelBundle,
+    contrib: np.ndarray,
+    frame: pd.DataFrame,
+    out_dir: Path,
+    max_rows: int,
+    seed: int = 0,
+) -> list[Path]:
+    """Global SHAP beeswarm and bar plots (PNG) from precomputed TreeSHAP values."""
+    import shap
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(frame)
+    idx = np.arange(n)
+    if n > max_rows:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    X = bundle.matrix(frame.iloc[idx])
+    # Colour categoricals by their code: the plots need numbers.
+    Xn = pd.DataFrame(
+        {
+            c: (
+                X[c].cat.codes.where(X[c].notna()).astype(float) if c in bundle.categories else X[c]
+            )
+            for c in X.columns
+        }
+    )
+    labels = [f"{f['name']}" for f in bundle.features]
+    paths = []
+    for kind, fname in (("dot", "shap_beeswarm.png"), ("bar", "shap_bar.png")):
+        plt.figure()
+        shap.summary_plot(
+            contrib[idx, :-1],
+            Xn,
+            feature_names=labels,
+            plot_type=kind,
+            show=False,
+            max_display=20,
+        )
+        plt.title(f"{bundle.task}: SHAP (log-odds), test cutoff")
+        plt.tight_layout()
+        path = out_dir / fname
+        plt.savefig(path, dpi=100)
+        plt.close("all")
+        paths.append(path)
+    return paths
+
+
+def explain_task(result: TaskResult, params: ExplainParams, out_dir: Path) -> dict[str, Any]:
+    """SHAP plots, importance tables and reasons for one task's test rows, written to ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``importance`` and ``group_importance`` (DataFrames), ``reasons`` (DataFrame), ``files``
+        (paths written: PNG plots and CSV tables).
+    """
+    bundle = result.bundle
+    test = result.split.test
+    contrib = contributions(bundle, test)
+    imp = importance(bundle, contrib)
+    groups = (
+        imp.groupby("group", as_index=False)["mean_abs_shap"]
+        .sum()
+        .sort_values("mean_abs_shap", ascending=False)
+    )
+    why = reasons(bundle, test, params.top_k, contrib=contrib)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = plot_summary(bundle, contrib, test, out_dir, params.sample_for_plots)
+    imp.to_csv(out_dir / "shap_importance.csv", index=False)
+    groups.to_csv(out_dir / "shap_group_importance.csv", index=False)
+    top = why.sort_values("p", ascending=False).head(1000)
+    top.to_csv(out_dir / "reasons_top1000.csv", index=False)
+    files += [
+        out_dir / "shap_importance.csv",
+        out_dir / "shap_group_importance.csv",
+        out_dir / "reasons_top1000.csv",
+    ]
+    return {"importance": imp, "group_importance": groups, "reasons": why, "files": files}

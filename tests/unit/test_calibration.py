@@ -1,0 +1,155 @@
+"""Calibration, LightGBM params pass-through, temporal split and heuristic feature choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import log_loss
+
+from churnlab import train
+from churnlab.config import ConfigError, TrainParams
+
+
+def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True p, labels, and an over-confident model's log-odds (3x the true log-odds + 1)."""
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(-1.5, 1.0, n)
+    p = 1 / (1 + np.exp(-true_logit))
+    y = (rng.random(n) < p).astype(float)
+    return p, y, 3 * true_logit + 1.0
+
+
+@pytest.mark.parametrize("method", ["auto", "isotonic", "sigmoid"])
+def test_calibration_improves_log_loss_of_a_miscalibrated_model_on_new_rows(method: str) -> None:
+    _, y_fit, m_fit = _miscalibrated(4000, 0)
+    _, y_new, m_new = _miscalibrated(4000, 1)
+    cal, info = train.fit_calibrator(m_fit, y_fit, method)
+    raw = np.clip(1 / (1 + np.exp(-m_new)), 1e-4, 1 - 1e-4)
+    before = log_loss(y_new, raw)
+    after = log_loss(y_new, cal.predict(m_new))
+    assert after < before - 0.05
+    assert info["calibration.method"] in {"isotonic", "sigmoid"}
+    if method != "auto":
+        assert info["calibration.method"] == method
+
+
+def test_auto_picks_the_lower_cross_fitted_log_loss_and_logs_both() -> None:
+    _, y, m = _miscalibrated(3000, 2)
+    _, info = train.fit_calibrator(m, y, "auto")
+    iso, sig = info["calibration.cv_log_loss_isotonic"], info["calibration.cv_log_loss_sigmoid"]
+    # The planted distortion is linear in log-odds, which Platt scaling recovers exactly.
+    assert info["calibration.method"] == ("isotonic" if iso < sig else "sigmoid") == "sigmoid"
+    assert info["calibration.cv_log_loss_uncalibrated"] > sig
+
+
+def test_calibrator_is_monotone_and_clipped() -> None:
+    _, y, m = _miscalibrated(2000, 3)
+    cal, _ = train.fit_calibrator(m, y, "isotonic")
+    grid = np.linspace(-20, 20, 200)
+    p = cal.predict(grid)
+    assert np.all(np.diff(p) >= 0)
+    assert p.min() >= 1e-4 and p.max() <= 1 - 1e-4
+
+
+@pytest.mark.parametrize("key", ["is_unbalance", "scale_pos_weight", "unbalance"])
+def test_class_reweighting_is_refused_with_a_config_error(key: str) -> None:
+    params = TrainParams(lightgbm={"objective": "binary", key: True})
+    with pytest.raises(ConfigError, match=f"train.lightgbm.{key}.*distorts"):
+        train.lightgbm_params(params)
+
+
+def test_lightgbm_params_pass_through_and_rounds_alias() -> None:
+    params = TrainParams(lightgbm={"num_leaves": 7, "n_estimators": 33, "min_data_in_leaf": 3})
+    lgb_params, rounds = train.lightgbm_params(params)
+    assert rounds == 33
+    assert lgb_params == {
+        "num_leaves": 7,
+        "min_data_in_leaf": 3,
+        "objective": "binary",
+        "verbose": -1,
+    }
+    with pytest.raises(ConfigError, match="objective"):
+        train.lightgbm_params(TrainParams(lightgbm={"objective": "regression"}))
+
+
+def _tiny_frame() -> pd.DataFrame:
+    cutoffs = pd.date_range("2025-01-01", periods=8, freq="MS")
+    rows = []
+    for i, c in enumerate(cutoffs):
+        for a in range(4):
+            labeled = i < 7
+            rows.append(
+                {
+                    "account_id": f"a{a}",
+                    "cutoff": c,
+                    "x": float(a),
+                    # account a3 is not eligible for churn at cutoff index 6
+                    "churn": (float(a % 2) if not (a == 3 and i == 6) else np.nan)
+                    if labeled
+                    else np.nan,
+                    "labeled": labeled,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    return frame
+
+
+def test_temporal_split_purges_overlapping_label_windows() -> None:
+    frame = _tiny_frame()
+    s = train.temporal_split(frame, "churn", horizon_days=60)
+    # labeled cutoffs Jan..Jul; test = Jul; valid = latest c with c + 60d <= Jul 1 -> May 1;
+    # train = c + 60d <= May 1 -> Jan, Feb (Mar 1 + 60d = Apr 30 <= May 1 -> also Mar).
+    assert s.test_cutoff == pd.Timestamp("2025-07-01")
+    assert s.valid_cutoff == pd.Timestamp("2025-05-01")
+    assert [c.month for c in s.train_cutoffs] == [1, 2, 3]
+    assert len(s.test) == 3  # a3 has no churn label at the test cutoff
+    assert s.test["churn"].notna().all() and not s.test["labeled"].eq(False).any()
+
+
+def test_temporal_split_without_purge_uses_adjacent_cutoffs() -> None:
+    s = train.temporal_split(_tiny_frame(), "churn", horizon_days=60, purge=False)
+    assert s.valid_cutoff == pd.Timestamp("2025-06-01")
+    assert len(s.train_cutoffs) == 5
+
+
+def test_temporal_split_chosen_test_cutoff_and_errors() -> None:
+    frame = _tiny_frame()
+    s = train.temporal_split(frame, "churn", 30, test_cutoff=pd.Timestamp("2025-05-01"))
+    assert s.valid_cutoff == pd.Timestamp("2025-04-01")
+    assert max(s.train_cutoffs) == pd.Timestamp("2025-03-01")
+    with pytest.raises(train.TrainError, match="no validation cutoff"):
+        train.temporal_split(frame, "churn", 30, test_cutoff=pd.Timestamp("2025-01-01"))
+    with pytest.raises(train.TrainError, match="no labeled rows"):
+        train.temporal_split(frame, "churn", 30, test_cutoff=pd.Timestamp("2025-08-01"))
+
+
+def test_heuristic_features_prefer_engagement_recency_and_shortest_window() -> None:
+    feats = [
+        {"name": "events_90d", "group": "engagement", "dtype": "float64"},
+        {"name": "events_30d", "group": "engagement", "dtype": "float64"},
+        {"name": "events_30d_trend", "group": "engagement", "dtype": "float64"},
+        {"name": "days_since_last_order", "group": "commercial", "dtype": "float64"},
+        {"name": "days_since_last_event", "group": "engagement", "dtype": "float64"},
+    ]
+    assert train.heuristic_features(feats) == {
+        "recency": "days_since_last_event",
+        "activity": "events_30d",
+    }
+    orders_only = [
+        {"name": "orders_90d", "group": "commercial", "dtype": "float64"},
+        {"name": "days_since_last_order", "group": "commercial", "dtype": "float64"},
+    ]
+    assert train.heuristic_features(orders_only) == {
+        "recency": "days_since_last_order",
+        "activity": "orders_90d",
+    }
+
+
+def test_heuristic_scores_rank_inactive_accounts_as_churn_risk() -> None:
+    X = pd.DataFrame({"days": [1.0, 50.0, np.nan], "events": [10.0, 1.0, 0.0]})
+    chosen = {"recency": "days", "activity": "events"}
+    churn = train.heuristic_scores(X, "churn", chosen)
+    assert churn.argsort().tolist() == [0, 1, 2]  # never active (NaN recency) riskiest
+    assert train.heuristic_scores(X, "expansion", chosen).argsort().tolist() == [2, 1, 0]

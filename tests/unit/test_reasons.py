@@ -1,0 +1,144 @@
+"""Per-account reasons: probability points add up, sentences, driver groups, TreeSHAP values."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnlab import explain, train
+
+FEATURES = [
+    {"name": "logins_30d", "description": "logins in the last 30 days", "group": "engagement"},
+    {
+        "name": "tickets_90d",
+        "description": "support tickets in the last 90 days",
+        "group": "support",
+    },
+    {"name": "nps_last", "description": "latest NPS score", "group": "sentiment"},
+    {"name": "plan", "description": "plan", "group": "profile", "dtype": "category"},
+]
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    logins = rng.poisson(10, n).astype(float)
+    tickets = rng.poisson(1, n).astype(float)
+    nps = np.where(rng.random(n) < 0.5, rng.integers(0, 11, n), np.nan).astype(float)
+    plan = rng.choice(["basic", "pro"], n)
+    z = -1.0 - 0.2 * (logins - 10) + 0.5 * tickets + np.where(plan == "basic", 0.5, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    return pd.DataFrame(
+        {
+            "account_id": [f"acc{i}" for i in range(n)],
+            "logins_30d": logins,
+            "tickets_90d": tickets,
+            "nps_last": nps,
+            "plan": pd.Categorical(plan),
+            "churn": y,
+        }
+    )
+
+
+@pytest.fixture(scope="module", params=["sigmoid", "isotonic"])
+def bundle(request: pytest.FixtureRequest) -> train.ModelBundle:
+    fit, valid = _frame(3000, 0), _frame(2000, 1)
+    b = train.ModelBundle(
+        "churn",
+        None,
+        None,
+        FEATURES,
+        {"plan": ["basic", "pro"]},  # type: ignore[arg-type]
+        {"logins_30d": 10.0, "tickets_90d": 0.0, "nps_last": 7.0},
+    )
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 1, "num_threads": 1},
+        lgb.Dataset(b.matrix(fit), fit["churn"]),
+        num_boost_round=40,
+    )
+    b.booster = booster
+    margin = booster.predict(b.matrix(valid), raw_score=True)
+    b.calibrator, _ = train.fit_calibrator(margin, valid["churn"].to_numpy(), request.param)
+    return b
+
+
+def test_points_sum_to_the_calibrated_probability_change(bundle: train.ModelBundle) -> None:
+    rows = _frame(500, 2)
+    contrib = explain.contributions(bundle, rows)
+    points, p, p0 = explain.probability_points(bundle, contrib)
+    np.testing.assert_allclose(points.sum(axis=1), 100 * (p - p0), atol=1e-6)
+    np.testing.assert_allclose(p, bundle.predict(rows))
+    # Monotone calibrator: each feature keeps the sign of its log-odds contribution.
+    nz = np.abs(points) > 1e-9
+    assert np.all(np.sign(points[nz]) == np.sign(contrib[:, :-1][nz]))
+
+
+def test_pred_contrib_equals_shap_tree_explainer(bundle: train.ModelBundle) -> None:
+    import shap
+
+    rows = _frame(50, 3)
+    X = bundle.matrix(rows)
+    ours = explain.contributions(bundle, rows)[:, :-1]
+    theirs = shap.TreeExplainer(bundle.booster).shap_values(X)
+    np.testing.assert_allclose(ours, np.asarray(theirs), atol=1e-6)
+
+
+def test_reasons_are_the_top_points_with_sentences_and_groups(bundle: train.ModelBundle) -> None:
+    rows = _frame(300, 4)
+    why = explain.reasons(bundle, rows, top_k=2)
+    points, _, _ = explain.probability_points(bundle, explain.contributions(bundle, rows))
+    names = np.array(bundle.feature_names)
+    assert (why["reason_1_feature"].to_numpy() == names[points.argmax(axis=1)]).all()
+    assert (why["reason_1_points"] >= why["reason_2_points"]).all()
+    np.testing.assert_allclose(why["driver_engagement"], points[:, 0])
+    drivers = why[[c for c in why.columns if c.startswith("driver_")]].sum(axis=1)
+    np.testing.assert_allclose(drivers, 100 * (why["p"] - why["base_p"]), atol=1e-6)
+    assert list(why.index) == list(rows.index)
+    assert why["account_id"].tolist() == rows["account_id"].tolist()
+
+
+def test_sentence_wording_against_the_usual_level(bundle: train.ModelBundle) -> None:
+    rows = pd.DataFrame(
+        {
+            "account_id": ["x", "y"],
+            "logins_30d": [3.0, 10.0],
+            "tickets_90d": [4.0, 0.0],
+            "nps_last": [np.nan, 9.5],
+            "plan": pd.Categorical(["basic", "enterprise"]),  # unseen level -> no value
+        }
+    )
+    why = explain.reasons(bundle, rows, top_k=4)
+    sentences = {}
+    for i in range(1, 5):
+        for r in range(2):
+            sentences[(r, why[f"reason_{i}_feature"].iloc[r])] = (
+                why[f"reason_{i}"].iloc[r],
+                why[f"reason_{i}_points"].iloc[r],
+            )
+    text, pts = sentences[(0, "logins_30d")]
+    assert text == (
+        f"logins in the last 30 days is 3 (-70% vs a usual 10): {pts:+.1f} points of churn risk"
+    )
+    assert sentences[(0, "tickets_90d")][0].startswith(
+        "support tickets in the last 90 days is 4 (usually 0): "
+    )
+    assert sentences[(0, "nps_last")][0].startswith("latest NPS score has no data: ")
+    assert sentences[(1, "nps_last")][0].startswith("latest NPS score is 9.5 (+36% vs a usual 7): ")
+    assert sentences[(0, "plan")][0].startswith("plan is basic: ")
+    assert sentences[(1, "plan")][0].startswith("plan has no value: ")
+
+
+def test_importance_table_sorted_with_descriptions(bundle: train.ModelBundle) -> None:
+    contrib = explain.contributions(bundle, _frame(400, 5))
+    imp = explain.importance(bundle, contrib)
+    assert imp["mean_abs_shap"].is_monotonic_decreasing
+    assert imp.iloc[0]["feature"] == "logins_30d"  # the strongest planted effect
+    assert set(imp["group"]) == {"engagement", "support", "sentiment", "profile"}
+
+
+def test_summary_plots_are_written(bundle: train.ModelBundle, tmp_path) -> None:
+    rows = _frame(200, 6)
+    paths = explain.plot_summary(bundle, explain.contributions(bundle, rows), rows, tmp_path, 100)
+    assert [p.name for p in paths] == ["shap_beeswarm.png", "shap_bar.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
