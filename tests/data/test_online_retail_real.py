@@ -188,7 +188,7 @@ def test_output_validates_and_loads(imported: dict[str, Any]) -> None:
     ).fetchone()  # type: ignore[misc]
     assert (n_accounts, n_orders) == (CUSTOMERS, imported["summary"]["invoices"])
     assert n_refunds == imported["summary"]["refunds"]
-    types = dict(con.execute("SELECT column_name, data_type FROM (DESCRIBE orders)").fetchall())
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE orders)").fetchall())
     assert types["ordered_at"] == "TIMESTAMP"
     assert types["amount"] == "DOUBLE"
     assert load.data_end(con, DataParams()) == as_of
