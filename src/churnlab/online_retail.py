@@ -460,7 +460,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     if summary["out"]:
         lines.append(f"wrote accounts.parquet and orders.parquet to {summary['out']}")
         lines.append(
-            f"use it with data.source: {summary['out']} (the data ends {summary['last_order']}; "
-            "leave data.as_of unset to use that, or set it to that time)"
+            f"use it with data.source: {summary['out']} and data.as_of: {summary['last_order']} "
+            "(the data's own end)"
         )
     return lines
