@@ -184,6 +184,23 @@ def temporal_split(
     return split
 
 
+def canonical_order(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Rows sorted by cutoff, then by a hash of their feature and label values.
+
+    LightGBM's bagging samples rows by position, so the input row order would change the model.
+    Ordering by content (never by account id) makes training invariant both to the row order
+    and to relabelling account ids; identical rows are interchangeable, so their ties are moot.
+    """
+    cols = [c for c in [*features, *LABEL_COLUMNS] if c in frame.columns]
+    content = frame[cols].copy()
+    for c in cols:
+        if isinstance(content[c].dtype, pd.CategoricalDtype):
+            content[c] = content[c].astype(object).where(content[c].notna(), None).astype(str)
+    key = pd.util.hash_pandas_object(content, index=False).to_numpy()
+    order = np.lexsort((key, frame["cutoff"].to_numpy()))
+    return frame.iloc[order]
+
+
 # --------------------------------------------------------------------------- params
 
 
@@ -604,6 +621,7 @@ def train_task(
     lgb_params, rounds = lightgbm_params(params)
     feats = model_features(frame, manifest)
     horizon = int(manifest.get("horizon_days", 90))
+    frame = canonical_order(frame, [f["name"] for f in feats])
     split = temporal_split(frame, task, horizon, test_cutoff=test_cutoff, purge=params.purge)
     categories = _category_levels(split.train, feats)
     names = [f["name"] for f in feats]
@@ -740,7 +758,7 @@ def run(
     progress: ProgressFn | None = None,
     log_kpis: bool = True,
 ) -> dict[str, Any]:
-    """``churnlab train``: train every task, explain, log to MLflow, register, save bundles.
+    """``churnlab train``: read the training set, then :func:`run_frame`.
 
     Parameters
     ----------
@@ -754,24 +772,50 @@ def run(
         Called with a short message at each step.
     log_kpis : bool
         Also log the retention KPIs into the parent run when ``churnlab.kpis`` is available.
+    """
+    ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
+    frame, manifest = _read_dataset(ddir)
+    summary = run_frame(
+        params,
+        frame,
+        manifest,
+        oracle=_oracle_for(params.data.source, manifest),
+        params_path=params_path,
+        progress=progress,
+        log_kpis=log_kpis,
+    )
+    summary["dataset"] = str(ddir)
+    return summary
+
+
+def run_frame(
+    params: Any,
+    frame: pd.DataFrame,
+    manifest: dict[str, Any],
+    *,
+    oracle: pd.DataFrame | None = None,
+    params_path: Path | str | None = None,
+    progress: ProgressFn | None = None,
+    log_kpis: bool = True,
+) -> dict[str, Any]:
+    """Train every task on a training set, explain, log to MLflow, register, save bundles.
 
     Returns
     -------
     dict
-        Per task: metrics, calibration, promotion decision, model version; plus run ids, the
-        tracking URI and the bundle folder.
+        ``tasks`` (per task: run id, metrics, calibration, test cutoff, registered model name,
+        version, promotion decision and reason), ``run_id``, ``models_dir``, ``tracking_uri``,
+        ``kpis`` (status).
     """
     from churnlab import explain, tracking
 
     say = progress or (lambda _m: None)
-    ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
-    frame, manifest = _read_dataset(ddir)
-    oracle = _oracle_for(params.data.source, manifest)
-    summary: dict[str, Any] = {"tasks": {}, "dataset": str(ddir)}
+    summary: dict[str, Any] = {"tasks": {}}
     bundles: dict[str, ModelBundle] = {}
     tracking.configure(params.tracking)
     with tracking.parent_run(params, params_path, manifest, name="train") as parent:
         summary["run_id"] = parent.info.run_id
+        summary["kpis"] = "not requested"
         if log_kpis:
             say("retention KPIs")
             summary["kpis"] = tracking.log_kpis(params)

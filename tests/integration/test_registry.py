@@ -1,0 +1,252 @@
+"""Registry and tracking against a temporary MLflow store (SQLite in tmp_path).
+
+A small fabricated training set with a planted signal stands in for ``churnlab build-dataset``.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from churnlab import train
+from churnlab.config import Params, parse_params
+
+
+def _planted(n_accounts=800, n_cutoffs=12, seed=0, unlabeled=2):
+    rng = np.random.default_rng(seed)
+    cutoffs = pd.date_range("2025-01-01", periods=n_cutoffs, freq="MS").astype("datetime64[us]")
+    rows = []
+    seg = rng.choice(["smb", "mid", "ent"], n_accounts)
+    base_act = rng.gamma(2.0, 10.0, n_accounts)
+    for i, c in enumerate(cutoffs):
+        logins = rng.poisson(base_act * rng.uniform(0.3, 1.5, n_accounts)).astype(float)
+        days = np.where(
+            logins > 0, rng.exponential(5, n_accounts), rng.uniform(30, 120, n_accounts)
+        )
+        tickets = rng.poisson(1.0, n_accounts).astype(float)
+        nps = np.where(
+            rng.random(n_accounts) < 0.5, rng.integers(0, 11, n_accounts), np.nan
+        ).astype(float)
+        mrr = rng.gamma(2, 200, n_accounts)
+        z = -2.0 - 0.08 * logins + 0.02 * days + 0.3 * tickets + np.where(seg == "smb", 0.5, 0.0)
+        pc = 1 / (1 + np.exp(-z))
+        ze = -2.5 + 0.03 * logins + np.where(nps >= 9, 1.5, 0.0)
+        pe = 1 / (1 + np.exp(-ze))
+        labeled = i < n_cutoffs - unlabeled
+        churn = (rng.random(n_accounts) < pc).astype(float)
+        exp = (rng.random(n_accounts) < pe).astype(float)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "account_id": [f"A{j:05d}" for j in range(n_accounts)],
+                    "cutoff": np.repeat(c, n_accounts),
+                    "logins_30d": logins,
+                    "days_since_last_login": days,
+                    "tickets_90d": tickets,
+                    "nps_last": nps,
+                    "segment": seg,
+                    "churn": churn if labeled else np.nan,
+                    "expansion": exp if labeled else np.nan,
+                    "expansion_amount": np.where(exp == 1, mrr * 0.2, 0.0) if labeled else np.nan,
+                    "mrr": mrr,
+                    "arr": 12 * mrr,
+                    "labeled": labeled,
+                    "p_churn": pc,
+                    "p_expansion": pe,
+                }
+            )
+        )
+    frame = pd.concat(rows, ignore_index=True)
+    frame["segment"] = frame["segment"].astype("category")
+    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    oracle = frame[["account_id", "cutoff", "p_churn", "p_expansion"]].copy()
+    frame = frame.drop(columns=["p_churn", "p_expansion"])
+    manifest = {
+        "mode": "contractual",
+        "horizon_days": 90,
+        "features": [
+            {
+                "name": "logins_30d",
+                "description": "logins in the last 30 days",
+                "group": "engagement",
+                "dtype": "float64",
+            },
+            {
+                "name": "days_since_last_login",
+                "description": "days since the last login",
+                "group": "engagement",
+                "dtype": "float64",
+            },
+            {
+                "name": "tickets_90d",
+                "description": "support tickets in the last 90 days",
+                "group": "support",
+                "dtype": "float64",
+            },
+            {
+                "name": "nps_last",
+                "description": "latest NPS score",
+                "group": "sentiment",
+                "dtype": "float64",
+            },
+            {"name": "segment", "description": "segment", "group": "profile", "dtype": "category"},
+        ],
+        "cutoffs": [str(c.date()) for c in cutoffs],
+    }
+    return frame, manifest, oracle
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Artifacts of a SQLite store default to ./mlruns: keep them in tmp_path.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _params(store: str, tmp_path, tasks=("churn",), **lightgbm) -> Params:
+    lgb = {
+        "objective": "binary",
+        "learning_rate": 0.1,
+        "num_leaves": 7,
+        "n_estimators": 60,
+        "verbose": -1,
+        "seed": 7,
+        "num_threads": 1,
+        "min_child_samples": 20,
+        **lightgbm,
+    }
+    return parse_params(
+        {
+            "train": {
+                "lightgbm": lgb,
+                "tasks": list(tasks),
+                "early_stopping_rounds": 20,
+                "out": str(tmp_path / "models"),
+            },
+            "tracking": {"uri": store, "experiment": "test", "registry_prefix": "t"},
+            "explain": {"sample_for_plots": 300},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    return _planted(n_accounts=600, n_cutoffs=10)
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for f in client.list_artifacts(run_id, path):
+        if f.is_dir:
+            out |= _artifacts(client, run_id, f.path)
+        else:
+            out.add(f.path)
+    return out
+
+
+def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
+    frame, manifest, oracle = data
+    params = _params(store, tmp_path, tasks=("churn", "expansion"))
+    first = train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
+    client = MlflowClient(store)
+
+    for task in ("churn", "expansion"):
+        info = first["tasks"][task]
+        assert (info["model_name"], info["version"], info["decision"]) == (
+            f"t-{task}",
+            "1",
+            "champion",
+        )
+        assert info["reason"] == "no champion to compare with"
+        run = client.get_run(info["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["promotion.decision"] == "champion"
+        assert run.data.tags["calibration.method"] in {"isotonic", "sigmoid"}
+        assert run.data.tags["mlflow.parentRunId"] == first["run_id"]
+        m = run.data.metrics
+        for prefix in ("test", "baseline_logreg", "baseline_heuristic"):
+            for k in (
+                "roc_auc",
+                "pr_auc",
+                "lift_top5",
+                "lift_top10",
+                "lift_top20",
+                "precision_top10",
+                "recall_top10",
+                "value_captured_top10",
+            ):
+                assert f"{prefix}.{k}" in m, f"{prefix}.{k}"
+        for k in ("log_loss", "brier", "ece", "oracle_roc_auc", "oracle_gap"):
+            assert f"test.{k}" in m
+        assert m["test.roc_auc"] == pytest.approx(info["metrics"]["test.roc_auc"])
+        arts = _artifacts(client, info["run_id"])
+        for name in (
+            "shap/shap_beeswarm.png",
+            "shap/shap_bar.png",
+            "shap/shap_importance.csv",
+            "shap/shap_group_importance.csv",
+            "shap/reasons_top1000.csv",
+            "evaluation/calibration_curve.png",
+            "evaluation/lift_gains.png",
+            "evaluation/roc_curve.png",
+            "evaluation/pr_curve.png",
+            "evaluation/test_predictions.csv",
+            "features.csv",
+        ):
+            assert name in arts, name
+
+    parent = client.get_run(first["run_id"])
+    assert parent.data.params["train.lightgbm.num_leaves"] == "7"
+    assert parent.data.params["tracking.registry_prefix"] == "t"
+    assert "git_commit" in parent.data.tags
+    assert {"params.yaml", "dataset_manifest.json"} <= _artifacts(client, first["run_id"])
+
+    # The registered champion returns the bundle's calibrated probabilities.
+    bundle = train.ModelBundle.load(tmp_path / "models" / "churn")
+    test = frame[frame["cutoff"] == frame.loc[frame["labeled"], "cutoff"].max()]
+    model = mlflow.pyfunc.load_model("models:/t-churn@champion")
+    from churnlab.tracking import model_input
+
+    got = np.asarray(model.predict(model_input(bundle, test)), dtype=float)
+    np.testing.assert_allclose(got, bundle.predict(test), rtol=1e-10)
+    assert got.min() > 0 and got.max() < 1
+
+
+def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
+    frame, manifest, oracle = data
+    params = _params(store, tmp_path)
+    train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
+    # Same data and seed: identical metrics, not worse -> the champion moves to v2.
+    second = train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)["tasks"]
+    assert (second["churn"]["version"], second["churn"]["decision"]) == ("2", "champion")
+    assert second["churn"]["reason"].startswith("not worse than the champion")
+    # A model that sees only the weak profile feature is clearly worse: challenger.
+    weak = dict(manifest, features=[f for f in manifest["features"] if f["name"] == "segment"])
+    third = train.run_frame(params, frame, weak, oracle=oracle, log_kpis=False)["tasks"]["churn"]
+    assert (third["version"], third["decision"]) == ("3", "challenger")
+    assert third["reason"].startswith("worse than the champion")
+    client = MlflowClient(store)
+    assert str(client.get_model_version_by_alias("t-churn", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias("t-churn", "challenger").version) == "3"
+    mv = client.get_model_version("t-churn", "3")
+    assert mv.tags["promotion.decision"] == "challenger"
+    run = client.get_run(third["run_id"])
+    assert float(run.data.tags["promotion.champion_score"]) == pytest.approx(
+        second["churn"]["metrics"]["test.roc_auc"]
+    )
+
+
+def test_a_run_that_raises_is_marked_failed(store, tmp_path, data) -> None:
+    frame, manifest, _ = data
+    params = _params(store, tmp_path, scale_pos_weight=5.0)
+    with pytest.raises(Exception, match="scale_pos_weight"):
+        train.run_frame(params, frame, manifest, log_kpis=False)
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("test")
+    runs = client.search_runs([exp.experiment_id])
+    assert runs and all(r.info.status == "FAILED" for r in runs)
+    assert not (tmp_path / "models").exists()
