@@ -93,8 +93,9 @@ def _open_folder(con: duckdb.DuckDBPyConnection, folder: Path, data: DataParams)
         parquet, csv = folder / f"{user}.parquet", folder / f"{user}.csv"
         try:
             if parquet.exists():
+                # Views cannot take prepared parameters: the path goes in as an escaped literal.
                 con.execute(
-                    f"CREATE VIEW {RAW}.{name} AS SELECT * FROM read_parquet(?)", [str(parquet)]
+                    f"CREATE VIEW {RAW}.{name} AS SELECT * FROM read_parquet({_literal(parquet)})"
                 )
             elif csv.exists():
                 _open_csv(con, name, csv, data)
@@ -104,6 +105,10 @@ def _open_folder(con: duckdb.DuckDBPyConnection, folder: Path, data: DataParams)
                 f"cannot read {path}: {str(err).splitlines()[0]} (check that it is a valid "
                 f"{path.suffix[1:]} file)"
             ) from None
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _open_csv(con: duckdb.DuckDBPyConnection, name: str, csv: Path, data: DataParams) -> None:
