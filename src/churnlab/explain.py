@@ -14,8 +14,10 @@ negative, so each feature keeps the sign of its SHAP value. When ``m - base`` is
 is replaced by the calibrator's local slope (the limit of the same ratio).
 
 Each reason is a sentence from the feature's manifest description and the account's value
-against the feature's usual level (its median over the training rows), e.g. "logins in the last
-30 days is 3 (-70% vs a usual 10): +7.9 points of churn risk". Reasons are the ``top_k`` features
+against its usual level (the feature's median over the training rows, or for trend features the
+account's own previous window), e.g. "logins in the last 30 days is 3 (-70% vs a usual 10): +7.9
+points of churn risk" or "product events per day in the last 30 days against the previous 60
+days is down 64%: +7.9 points of churn risk". Reasons are the ``top_k`` features
 that raise the probability most. Points are also summed per driver group (engagement,
 commercial, support, marketing, sentiment, profile).
 """
@@ -111,10 +113,18 @@ def _fmt(values: np.ndarray) -> np.ndarray:
 
 
 def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per feature, a phrase for every row: "is 3 (-70% vs a usual 10)", built column-wise."""
+    """Per feature, a phrase for every row (built column-wise, not row by row).
+
+    The wording follows the manifest's ``kind``: a ``change`` (trend) feature is already
+    relative to the account's own earlier level ("down 64%"); a ``ratio`` is shown as a
+    percentage; ``days`` and ``value`` features against their usual level ("is 45 (usually
+    3)"); counts and amounts with their relative difference ("is 3 (-70% vs a usual 10)").
+    The usual level is the feature's median over the training rows.
+    """
     phrases = {}
     for f in bundle.features:
         name = f["name"]
+        kind = f.get("kind", "count")
         col = X[name]
         if name in bundle.categories:
             text = col.astype(object).where(col.notna(), None).to_numpy()
@@ -123,16 +133,28 @@ def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray
             )
             continue
         v = col.to_numpy(dtype=float)
+        ok = np.isfinite(v)
         ref = float(bundle.reference.get(name, float("nan")))
-        vs = _fmt(v)
-        phrase = np.array(["is " + s for s in vs], dtype=object)
-        phrase[~np.isfinite(v)] = "has no data"
-        if np.isfinite(ref):
-            ref_s = _fmt(np.array([ref]))[0]
-            ok = np.isfinite(v)
-            if abs(ref) > 1e-12:
-                pct = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
-                tail = np.array([f" ({q:+d}% vs a usual {ref_s})" for q in pct], dtype=object)
+        phrase = np.full(len(v), "has no data", dtype=object)
+        if kind == "change":
+            pct = np.round(v[ok] * 100).astype(int)
+            phrase[ok] = [
+                f"is down {-q}%" if q < 0 else (f"is up {q}%" if q > 0 else "is unchanged")
+                for q in pct
+            ]
+            phrases[name] = phrase
+            continue
+        if kind == "ratio":
+            vs = np.array([f"{x:.0%}" for x in v[ok]], dtype=object)
+            ref_s = f"{ref:.0%}" if np.isfinite(ref) else ""
+        else:
+            vs = _fmt(v[ok])
+            ref_s = _fmt(np.array([ref]))[0] if np.isfinite(ref) else ""
+        phrase[ok] = "is " + vs
+        if ref_s:
+            if kind in ("count", "amount") and abs(ref) > 1e-12:
+                q = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
+                tail = np.array([f" ({d:+d}% vs a usual {ref_s})" for d in q], dtype=object)
             else:
                 tail = np.full(ok.sum(), f" (usually {ref_s})", dtype=object)
             phrase[ok] = phrase[ok] + tail

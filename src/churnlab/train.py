@@ -508,9 +508,9 @@ def heuristic_features(features: list[dict[str, Any]]) -> dict[str, str | None]:
 
     Recency: the first feature whose name contains ``days_since`` (engagement group first, then
     any group, e.g. days since the last order on orders-only data). Activity: the engagement
-    feature named like a count (``events``, ``logins``, ``count``, ``active``) with the shortest
-    window in its name; if none, the first numeric engagement feature, else the commercial
-    ``orders`` count feature.
+    feature named like a count (``events``, ``login``, ``count``, ``active``, ``sessions``)
+    whose window in its name is closest to 30 days; if none, such a count in any group (e.g.
+    ``orders_30d`` on orders-only data); else any numeric engagement feature.
     """
     numeric = [f for f in features if f.get("dtype") != "category"]
 
@@ -544,7 +544,8 @@ def heuristic_features(features: list[dict[str, Any]]) -> dict[str, str | None]:
         ]
     if not cands:
         cands = [f for f in numeric if f.get("group") == "engagement" and f["name"] != recency]
-    activity = str(min(cands, key=lambda f: window(f["name"]))["name"]) if cands else None
+    # The window closest to 30 days: recent, but less noisy than a week.
+    activity = str(min(cands, key=lambda f: abs(window(f["name"]) - 30))["name"]) if cands else None
     return {"recency": recency, "activity": activity}
 
 

@@ -125,8 +125,9 @@ def test_temporal_split_chosen_test_cutoff_and_errors() -> None:
         train.temporal_split(frame, "churn", 30, test_cutoff=pd.Timestamp("2025-08-01"))
 
 
-def test_heuristic_features_prefer_engagement_recency_and_shortest_window() -> None:
+def test_heuristic_features_prefer_engagement_recency_and_a_30_day_window() -> None:
     feats = [
+        {"name": "events_7d", "group": "engagement", "dtype": "float64"},
         {"name": "events_90d", "group": "engagement", "dtype": "float64"},
         {"name": "events_30d", "group": "engagement", "dtype": "float64"},
         {"name": "events_30d_trend", "group": "engagement", "dtype": "float64"},

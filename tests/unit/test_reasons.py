@@ -16,7 +16,7 @@ FEATURES = [
         "description": "support tickets in the last 90 days",
         "group": "support",
     },
-    {"name": "nps_last", "description": "latest NPS score", "group": "sentiment"},
+    {"name": "nps_last", "description": "latest NPS score", "group": "sentiment", "kind": "value"},
     {"name": "plan", "description": "plan", "group": "profile", "dtype": "category"},
 ]
 
@@ -124,7 +124,7 @@ def test_sentence_wording_against_the_usual_level(bundle: train.ModelBundle) -> 
         "support tickets in the last 90 days is 4 (usually 0): "
     )
     assert sentences[(0, "nps_last")][0].startswith("latest NPS score has no data: ")
-    assert sentences[(1, "nps_last")][0].startswith("latest NPS score is 9.5 (+36% vs a usual 7): ")
+    assert sentences[(1, "nps_last")][0].startswith("latest NPS score is 9.5 (usually 7): ")
     assert sentences[(0, "plan")][0].startswith("plan is basic: ")
     assert sentences[(1, "plan")][0].startswith("plan has no value: ")
 
@@ -142,3 +142,30 @@ def test_summary_plots_are_written(bundle: train.ModelBundle, tmp_path) -> None:
     paths = explain.plot_summary(bundle, explain.contributions(bundle, rows), rows, tmp_path, 100)
     assert [p.name for p in paths] == ["shap_beeswarm.png", "shap_bar.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_trend_and_ratio_features_are_worded_as_changes_and_shares() -> None:
+    feats = [
+        {
+            "name": "trend",
+            "description": "logins per day in the last 30 days against the previous 60 days",
+            "group": "engagement",
+            "kind": "change",
+        },
+        {
+            "name": "util",
+            "description": "share of paid seats used",
+            "group": "engagement",
+            "kind": "ratio",
+        },
+    ]
+    b = train.ModelBundle("churn", None, None, feats, {}, {"trend": 0.0, "util": 0.5})  # type: ignore[arg-type]
+    X = pd.DataFrame({"trend": [-0.64, 0.2, 0.0, np.nan], "util": [0.25, 1.0, np.nan, 0.5]})
+    phrases = explain._value_phrases(b, X)
+    assert phrases["trend"].tolist() == ["is down 64%", "is up 20%", "is unchanged", "has no data"]
+    assert phrases["util"].tolist() == [
+        "is 25% (usually 50%)",
+        "is 100% (usually 50%)",
+        "has no data",
+        "is 50% (usually 50%)",
+    ]
