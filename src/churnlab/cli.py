@@ -7,6 +7,7 @@ usage), never a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
@@ -205,6 +206,94 @@ def backtest(
         )
     for line in train_mod.format_backtest(result):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@expected_errors
+def kpis(
+    date_from: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--from",
+            formats=["%Y-%m-%d"],
+            help="First day to report (default: kpis.date_from, else the data's start).",
+        ),
+    ] = None,
+    date_to: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--to",
+            formats=["%Y-%m-%d"],
+            help="Last day to report, inclusive (default: kpis.date_to, else the data's end).",
+        ),
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option("--period", help="month, quarter or week (default: kpis.period)."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="Data folder, DuckDB file or database URL (default: data.source)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder for tables and plots (default: kpis.out)."),
+    ] = None,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Also log the KPIs, tables and plots to a new MLflow run (tracking section).",
+        ),
+    ] = False,
+    params: ParamsOpt = None,
+) -> None:
+    """Retention KPIs per period: churn, MRR bridge, GRR/NRR, revenue, NPS, campaigns, cohorts.
+
+    Writes monthly.csv/.parquet, cohorts.csv/.parquet, metrics.csv (each KPI's kind: activity or
+    outcome) and PNG plots to the output folder, prints the last six periods, and with --log
+    records the latest complete period's KPIs as kpi.* metrics in MLflow. Partial periods at the
+    edges of the data are flagged and never reported as the latest complete one.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from churnlab import kpis as kpis_mod
+    from churnlab.config import KpiParams
+
+    p = get_params(params)
+    update: dict[str, Any] = p.kpis.model_dump()
+    if date_from is not None:
+        update["date_from"] = date_from.date()
+    if date_to is not None:
+        update["date_to"] = date_to.date()
+    if period is not None:
+        update["period"] = period
+    if out is not None:
+        update["out"] = str(out)
+    try:
+        kp = KpiParams.model_validate(update)
+    except ValueError as err:
+        raise kpis_mod.KpiError(
+            f"--period must be month, quarter or week (got {period!r})"
+        ) from err
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        step = bar.add_task("computing KPIs", total=None)
+        done = kpis_mod.run(
+            kp,
+            p.data,
+            p.tracking,
+            source=source,
+            log=log,
+            progress=lambda msg: bar.update(step, description=msg),
+        )
+    console.print(kpis_mod.summary_table(done.result))
+    console.print(f"tables and {len(done.plots)} plots written to {done.out}/", highlight=False)
+    if done.run_id is not None:
+        console.print(f"logged to MLflow run {done.run_id}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m churnlab`

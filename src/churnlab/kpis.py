@@ -11,7 +11,10 @@ Periods and the observation window
     set, else midnight after the day of the latest timestamp in the data. A period that starts
     before the observation start or ends after the observation end is ``partial``: it stays in
     the table, flagged, with snapshots clipped to the observed window (period-to-date), and is
-    never the "latest complete period" nor part of a trailing or cohort figure.
+    never the "latest complete period" nor part of a trailing or cohort figure. The state at the
+    observation end is observed (DESIGN.md section 3): a subscription row that ends at the as-of
+    date has ended, and a customer who continues has a row running past it (open-ended, or a
+    paid-through billing row that starts at the as-of date, as the synthetic world writes).
 
 MRR and customers (subscriptions present: contractual mode)
     An account's MRR at instant ``t`` is the sum of ``mrr`` over its subscription rows active at
@@ -1110,26 +1113,29 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         return len(m) > 0 and any(m[c].notna().any() for c in cols)
 
     # KPI trends: rates on one axis (percent), so churn and retention read on the same scale.
+    # Fixed colours: the two axes would otherwise each start the colour cycle and clash.
     trend_cols = [
-        ("churn_rate", "logo churn rate"),
-        ("grr", "GRR"),
-        ("nrr", "NRR"),
-        ("grr_12m", "GRR (trailing 12m)"),
-        ("nrr_12m", "NRR (trailing 12m)"),
-        ("active_customer_churn_rate", "active-customer churn (orders)"),
-        ("repeat_purchase_rate", "repeat-purchase rate"),
-        ("spend_retention", "spend retention"),
+        ("churn_rate", "logo churn rate", "#d62728"),
+        ("grr", "GRR", "#1f77b4"),
+        ("nrr", "NRR", "#2ca02c"),
+        ("grr_12m", "GRR (trailing 12m)", "#1f77b4"),
+        ("nrr_12m", "NRR (trailing 12m)", "#2ca02c"),
+        ("active_customer_churn_rate", "active-customer churn (orders)", "#ff7f0e"),
+        ("repeat_purchase_rate", "repeat-purchase rate", "#9467bd"),
+        ("spend_retention", "spend retention", "#8c564b"),
     ]
-    present = [(c, lab) for c, lab in trend_cols if has(c)]
+    present = [(c, lab, color) for c, lab, color in trend_cols if has(c)]
     if present:
         fig = _new_figure()
         ax = fig.add_subplot()
         churn_like = {"churn_rate", "active_customer_churn_rate"}
-        ax2 = ax.twinx() if any(c in churn_like for c, _ in present) else None
-        for c, lab in present:
+        ax2 = ax.twinx() if any(c in churn_like for c, _, _ in present) else None
+        for c, lab, color in present:
             target_ax = ax2 if (ax2 is not None and c in churn_like) else ax
             style = "--" if c.endswith("_12m") else "-"
-            target_ax.plot(x, 100 * m[c].to_numpy(), style, marker="o", ms=3, label=lab)
+            target_ax.plot(
+                x, 100 * m[c].to_numpy(), style, color=color, marker="o", ms=3, label=lab
+            )
         ax.set_ylabel("retention (%)")
         if ax2 is not None:
             ax2.set_ylabel("churn (%)")
@@ -1438,3 +1444,75 @@ def run(
             log_to_mlflow(result, plots)
             run_id = active.info.run_id
     return KpiRun(result=result, out=out, files=files, plots=plots, run_id=run_id)
+
+
+_TABLE_ROWS: tuple[str, ...] = (
+    "customers_start",
+    "churned",
+    "churn_rate",
+    "retention_rate",
+    "start_mrr",
+    "new_mrr",
+    "expansion_mrr",
+    "contraction_mrr",
+    "churned_mrr",
+    "reactivation_mrr",
+    "end_mrr",
+    "grr",
+    "nrr",
+    "grr_12m",
+    "nrr_12m",
+    "buyers",
+    "active_customer_churn_rate",
+    "repeat_purchase_rate",
+    "spend_retention",
+    "revenue",
+    "upsell_revenue_share",
+    "existing_customer_revenue_share",
+    "nps",
+    "nps_responses",
+    "open_rate",
+    "click_rate",
+    "tickets_opened",
+)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if unit == "ratio":
+        return f"{100 * value:.1f}%"
+    if unit.startswith("currency"):
+        return f"{value:,.0f}"
+    if unit.startswith("points") or unit.startswith("score"):
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def summary_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
+    """A rich table of the last ``last`` periods: one row per applicable KPI, one column per period.
+
+    Partial periods are marked with ``*`` in the header; undefined values show as ``-``.
+    """
+    from rich.table import Table
+
+    period = str(result["info"]["period"].iloc[0])
+    mode = str(result["info"]["mode"].iloc[0])
+    m = result["monthly"].tail(last)
+    units = {x.name: x.unit for x in METRICS}
+    kinds = {x.name: x.kind for x in METRICS}
+    table = Table(
+        title=f"Retention KPIs per {period} ({mode}; * = partial period; "
+        "activity metrics below the line)"
+    )
+    table.add_column("KPI", no_wrap=True)
+    for ts, partial in zip(m.index, m["partial"], strict=True):
+        label = _label(pd.Timestamp(ts), period) + ("*" if partial else "")
+        table.add_column(label, justify="right", no_wrap=True)
+    for kind in ("outcome", "activity"):
+        rows = [n for n in _TABLE_ROWS if kinds[n] == kind and m[n].notna().any()]
+        for name in rows:
+            table.add_row(name, *(_fmt(v, units[name]) for v in m[name].tolist()))
+        if rows and kind == "outcome":
+            table.add_section()
+    return table

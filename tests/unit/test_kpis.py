@@ -514,3 +514,37 @@ def test_compute_leaves_the_connection_clean():
     kpis.compute(con, KpiParams(), DataParams(as_of=AS_OF))
     after = con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
     assert before == after
+
+
+def test_rows_ending_at_the_as_of_date_have_ended():
+    # Monthly billing rows, data as of Apr 1. A continues: its paid-through April row starts at
+    # the as-of date. C's last row ends exactly at the as-of date: C churned in March.
+    frames = {
+        "accounts": _accounts([(a, "2023-12-01") for a in "ABC"]),
+        "subscriptions": _subs(
+            [
+                ("A", "2024-01-01", "2024-02-01", 10.0),
+                ("A", "2024-02-01", "2024-03-01", 10.0),
+                ("A", "2024-03-01", "2024-04-01", 12.0),
+                ("A", "2024-04-01", "2024-05-01", 12.0),
+                ("B", "2024-01-01", "2024-02-01", 20.0),
+                ("B", "2024-02-01", "2024-03-01", 20.0),
+                ("C", "2024-01-01", "2024-04-01", 5.0),
+            ]
+        ),
+    }
+    res = _compute(frames, as_of=dt.datetime(2024, 4, 1))
+    m = res["monthly"]
+    assert list(m.index) == MONTHS[:3] and not m["partial"].any()
+    _assert_values(m["churned"].tolist(), [0, 1, 1])
+    _assert_values(m["churn_rate"].tolist(), [0.0, 1 / 3, 1 / 2])
+    _assert_values(m["expansion_mrr"].tolist(), [0, 2, 0])  # A's March price, seen at Mar 1
+    _assert_values(m["churned_mrr"].tolist(), [0, 20, 5])
+    _assert_values(m["end_mrr"].tolist(), [35, 17, 12])
+    # The paid-through row bills nothing inside the observed months.
+    _assert_values(m["subscription_revenue"].tolist(), [35, 35, 17])
+    # Without as_of the observation runs to midnight after the latest row (Apr 1): April is a
+    # one-day partial period and March stays complete.
+    res = _compute(frames, as_of=None)
+    assert list(res["monthly"]["partial"]) == [False, False, False, True]
+    assert res["monthly"]["churned"].tolist()[:3] == [0, 1, 1]

@@ -1,0 +1,154 @@
+"""KPI outputs: tables, plots, the MLflow logging function and the `churnlab kpis` command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from test_kpis import AS_OF, ORDERS, _accounts, _orders, _world
+from typer.testing import CliRunner
+
+from churnlab import kpis
+from churnlab.cli import app
+from churnlab.config import DataParams, KpiParams
+from churnlab.load import connect_frames, write_tables
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, pd.DataFrame]:
+    return kpis.compute(connect_frames(_world()), KpiParams(), DataParams(as_of=AS_OF))
+
+
+def test_write_tables_round_trip(result, tmp_path):
+    paths = kpis.write(result, tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == [
+        "cohorts.csv",
+        "cohorts.parquet",
+        "metrics.csv",
+        "monthly.csv",
+        "monthly.parquet",
+    ]
+    back = pd.read_parquet(tmp_path / "out" / "monthly.parquet")
+    pd.testing.assert_frame_equal(back, result["monthly"].reset_index(), check_dtype=False)
+    csv = pd.read_csv(tmp_path / "out" / "monthly.csv")
+    assert list(csv.columns) == list(result["monthly"].reset_index().columns)
+    assert math.isnan(csv["grr_12m"].iloc[0])  # undefined stays empty, not 0
+    # No temporary files are left behind.
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_plots_are_pngs(result, tmp_path):
+    paths = kpis.plot(result, tmp_path / "plots")
+    assert sorted(p.name for p in paths) == [
+        "campaigns.png",
+        "cohort_retention.png",
+        "kpi_trends.png",
+        "mrr_bridge.png",
+        "nps.png",
+    ]
+    for p in paths:
+        data = p.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 10_000
+
+
+def test_plots_skip_what_the_data_lacks(tmp_path):
+    frames = {
+        "accounts": _accounts([("A", "2024-01-01")]),
+        "orders": _orders([("A", "2024-01-01", 10.0, None), ("A", "2024-02-03", 20.0, None)]),
+    }
+    res = kpis.compute(
+        connect_frames(frames), KpiParams(), DataParams(as_of=dt.datetime(2024, 3, 1))
+    )
+    names = sorted(p.name for p in kpis.plot(res, tmp_path))
+    assert names == ["cohort_retention.png", "kpi_trends.png"]
+
+
+def test_log_to_mlflow_needs_an_active_run(result):
+    assert mlflow.active_run() is None
+    with pytest.raises(kpis.KpiError, match="active MLflow run"):
+        kpis.log_to_mlflow(result)
+
+
+def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
+    """One MLflow store for both (creating a SQLite store costs seconds)."""
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts beside the working directory
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    res = kpis.compute(connect_frames(_world()), KpiParams(), DataParams(as_of=AS_OF))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("kpi-test")
+    with mlflow.start_run() as run:
+        logged = kpis.log_to_mlflow(res)  # no plots given: drawn and logged
+    client = MlflowClient(uri)
+    data = client.get_run(run.info.run_id).data
+    latest = res["monthly"].iloc[-1]
+    assert data.metrics["kpi.churn_rate"] == latest["churn_rate"] == 0.0
+    assert data.metrics["kpi.end_mrr"] == 655.0
+    assert data.metrics["kpi.nps"] == 0.0
+    assert "kpi.grr_12m" not in data.metrics  # NaN is skipped, not logged as 0
+    assert "kpi.open_rate" not in data.metrics  # no sends in April
+    assert set(logged) == {k for k in data.metrics if k.startswith("kpi.")}
+    assert data.tags["kpi.period"] == "2024-04-01"
+    assert data.tags["kpi.mode"] == "contractual"
+    assert "churn_rate" in data.tags["kpi.outcome_metrics"].split(",")
+    assert "open_rate" in data.tags["kpi.activity_metrics"].split(",")
+    files = {a.path for a in client.list_artifacts(run.info.run_id, "kpis")}
+    assert {"kpis/monthly.csv", "kpis/cohorts.csv", "kpis/kpi_kinds.json", "kpis/plots"} <= files
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "kpis/plots")}
+    assert "kpis/plots/mrr_bridge.png" in plots and len(plots) == 5
+    kinds_path = client.download_artifacts(run.info.run_id, "kpis/kpi_kinds.json", str(tmp_path))
+    kinds = pd.read_json(kinds_path)
+    assert kinds.loc["kind", "nrr"] == "outcome" and kinds.loc["kind", "click_rate"] == "activity"
+
+    # The command: reads a folder, validates, writes tables and plots, logs a run.
+    source = tmp_path / "world"
+    write_tables(_world(), source)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": str(source), "as_of": dt.date(2024, 5, 1)},
+                "tracking": {"experiment": "kpi-cli"},
+            }
+        )
+    )
+    out = tmp_path / "reports"
+    cli = CliRunner().invoke(
+        app, ["kpis", "--params", str(params), "--out", str(out), "--log", "--from", "2024-02-01"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert "2024-04" in cli.output and "churn_rate" in cli.output
+    written = pd.read_parquet(out / "monthly.parquet")
+    assert list(written["period"]) == [pd.Timestamp(f"2024-0{m}-01") for m in (2, 3, 4)]
+    assert written["churn_rate"].tolist() == pytest.approx([2 / 8, 1 / 7, 0.0])
+    assert len(list((out / "plots").glob("*.png"))) == 5
+    exp = client.get_experiment_by_name("kpi-cli")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].data.metrics["kpi.end_mrr"] == 655.0
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    source = tmp_path / "world"
+    write_tables({"accounts": _world()["accounts"], "orders": ORDERS}, source)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({"data": {"source": str(source), "as_of": dt.date(2024, 5, 1)}})
+    )
+    runner = CliRunner()
+    bad = runner.invoke(app, ["kpis", "--params", str(params), "--period", "year"])
+    assert bad.exit_code == 1
+    assert "--period must be month, quarter or week" in bad.output
+    assert "Traceback" not in bad.output
+    empty = runner.invoke(
+        app, ["kpis", "--params", str(params), "--from", "2031-01-01", "--out", str(tmp_path / "o")]
+    )
+    assert empty.exit_code == 1 and "widen --from/--to" in empty.output
+    assert not (tmp_path / "o").exists()
