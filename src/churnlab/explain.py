@@ -115,8 +115,9 @@ def _fmt(values: np.ndarray) -> np.ndarray:
 def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per feature, a phrase for every row (built column-wise, not row by row).
 
-    The wording follows the manifest's ``kind``: a ``change`` (trend) feature is already
-    relative to the account's own earlier level ("down 64%"); a ``ratio`` is shown as a
+    The wording follows the manifest's ``kind``: a ``change`` feature is already relative to
+    the account's own earlier level ("down 64%" for ``*_trend_*`` rate ratios, "down 3" for a
+    difference such as the NPS change); a ``ratio`` is shown as a
     percentage; ``days`` and ``value`` features against their usual level ("is 45 (usually
     3)"); counts and amounts with their relative difference ("is 3 (-70% vs a usual 10)").
     The usual level is the feature's median over the training rows.
@@ -137,10 +138,14 @@ def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray
         ref = float(bundle.reference.get(name, float("nan")))
         phrase = np.full(len(v), "has no data", dtype=object)
         if kind == "change":
-            pct = np.round(v[ok] * 100).astype(int)
+            # Trend features are relative (rate ratio - 1); other changes are differences.
+            relative = "trend" in name
+            step = np.round(v[ok] * 100) if relative else v[ok]
+            unit = "%" if relative else ""
+            mags = _fmt(np.abs(step))
             phrase[ok] = [
-                f"is down {-q}%" if q < 0 else (f"is up {q}%" if q > 0 else "is unchanged")
-                for q in pct
+                f"is down {m}{unit}" if q < 0 else (f"is up {m}{unit}" if q > 0 else "is unchanged")
+                for q, m in zip(step, mags, strict=True)
             ]
             phrases[name] = phrase
             continue

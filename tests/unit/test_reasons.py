@@ -147,7 +147,7 @@ def test_summary_plots_are_written(bundle: train.ModelBundle, tmp_path) -> None:
 def test_trend_and_ratio_features_are_worded_as_changes_and_shares() -> None:
     feats = [
         {
-            "name": "trend",
+            "name": "logins_trend_30d",
             "description": "logins per day in the last 30 days against the previous 60 days",
             "group": "engagement",
             "kind": "change",
@@ -158,11 +158,29 @@ def test_trend_and_ratio_features_are_worded_as_changes_and_shares() -> None:
             "group": "engagement",
             "kind": "ratio",
         },
+        {
+            "name": "nps_change",
+            "description": "change in NPS",
+            "group": "sentiment",
+            "kind": "change",
+        },
     ]
-    b = train.ModelBundle("churn", None, None, feats, {}, {"trend": 0.0, "util": 0.5})  # type: ignore[arg-type]
-    X = pd.DataFrame({"trend": [-0.64, 0.2, 0.0, np.nan], "util": [0.25, 1.0, np.nan, 0.5]})
+    b = train.ModelBundle("churn", None, None, feats, {}, {"logins_trend_30d": 0.0, "util": 0.5})  # type: ignore[arg-type]
+    X = pd.DataFrame(
+        {
+            "logins_trend_30d": [-0.64, 0.2, 0.0, np.nan],
+            "util": [0.25, 1.0, np.nan, 0.5],
+            "nps_change": [-3.0, 2.0, 0.0, np.nan],
+        }
+    )
     phrases = explain._value_phrases(b, X)
-    assert phrases["trend"].tolist() == ["is down 64%", "is up 20%", "is unchanged", "has no data"]
+    assert phrases["nps_change"].tolist() == ["is down 3", "is up 2", "is unchanged", "has no data"]
+    assert phrases["logins_trend_30d"].tolist() == [
+        "is down 64%",
+        "is up 20%",
+        "is unchanged",
+        "has no data",
+    ]
     assert phrases["util"].tolist() == [
         "is 25% (usually 50%)",
         "is 100% (usually 50%)",
