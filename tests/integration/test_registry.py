@@ -250,3 +250,17 @@ def test_a_run_that_raises_is_marked_failed(store, tmp_path, data) -> None:
     runs = client.search_runs([exp.experiment_id])
     assert runs and all(r.info.status == "FAILED" for r in runs)
     assert not (tmp_path / "models").exists()
+
+
+def test_cli_train_without_a_training_set_is_one_line_and_exit_1(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from churnlab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "build-dataset" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["backtest", "--folds", "0"])
+    assert result.exit_code == 2  # usage error: --folds must be >= 1
