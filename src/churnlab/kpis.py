@@ -49,8 +49,9 @@ Revenue
 Orders-only mode (no subscriptions)
     Subscription metrics are NaN (not applicable, never 0). A buyer in a period is an account
     with at least one non-refund order in it; active-customer churn, repeat-purchase rate and
-    spend retention are defined on buyers (see :data:`METRICS`). When both tables are present
-    the order metrics are reported too.
+    spend retention are defined on buyers (see :data:`METRICS`). Beside subscriptions, orders are
+    add-on purchases: they count in revenue and the revenue shares, and the buyer metrics are
+    NaN (not applicable).
 
 Campaigns
     The unit is one (account, campaign) pair with a ``sent`` action, placed in the period of its
@@ -102,7 +103,11 @@ class Metric:
 
     name: str
     kind: Kind
-    applies_to: Literal["subscriptions", "orders", "any", "nps", "campaign_events", "tickets"]
+    applies_to: Literal[
+        "subscriptions", "orders", "orders_only", "any", "nps", "campaign_events", "tickets"
+    ]
+    """The data the metric needs; ``orders_only``: orders and no subscriptions (buyer metrics
+    describe a non-contractual business; beside subscriptions, orders are add-on purchases)."""
     unit: str
     description: str
 
@@ -223,40 +228,44 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "buyers_prev",
         "outcome",
-        "orders",
+        "orders_only",
         "accounts",
         "active customers of the previous period (at least one non-refund order in it)",
     ),
     Metric(
         "buyers_retained",
         "outcome",
-        "orders",
+        "orders_only",
         "accounts",
         "previous-period buyers who ordered again in this period",
     ),
     Metric(
         "active_customer_churn_rate",
         "outcome",
-        "orders",
+        "orders_only",
         "ratio",
         "active-customer churn: ordered in the previous period, not in this one / ordered in "
         "the previous period",
     ),
-    Metric("buyers", "outcome", "orders", "accounts", "accounts with a non-refund order"),
+    Metric("buyers", "outcome", "orders_only", "accounts", "accounts with a non-refund order"),
     Metric(
         "repeat_buyers",
         "outcome",
-        "orders",
+        "orders_only",
         "accounts",
         "buyers of the period who had ordered before the period start",
     ),
     Metric(
-        "repeat_purchase_rate", "outcome", "orders", "ratio", "repeat buyers / buyers of the period"
+        "repeat_purchase_rate",
+        "outcome",
+        "orders_only",
+        "ratio",
+        "repeat buyers / buyers of the period",
     ),
     Metric(
         "spend_retention",
         "outcome",
-        "orders",
+        "orders_only",
         "ratio",
         "net order spend in this period of the previous period's buyers / their net spend in "
         "the previous period",
@@ -570,7 +579,7 @@ def compute(
             step("subscriptions: MRR snapshots and movements")
             parts.append(_subscription_kpis(con, temp))
         if has_orders:
-            step("orders: buyers, repeat purchases, spend retention")
+            step("orders")
             temp(
                 "_kpi_ord",
                 f"""
@@ -583,7 +592,9 @@ def compute(
                 FROM main.orders GROUP BY ALL
                 """,
             )
-            parts.append(_order_kpis(con))
+            if not has_subs:
+                step("orders: buyers, repeat purchases, spend retention")
+                parts.append(_order_kpis(con))
         step("revenue")
         parts.append(_revenue_kpis(con, has_subs, has_orders))
         if "nps" in tables:
@@ -643,6 +654,8 @@ def _applies(m: Metric, tables: set[str], has_subs: bool, has_orders: bool) -> b
         return has_subs
     if m.applies_to == "orders":
         return has_orders
+    if m.applies_to == "orders_only":
+        return has_orders and not has_subs
     if m.applies_to == "any":
         return True
     return m.applies_to in tables
@@ -942,7 +955,7 @@ def _finish(
         "existing_customer_revenue",
     ):
         f[col] = f[col].astype("float64").fillna(0.0)
-    if has_orders:
+    if has_orders and not has_subs:
         ok = f["prev_complete"].astype(bool)
         for col in ("buyers_prev", "buyers_retained", "spend_prev", "spend_retained"):
             # A complete previous period with no buyers has 0 of them; an unobserved one, NaN.
@@ -1109,6 +1122,25 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
         ax.grid(axis="y", alpha=0.3)
 
+    def legend(fig: Any, *axes: Any) -> None:
+        # Below the plot, so it never hides a line or a bar.
+        handles, names = [], []
+        for a in axes:
+            h, n = a.get_legend_handles_labels()
+            handles += h
+            names += n
+        fig.legend(handles, names, loc="outside lower center", ncol=min(5, len(names)), fontsize=8)
+
+    def money(a: Any) -> None:
+        from matplotlib.ticker import FuncFormatter
+
+        def fmt(v: float, _pos: int) -> str:
+            if abs(v) >= 1e6:
+                return f"{v / 1e6:.1f}M"
+            return f"{v / 1e3:.0f}k" if abs(v) >= 1e3 else f"{v:.0f}"
+
+        a.yaxis.set_major_formatter(FuncFormatter(fmt))
+
     def has(*cols: str) -> bool:
         return len(m) > 0 and any(m[c].notna().any() for c in cols)
 
@@ -1140,11 +1172,9 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         if ax2 is not None:
             ax2.set_ylabel("churn (%)")
             ax2.set_ylim(bottom=0)
-            h1, l1 = ax.get_legend_handles_labels()
-            h2, l2 = ax2.get_legend_handles_labels()
-            ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8, ncol=2)
+            legend(fig, ax, ax2)
         else:
-            ax.legend(loc="lower left", fontsize=8)
+            legend(fig, ax)
         ax.set_title(f"Retention KPIs per {period} (complete periods)")
         ticks(ax)
         save(fig, "kpi_trends.png")
@@ -1178,12 +1208,12 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         ax3 = ax.twinx()
         ax3.plot(x, m["end_mrr"].to_numpy(), color="grey", ls=":", label="end MRR")
         ax3.set_ylabel("end MRR")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax3.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, ncol=3)
+        money(ax)
+        money(ax3)
+        legend(fig, ax, ax3)
         ax.set_title(
             f"MRR bridge per {period}: start + new + expansion + reactivation "
-            "- contraction - churned = end"
+            "- contraction - churned = end (movements)"
         )
         ticks(ax)
         save(fig, "mrr_bridge.png")
@@ -1240,9 +1270,7 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         ax2.plot(x, m["nps"].to_numpy(), "k-", marker="o", ms=3, label="NPS")
         ax2.set_ylabel("NPS (-100..100)")
         ax2.axhline(0, color="black", lw=0.5, ls=":")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, ncol=4)
+        legend(fig, ax, ax2)
         ax.set_title(f"NPS per {period} (periods without responses have no NPS)")
         ticks(ax)
         save(fig, "nps.png")
@@ -1257,9 +1285,7 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         ax2.plot(x, 100 * m["click_rate"].to_numpy(), marker="o", ms=3, label="click rate")
         ax2.set_ylabel("rate (%)")
         ax2.set_ylim(bottom=0)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, ncol=3)
+        legend(fig, ax, ax2)
         ax.set_title(f"Customer campaign engagement per {period} (unique per account and campaign)")
         ticks(ax)
         save(fig, "campaigns.png")

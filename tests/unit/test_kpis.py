@@ -277,14 +277,23 @@ def test_revenue_and_shares(result):
     )
 
 
-def test_order_metrics_in_contractual_world(result):
-    # January's previous month is before the data: undefined.
-    _assert_values(_col(result, "buyers_prev"), [NaN, 1, 1, 1])
-    _assert_values(_col(result, "buyers_retained"), [NaN, 0, 0, 1])
-    _assert_values(_col(result, "active_customer_churn_rate"), [NaN, 1.0, 1.0, 0.0])
-    _assert_values(_col(result, "spend_retention"), [NaN, 0.0, 0.0, 60 / 150])
-    _assert_values(_col(result, "buyers"), [1, 1, 1, 2])
-    _assert_values(_col(result, "repeat_purchase_rate"), [0.0, 0.0, 1.0, 0.5])
+def test_buyer_metrics_apply_to_orders_only_data(result):
+    for name in ("buyers_prev", "active_customer_churn_rate", "repeat_purchase_rate"):
+        assert result["monthly"][name].isna().all(), name
+    # The same orders without subscriptions. Observation now starts Jan 3 (the first ticket), so
+    # January is partial and February has no complete previous month.
+    m = _compute(_world(subscriptions=True))["monthly"]
+    assert list(m["partial"]) == [True, False, False, False]
+    _assert_values(m["buyers_prev"].tolist(), [NaN, NaN, 1, 1])
+    _assert_values(m["buyers_retained"].tolist(), [NaN, NaN, 0, 1])
+    _assert_values(m["active_customer_churn_rate"].tolist(), [NaN, NaN, 1.0, 0.0])
+    _assert_values(m["spend_retention"].tolist(), [NaN, NaN, 0.0, 60 / 150])
+    _assert_values(m["buyers"].tolist(), [1, 1, 1, 2])
+    _assert_values(m["repeat_purchase_rate"].tolist(), [0.0, 0.0, 1.0, 0.5])
+    # Current customers for campaigns: an earlier order. c1 (Jan 5) reached nobody; of c2
+    # (Mar 5) only E (ordered Feb 10) counts: B's first order is in April, D never ordered.
+    _assert_values(m["campaign_sent"].tolist(), [0, 0, 1, 0])
+    _assert_values(m["open_rate"].tolist(), [NaN, NaN, 0.0, NaN])
 
 
 def test_nps(result):
@@ -337,7 +346,15 @@ def test_metric_catalogue_labels_kinds(result):
     assert cat.loc["nrr", "kind"] == "outcome"
     assert cat.loc["open_rate", "kind"] == "activity"
     assert cat.loc["tickets_opened", "kind"] == "activity"
-    assert cat["applicable"].all()
+    assert set(cat.index[~cat["applicable"]]) == {
+        "buyers_prev",
+        "buyers_retained",
+        "active_customer_churn_rate",
+        "buyers",
+        "repeat_buyers",
+        "repeat_purchase_rate",
+        "spend_retention",
+    }
     assert list(cat.index) == [
         c for c in result["monthly"].columns if c not in ("period_end", "partial")
     ]
