@@ -1,0 +1,242 @@
+"""The point-in-time training set: spine + features + labels, its manifest, and its files.
+
+``build`` runs the three stages on a DuckDB connection holding the typed contract tables and
+returns the frame (one row per account and cutoff) and a JSON-serialisable manifest; ``write``
+stores both atomically as ``dataset.parquet`` + ``manifest.json``; ``read`` brings them back with
+the category dtypes restored; ``check_sufficiency`` says, per task, whether there are enough
+labeled positives and negatives to train.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from churnlab import features, labels, spine
+from churnlab.config import DataParams, DatasetParams
+from churnlab.errors import ChurnlabError
+from churnlab.load import data_end, present_tables, replace_dir
+from churnlab.schema import TABLES
+
+DATASET_FILE = "dataset.parquet"
+MANIFEST_FILE = "manifest.json"
+TASKS = ("churn", "expansion")
+
+
+class DatasetError(ChurnlabError):
+    """The training set cannot be built or read."""
+
+
+class InsufficientDataError(DatasetError):
+    """A task has too few labeled positives or negatives to train."""
+
+
+def build(
+    con: duckdb.DuckDBPyConnection,
+    params: DatasetParams,
+    data: DataParams,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Build the training set: one row per (account_id, cutoff), features then labels.
+
+    Parameters
+    ----------
+    con : DuckDBPyConnection
+        Connection holding the typed contract tables (``load.load`` or ``load.connect_frames``).
+    params : DatasetParams
+        The ``dataset`` section of params.yaml.
+    data : DataParams
+        The ``data`` section (``as_of`` fixes the end of observation for label completeness).
+    progress : callable, optional
+        Called with a short message as each stage starts (the CLI shows it).
+
+    Returns
+    -------
+    (DataFrame, dict)
+        The frame (``account_id``, ``cutoff``, features, then ``churn``, ``expansion``,
+        ``expansion_amount``, ``mrr``, ``arr``, ``labeled``) and the manifest.
+    """
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    say("choosing cutoffs and eligible accounts")
+    mode = spine.resolve_mode(con, params)
+    end = data_end(con, data)
+    cuts = spine.cutoffs(con, params, end, mode)
+    sp = spine.build(con, cuts, mode, params)
+    if sp.empty:
+        raise DatasetError(
+            f"no eligible accounts at any cutoff ({cuts[0]:%Y-%m-%d} .. {cuts[-1]:%Y-%m-%d}, "
+            f"mode {mode}): check dataset.cutoff_start/cutoff_end against the data's dates"
+        )
+    timings["spine"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
+    x, feats = features.compute(con, sp, params)
+    timings["features"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    say("computing labels")
+    y = labels.compute(con, sp, params, mode, end)
+    timings["labels"] = time.perf_counter() - t2
+    if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
+        raise DatasetError("internal error: feature and label rows are out of step")
+    frame = pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1)
+    say("fingerprinting the data")
+    manifest = {
+        "mode": mode,
+        "horizon_days": int(params.horizon_days),
+        "windows": [int(w) for w in sorted(set(params.windows))],
+        "data_end": end.isoformat(),
+        "cutoffs": [c.isoformat() for c in cuts],
+        "per_cutoff": per_cutoff(frame),
+        "rows": int(len(frame)),
+        "features": [f.meta() for f in feats],
+        "event_types": _event_types(feats),
+        "label_columns": list(labels.LABEL_COLUMNS),
+        "tables": present_tables(con),
+        "data_fingerprint": fingerprint(con),
+        "params": params.model_dump(mode="json"),
+        "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    return frame, manifest
+
+
+def _event_types(feats: list[features.Feature]) -> list[str]:
+    """The event types counted (scoring passes them back to ``features.compute``)."""
+    return sorted({f.event_type for f in feats if f.event_type is not None})
+
+
+def per_cutoff(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows, labeled flag, positives, negatives and positive rate per cutoff and task."""
+    out = []
+    for cutoff, g in frame.groupby("cutoff", sort=True):
+        lab = g[g["labeled"]]
+        row: dict[str, Any] = {
+            "cutoff": pd.Timestamp(cutoff).isoformat(),
+            "rows": int(len(g)),
+            "labeled": bool(len(lab) > 0),
+            "labeled_rows": int(len(lab)),
+        }
+        for task in TASKS:
+            pos = int((lab[task] == 1).sum())
+            neg = int((lab[task] == 0).sum())
+            row[f"{task}_positives"] = pos
+            row[f"{task}_negatives"] = neg
+            row[f"{task}_rate"] = pos / (pos + neg) if pos + neg else None
+        out.append(row)
+    return out
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A hash of every present table's row count, time range and (account, time) content."""
+    parts = []
+    for name in present_tables(con):
+        t = TABLES[name].time_column
+        row = con.execute(
+            f"SELECT count(*), min({t}), max({t}), sum(hash(account_id, {t}) % 1000003) "
+            f"FROM main.{name}"
+        ).fetchone()
+        parts.append(f"{name}:{row}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def check_sufficiency(manifest: dict[str, Any], params: DatasetParams) -> dict[str, str]:
+    """Tasks without enough labeled positives or negatives to train, with a message each.
+
+    Parameters
+    ----------
+    manifest : dict
+        The training set's manifest (``per_cutoff`` counts).
+    params : DatasetParams
+        ``min_positives`` and ``min_negatives``.
+
+    Returns
+    -------
+    dict
+        Task name -> message naming the totals, the thresholds and the counts per labeled
+        cutoff; empty when every task can be trained.
+    """
+    problems = {}
+    labeled = [r for r in manifest["per_cutoff"] if r.get("labeled_rows", 0) > 0]
+    for task in TASKS:
+        pos = sum(r[f"{task}_positives"] for r in labeled)
+        neg = sum(r[f"{task}_negatives"] for r in labeled)
+        if pos >= params.min_positives and neg >= params.min_negatives:
+            continue
+        detail = (
+            ", ".join(
+                f"{r['cutoff'][:10]}: {r[f'{task}_positives']}+/{r[f'{task}_negatives']}-"
+                for r in labeled
+            )
+            or "no labeled cutoff (every label window reaches past the end of the data)"
+        )
+        problems[task] = (
+            f"{task}: too few labeled examples to train ({pos} positives, {neg} negatives; "
+            f"need at least {params.min_positives} and {params.min_negatives} "
+            f"(dataset.min_positives/min_negatives)). Per cutoff: {detail}. Use more data or "
+            "earlier cutoffs (dataset.cutoff_start), or a shorter dataset.horizon_days"
+        )
+    return problems
+
+
+def require_sufficient(manifest: dict[str, Any], params: DatasetParams, task: str) -> None:
+    """Raise :class:`InsufficientDataError` if ``task`` cannot be trained."""
+    problems = check_sufficiency(manifest, params)
+    if task in problems:
+        raise InsufficientDataError(problems[task])
+
+
+def write(frame: pd.DataFrame, manifest: dict[str, Any], out: Path | str) -> Path:
+    """Write ``<out>/dataset.parquet`` and ``<out>/manifest.json`` atomically (both or neither)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        frame.to_parquet(tmp / DATASET_FILE, index=False)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read(out: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a training set written by :func:`write`, restoring category dtypes and levels.
+
+    Raises
+    ------
+    DatasetError
+        If the folder or one of its two files is missing.
+    """
+    out = Path(out)
+    data_file, manifest_file = out / DATASET_FILE, out / MANIFEST_FILE
+    if not data_file.exists() or not manifest_file.exists():
+        raise DatasetError(
+            f"training set not found in {out} (expected {DATASET_FILE} and {MANIFEST_FILE}): "
+            "run `churnlab build-dataset` first"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    frame = pd.read_parquet(data_file)
+    frame["account_id"] = frame["account_id"].astype(str)
+    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    for f in manifest["features"]:
+        if f["dtype"] == "category":
+            values = frame[f["name"]].astype(object)
+            frame[f["name"]] = pd.Categorical(
+                values.where(values.notna(), None), categories=f["categories"]
+            )
+    return frame, manifest
