@@ -194,7 +194,7 @@ def _child(mode: str, folder: str, as_of: str) -> None:
     import duckdb
 
     from churnlab.config import DataParams
-    from churnlab.validate import validate_source
+    from churnlab.validate import ValidationFailed, validate_source
 
     t0 = time.perf_counter()
     if mode == "reference":
@@ -203,10 +203,16 @@ def _child(mode: str, folder: str, as_of: str) -> None:
         con.execute(
             f"SELECT count(*), count(DISTINCT account_id) FROM read_parquet('{path}')"
         ).fetchall()
+        problems = 0
     else:
-        validate_source(DataParams(source=folder, as_of=dt.datetime.fromisoformat(as_of)))
+        try:
+            validate_source(DataParams(source=folder, as_of=dt.datetime.fromisoformat(as_of)))
+            problems = 0
+        except ValidationFailed as err:  # still a full validation run: report and go on
+            problems = len(err.problems)
+            print(err, file=sys.stderr)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "peak_mb": _peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "peak_mb": _peak_rss_mb(), "problems": problems}))
 
 
 def _peak_rss_mb() -> float:
@@ -230,7 +236,10 @@ def _measure(mode: str, folder: Path, as_of: str) -> dict:
     )
     if proc.returncode != 0:
         raise SystemExit(f"{mode} step failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result.get("problems"):
+        print(f"note: the data has {result['problems']} contract problem(s):\n{proc.stderr}")
+    return result
 
 
 def main() -> None:
@@ -240,6 +249,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="numpy source: event rows")
     parser.add_argument("--source", choices=["auto", "synth", "numpy"], default="auto")
     parser.add_argument("--repeat", type=int, default=2, help="take the best of N runs")
+    parser.add_argument("--keep", type=Path, help="write the data here and keep it")
+    parser.add_argument("--data", type=Path, help="use this existing dataset folder (no build)")
+    parser.add_argument("--as-of", default=None, help="with --data: the as-of (ISO date)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -255,10 +267,17 @@ def main() -> None:
         except ImportError:
             source = "numpy"
     events = args.events or 50_000_000
-    tmp = Path(tempfile.mkdtemp(prefix="churnlab-bench-validate-"))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    tmp = args.data or args.keep or Path(tempfile.mkdtemp(prefix="churnlab-bench-validate-"))
     try:
         t0 = time.perf_counter()
-        if source == "synth":
+        if args.data:
+            source = f"existing folder {args.data}"
+            counts = {p.stem: pq.ParquetFile(p).metadata.num_rows for p in tmp.glob("*.parquet")}
+            as_of = args.as_of or dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+            built = {"rows": counts, "as_of": as_of}
+        elif source == "synth":
             built = build_synth(tmp, args.accounts, args.months)
         else:
             built = build_numpy(tmp, args.accounts, args.months, events)
@@ -286,7 +305,8 @@ def main() -> None:
         )
         print(f"ratio validate / reference: {val['seconds'] / ref['seconds']:.1f}x")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not (args.data or args.keep):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

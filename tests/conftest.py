@@ -116,12 +116,6 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def bad_inputs() -> Path:
-    """The bad-input corpus: one folder per kind of contract violation (see its README)."""
-    return BAD_INPUTS
-
-
-@pytest.fixture(scope="session")
 def valid_csv_dir() -> Path:
     """A small valid dataset with all seven contract tables as CSV."""
     return BAD_INPUTS / "_valid"

@@ -42,6 +42,7 @@ from churnlab.load import (
     open_source,
     quote,
     raw_tables,
+    raw_types,
     source_kind,
     timestamp_expr,
 )
@@ -136,6 +137,7 @@ class _Check:
     cond: str  # SQL condition over the prepared projection (r_<col>, v_<col>)
     show: tuple[str, ...]  # contract columns to show in example rows
     distinct: str | None = None  # show distinct values of this column with counts instead
+    agg: str | None = None  # a cheaper aggregate counting the same rows as ``cond``
 
 
 @dataclass
@@ -237,10 +239,10 @@ def validate_source(
     return {
         "source": source,
         "kind": source_kind(source),
-        "as_of": as_of_for(data, now).isoformat(),
+        "as_of": as_of_for(data, now).isoformat(timespec="seconds"),
         "tables": {name: r.rows for name, r in results.items()},
         "time_range": {
-            name: [r.first.isoformat(), r.last.isoformat()]
+            name: [r.first.isoformat(timespec="seconds"), r.last.isoformat(timespec="seconds")]
             if r.first is not None and r.last is not None
             else None
             for name, r in results.items()
@@ -291,7 +293,7 @@ def _run(
 ) -> tuple[list[Problem], dict[str, _TableResult]]:
     as_of = as_of_for(data, now)
     problems = _mapping_problems(data)
-    bad_table_maps = {p.table for p in problems if p.column == "" and "data.tables" in p.what}
+    bad_table_maps = {t for t, u in data.tables.items() if t in TABLES and not is_identifier(u)}
     present = raw_tables(con)
     if "accounts" not in present and "accounts" not in bad_table_maps:
         problems.append(
@@ -299,7 +301,7 @@ def _run(
                 "accounts",
                 "",
                 "required table missing",
-                fix=_missing_table_fix(source, "accounts"),
+                fix=_missing_table_fix(source, data, "accounts"),
             )
         )
     if not any(t in present for t in REVENUE_TABLES):
@@ -309,10 +311,10 @@ def _run(
                 "",
                 "no revenue table: at least one of subscriptions and orders is required",
                 fix="add subscriptions (contractual revenue) and/or orders (purchases); "
-                + _missing_table_fix(source, "subscriptions"),
+                + _missing_table_fix(source, data, "subscriptions"),
             )
         )
-    types = {name: _raw_types(con, name) for name in present}
+    types = {name: raw_types(con, name) for name in present}
     account_key = _usable_column(data, "accounts", "account_id", types.get("accounts"))
     results: dict[str, _TableResult] = {}
     for name in present:
@@ -382,27 +384,17 @@ def _mapping_problems(data: DataParams) -> list[Problem]:
     return out
 
 
-def _missing_table_fix(source: str, table: str) -> str:
-    if source_kind_safe(source) == "folder":
-        return f"add {table}.parquet or {table}.csv to the folder"
-    return f"create a table named {table}, or map yours with data.tables.{table} in params.yaml"
-
-
-def source_kind_safe(source: str) -> str:
-    """:func:`churnlab.load.source_kind` that returns 'unknown' instead of raising."""
+def _missing_table_fix(source: str, data: DataParams, table: str) -> str:
+    user = data.tables.get(table, table)
     try:
-        return source_kind(source)
+        folder = source_kind(source) == "folder"
     except ChurnlabError:
-        return "unknown"
-
-
-def _raw_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [RAW, table],
-    ).fetchall()
-    return {str(name): str(dtype) for name, dtype in rows}
+        folder = False
+    if folder:
+        return f"add {user}.parquet or {user}.csv to the folder"
+    if user != table:
+        return f"table {user!r} (data.tables.{table} in params.yaml) was not found; check the name"
+    return f"create a table named {table}, or map yours with data.tables.{table} in params.yaml"
 
 
 def _user_column(data: DataParams, table: str, column: str) -> str | None:
@@ -489,7 +481,7 @@ def _check_table(
 
     # Row checks: one flat aggregate pass (cheap per row: no joins, no string functions).
     checks = _checks(name, users, as_of)
-    aggs = ["count(*)"] + [f"count(*) FILTER (WHERE {c.cond})" for c in checks]
+    aggs = ["count(*)"] + [c.agg or f"count(*) FILTER (WHERE {c.cond})" for c in checks]
     time_col = table.time_column
     has_time = time_col is not None and time_col in users
     if has_time:
@@ -637,6 +629,8 @@ def _checks(name: str, users: dict[str, str], as_of: dt.datetime) -> list[_Check
                     f"fill {c} in every row or drop those rows",
                     f"{r} IS NULL",
                     tuple(dict.fromkeys(("account_id", *tuple(users)[:3]))),
+                    # count(col) can come from Parquet statistics without reading the column
+                    agg=f"count(*) - count({r})",
                 )
             )
         if col.dtype == "TIMESTAMP":
