@@ -193,7 +193,8 @@ def load_oracle(source: str | Path) -> pd.DataFrame | None:
 def oracle_metrics(
     rows: pd.DataFrame, y: np.ndarray, oracle: pd.DataFrame | None, task: str, model_auc: float
 ) -> dict[str, float]:
-    """Oracle ROC-AUC on the same rows and the model's gap to it (``oracle_auc - model_auc``).
+    """Oracle ROC-AUC on the same rows, the model's gap to it (``oracle_auc - model_auc``) and
+    the oracle's own ECE (the sampling-noise floor of calibration error on these rows).
 
     Returns an empty dict when there is no oracle or it does not cover every row (the oracle
     belongs to another dataset, or a different horizon was used).
@@ -208,8 +209,14 @@ def oracle_metrics(
     )
     if len(joined) != len(rows) or joined[col].isna().any():
         return {}
-    auc = float(roc_auc_score(y, joined[col].to_numpy(dtype=float)))
-    return {"oracle_roc_auc": auc, "oracle_gap": auc - model_auc}
+    p = joined[col].to_numpy(dtype=float)
+    auc = float(roc_auc_score(y, p))
+    # The true probabilities' own ECE on these rows is the noise floor of the model's ECE.
+    return {
+        "oracle_roc_auc": auc,
+        "oracle_gap": auc - model_auc,
+        "oracle_ece": expected_calibration_error(y, p),
+    }
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> pd.DataFrame:

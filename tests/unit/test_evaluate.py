@@ -95,7 +95,8 @@ def test_oracle_metrics_join_on_account_and_cutoff_and_refuse_partial_cover() ->
     )
     y = np.array([0.0, 1.0, 0.0])  # a (0.9) is the churner: oracle AUC 1
     out = evaluate.oracle_metrics(rows, y, oracle, "churn", model_auc=0.75)
-    assert out == {"oracle_roc_auc": 1.0, "oracle_gap": 0.25}
+    # Oracle ECE, one row per bin: b (p 0.1, y 0) 0.1, c (0.2, 0) 0.2, a (0.9, 1) 0.1; mean 0.4/3.
+    assert out == {"oracle_roc_auc": 1.0, "oracle_gap": 0.25, "oracle_ece": pytest.approx(0.4 / 3)}
     assert evaluate.oracle_metrics(rows, y, oracle.iloc[:2], "churn", 0.5) == {}
     assert evaluate.oracle_metrics(rows, y, None, "churn", 0.5) == {}
 
