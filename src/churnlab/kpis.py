@@ -864,14 +864,14 @@ def _nps_kpis(con: duckdb.DuckDBPyConnection, unit: str) -> pd.DataFrame:
 
 
 def _campaign_kpis(con: duckdb.DuckDBPyConnection, unit: str, has_subs: bool) -> pd.DataFrame:
+    # A semi join (hash on account, then the time condition) rather than a correlated EXISTS.
     if has_subs:
-        current = """EXISTS (SELECT 1 FROM main.subscriptions s
-                     WHERE s.account_id = pairs.account_id AND s.start_at <= pairs.sent_at
-                       AND (s.end_at IS NULL OR pairs.sent_at < s.end_at))"""
+        current = """SEMI JOIN main.subscriptions s ON s.account_id = pairs.account_id
+                     AND s.start_at <= pairs.sent_at
+                     AND (s.end_at IS NULL OR pairs.sent_at < s.end_at)"""
     else:
-        current = """EXISTS (SELECT 1 FROM main.orders o
-                     WHERE o.account_id = pairs.account_id AND o.ordered_at < pairs.sent_at
-                       AND o.kind IS DISTINCT FROM 'refund')"""
+        current = """SEMI JOIN main.orders o ON o.account_id = pairs.account_id
+                     AND o.ordered_at < pairs.sent_at AND o.kind IS DISTINCT FROM 'refund'"""
     return _df(
         con,
         f"""
@@ -887,7 +887,8 @@ def _campaign_kpis(con: duckdb.DuckDBPyConnection, unit: str, has_subs: bool) ->
                count(*) FILTER (WHERE opened) AS campaign_opened,
                count(*) FILTER (WHERE clicked) AS campaign_clicked,
                count(*) FILTER (WHERE unsubscribed) AS campaign_unsubscribed
-        FROM pairs WHERE sent_at IS NOT NULL AND {current}
+        FROM pairs {current}
+        WHERE sent_at IS NOT NULL
         GROUP BY ALL
         """,
     )
