@@ -296,6 +296,67 @@ def kpis(
         console.print(f"logged to MLflow run {done.run_id}", highlight=False)
 
 
+@app.command("build-dataset")
+@expected_errors
+def build_dataset(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="Data folder, DuckDB file or database URL (default: data.source)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: dataset.out from params.yaml)."),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Build the point-in-time training set: one row per account and cutoff.
+
+    Features use only rows before each cutoff; churn and expansion labels use the following
+    dataset.horizon_days. Writes dataset.parquet and manifest.json (cutoffs, positives per cutoff,
+    feature descriptions, data fingerprint, params) to the output folder atomically, prints a
+    summary per cutoff and warns when a task has too few positives or negatives to train.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from churnlab import dataset
+
+    p = get_params(params)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        task = bar.add_task("building the training set", total=None)
+        result = dataset.run(
+            p.dataset, p.data, source=source, out=out,
+            progress=lambda msg: bar.update(task, description=msg),
+        )
+    manifest = result["manifest"]
+    table = Table(title=f"training set ({manifest['mode']} mode, horizon "
+                        f"{manifest['horizon_days']} days)")
+    for col in ("cutoff", "rows", "labeled", "churn +", "churn rate", "expansion +",
+                "expansion rate"):
+        table.add_column(col, justify="left" if col == "cutoff" else "right", no_wrap=True)
+
+    def rate(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    for r in manifest["per_cutoff"]:
+        table.add_row(
+            r["cutoff"][:10], f"{r['rows']:,}", "yes" if r["labeled"] else "score only",
+            str(r["churn_positives"]), rate(r["churn_rate"]), str(r["expansion_positives"]),
+            rate(r["expansion_rate"]),
+        )
+    console.print(table)
+    console.print(
+        f"{manifest['rows']:,} rows, {len(manifest['features'])} features -> {result['out']}",
+        highlight=False,
+    )
+    for message in result["warnings"].values():
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point for `python -m churnlab`
     app()
     sys.exit(0)

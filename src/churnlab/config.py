@@ -53,6 +53,8 @@ class SynthParams(_Section):
     seed: int = 42
     start: dt.date = dt.date(2024, 1, 1)
     out: str = "data/synthetic"
+    oracle_draws: int = Field(24, gt=0)
+    """Monte Carlo paths per account and cutoff for the oracle probabilities."""
 
 
 class ImportParams(_Section):
@@ -74,6 +76,10 @@ class DatasetParams(_Section):
     expansion_min_fraction: float = Field(0.1, ge=0)
     min_positives: int = Field(20, ge=0)
     min_negatives: int = Field(20, ge=0)
+    max_event_types: int = Field(20, gt=0)
+    """Event types counted as their own features (the most frequent ones)."""
+    max_category_levels: int = Field(50, gt=0)
+    """Text account attributes with more distinct values are skipped (identifier-like)."""
     out: str = "data/dataset"
 
     @field_validator("windows", mode="before")

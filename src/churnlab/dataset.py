@@ -71,7 +71,12 @@ def build(
     t0 = time.perf_counter()
     say("choosing cutoffs and eligible accounts")
     mode = spine.resolve_mode(con, params)
-    end = data_end(con, data)
+    # On a cursor: load.data_end leaves its one-row result open, which would block ``con``.
+    cursor = con.cursor()
+    try:
+        end = data_end(cursor, data)
+    finally:
+        cursor.close()
     cuts = spine.cutoffs(con, params, end, mode)
     sp = spine.build(con, cuts, mode, params)
     if sp.empty:
@@ -146,7 +151,7 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
         row = con.execute(
             f"SELECT count(*), min({t}), max({t}), sum(hash(account_id, {t}) % 1000003) "
             f"FROM main.{name}"
-        ).fetchone()
+        ).fetchall()[0]
         parts.append(f"{name}:{row}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -240,3 +245,47 @@ def read(out: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
                 values.where(values.notna(), None), categories=f["categories"]
             )
     return frame, manifest
+
+
+def run(
+    params: DatasetParams,
+    data: DataParams,
+    *,
+    source: str | None = None,
+    out: Path | str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Load the data, build the training set and write it (what ``churnlab build-dataset`` does).
+
+    Parameters
+    ----------
+    params : DatasetParams
+        The ``dataset`` section of params.yaml.
+    data : DataParams
+        The ``data`` section (``source`` unless overridden).
+    source : str, optional
+        Overrides ``data.source``.
+    out : Path, optional
+        Overrides ``dataset.out``.
+    progress : callable, optional
+        Called with a short message as each stage starts.
+
+    Returns
+    -------
+    dict
+        ``out`` (the folder written), ``manifest`` and ``warnings`` (task -> message from
+        :func:`check_sufficiency`; the set is written either way).
+    """
+    from churnlab.load import load
+
+    say = progress or (lambda _msg: None)
+    say("loading and validating the data")
+    con = load(data, source)
+    try:
+        frame, manifest = build(con, params, data, progress=say)
+    finally:
+        con.close()
+    target = Path(out if out is not None else params.out)
+    say(f"writing {target}")
+    write(frame, manifest, target)
+    return {"out": target, "manifest": manifest, "warnings": check_sufficiency(manifest, params)}

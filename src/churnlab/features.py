@@ -214,18 +214,26 @@ def _window_sums(
     con = ctx.con
     aggs = [f"{sql} AS {m}" for m, sql in measures.items()]
     if daymask is not None:
-        aggs.append(
-            f"bit_or(CASE WHEN {daymask} THEN CAST(1 AS UBIGINT) << coalesce(sd.bit, 0) END) "
-            "AS daymask"
-        )
+        aggs.append(f"bit_or(CASE WHEN {daymask} THEN CAST(1 AS UBIGINT) << sd.bit END) AS daymask")
     if last_at is not None:
         aggs.append(f"max({ts}) FILTER (WHERE {last_at}) AS last_at")
+    # Rows inside the segmented range [first boundary, last cutoff) are bucketed by day; rows
+    # before it only matter for "days since last ...": one cheap max per account (segment 0).
+    older = ""
+    if last_at is not None:
+        nulls = "".join(f", NULL AS {m}" for m in measures)
+        nulls += ", NULL::UBIGINT AS daymask" if daymask is not None else ""
+        older = f"""UNION ALL
+        SELECT src.account_id, 0 AS seg{nulls}, max({ts}) AS last_at
+        FROM ({source}) src WHERE {ts} < {_ts(ctx.bounds[0])} AND {last_at}
+        GROUP BY ALL"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cl_{name}_seg AS
-        SELECT src.account_id, coalesce(sd.seg, 0) AS seg, {", ".join(aggs)}
-        FROM ({source}) src LEFT JOIN _cl_segday sd ON CAST({ts} AS DATE) = sd.d
-        WHERE {ts} < {_ts(ctx.last)}
-        GROUP BY ALL"""
+        SELECT src.account_id, sd.seg, {", ".join(aggs)}
+        FROM ({source}) src JOIN _cl_segday sd ON CAST({ts} AS DATE) = sd.d
+        WHERE {ts} >= {_ts(ctx.bounds[0])} AND {ts} < {_ts(ctx.last)}
+        GROUP BY ALL
+        {older}"""
     )
     sums = [f"sum({m}) FILTER (WHERE p.w{w}) AS {m}_{w}d" for m, ws in windows.items() for w in ws]
     if daymask is not None:
@@ -266,10 +274,11 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
 
 
 def _has_values(ctx: _Ctx, table: str, column: str, ts: str) -> bool:
-    row = ctx.con.execute(
-        f"SELECT count({column}) FROM main.{table} WHERE {ts} < {_ts(ctx.last)}"
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether ``column`` has a value in a row before the last cutoff (stops at the first)."""
+    rows = ctx.con.execute(
+        f"SELECT 1 FROM main.{table} WHERE {column} IS NOT NULL AND {ts} < {_ts(ctx.last)} LIMIT 1"
+    ).fetchall()
+    return bool(rows)
 
 
 def _categories(ctx: _Ctx, key: str, sql: str) -> tuple[str, ...]:
@@ -449,13 +458,27 @@ def _active_users(ctx: _Ctx) -> str:
         SELECT e.account_id, e.user_id, sd.seg // {_MASK_BITS} AS chunk,
                bit_or(CAST(1 AS UBIGINT) << (sd.seg % {_MASK_BITS})) AS m
         FROM main.events e JOIN _cl_segday sd ON CAST(e.occurred_at AS DATE) = sd.d
-        WHERE e.occurred_at < {_ts(ctx.last)} AND e.user_id IS NOT NULL
+        WHERE e.occurred_at >= {_ts(ctx.bounds[0])} AND e.occurred_at < {_ts(ctx.last)}
+          AND e.user_id IS NOT NULL
           AND e.event_type <> '{FAILED_PAYMENT_EVENT}'
         GROUP BY ALL"""
     )
     wmax = ctx.wmax
     flags = ", ".join(f"bool_or(u.m & k.m{w} <> 0) AS f{w}" for w in ctx.windows)
     counts = ", ".join(f"count(*) FILTER (WHERE f{w}) AS active_users_{w}d" for w in ctx.windows)
+    if len(ctx.bounds) - 1 < _MASK_BITS:
+        direct = ", ".join(
+            f"count(*) FILTER (WHERE u.m & k.m{w} <> 0) AS active_users_{w}d" for w in ctx.windows
+        )
+        # One chunk: one row per (account, user), so counting rows counts distinct users.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _cl_users_win AS
+            SELECT u.account_id, k.cutoff, {direct}
+            FROM _cl_users u JOIN _cl_masks k ON u.chunk = k.chunk
+            WHERE u.m & k.m{wmax} <> 0
+            GROUP BY ALL"""
+        )
+        return "_cl_users_win"
     # A user spans several chunks only with more than 64 segments; grouping per user first keeps
     # the count distinct in that case.
     con.execute(
@@ -1079,6 +1102,10 @@ def compute(
 def _assemble(ctx: _Ctx) -> tuple[pd.DataFrame, list[Feature]]:
     joins, inner, outer, feats = [], [], [], []
     for i, (rel, fs) in enumerate(ctx.relations):
+        if rel.startswith("("):
+            # Materialise each relation: one plan per family keeps the final join simple.
+            ctx.con.execute(f"CREATE OR REPLACE TEMP TABLE _cl_rel{i} AS SELECT * FROM {rel}")
+            rel = f"_cl_rel{i}"
         if rel:
             joins.append(
                 f"LEFT JOIN {rel} r{i} ON r{i}.account_id = sp.account_id "

@@ -102,7 +102,7 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float) -> str:
         con.execute(
             "SELECT count(*) FROM information_schema.tables "
             "WHERE table_schema = 'main' AND table_name = 'orders'"
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchall()[0][0]
     )
     upsell = (
         """(SELECT sp.account_id, sp.cutoff, count(*) AS n

@@ -74,8 +74,9 @@ def data_start(con: duckdb.DuckDBPyConnection, mode: str) -> dt.datetime:
     table, col = (
         ("subscriptions", "start_at") if mode == "contractual" else ("orders", "ordered_at")
     )
-    value = con.execute(f"SELECT min({col}) FROM main.{table}").fetchone()
-    if value is None or value[0] is None:
+    # fetchall, not fetchone: an unfinished result blocks the connection in DuckDB 2.
+    value = con.execute(f"SELECT min({col}) FROM main.{table}").fetchall()[0]
+    if value[0] is None:
         raise SpineError(f"the {table} table is empty: there is nothing to build a training set on")
     return pd.Timestamp(value[0]).to_pydatetime()
 
