@@ -248,6 +248,14 @@ def kpis(
             help="Also log the KPIs, tables and plots to a new MLflow run (tracking section).",
         ),
     ] = False,
+    predicted: Annotated[
+        bool,
+        typer.Option(
+            "--predicted/--no-predicted",
+            help="Add predicted vs realised churn per cutoff and risk band when a trained churn "
+            "model (train.out) and the training set (dataset.out) exist.",
+        ),
+    ] = True,
     params: ParamsOpt = None,
 ) -> None:
     """Retention KPIs per period: churn, MRR bridge, GRR/NRR, revenue, NPS, campaigns, cohorts.
@@ -288,9 +296,16 @@ def kpis(
             p.tracking,
             source=source,
             log=log,
+            dataset_dir=Path(p.dataset.out) if predicted else None,
+            models_dir=Path(p.train.out) if predicted else None,
             progress=lambda msg: bar.update(step, description=msg),
         )
     console.print(kpis_mod.summary_table(done.result))
+    predicted_vs_realised = kpis_mod.predicted_table(done.result)
+    if predicted_vs_realised is not None:
+        console.print(predicted_vs_realised)
+    for note in done.notes:
+        console.print(note, highlight=False)
     console.print(f"tables and {len(done.plots)} plots written to {done.out}/", highlight=False)
     if done.run_id is not None:
         console.print(f"logged to MLflow run {done.run_id}", highlight=False)

@@ -76,7 +76,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import duckdb
 import numpy as np
@@ -1009,6 +1009,170 @@ def latest_complete(result: dict[str, pd.DataFrame]) -> pd.Series | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Predicted vs realised (needs a trained churn model)
+
+RISK_BANDS: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20, 0.40, 1.0)
+"""Edges of the churn-risk bands: [0, 5%), [5%, 10%), [10%, 20%), [20%, 40%), [40%, 100%]."""
+
+PVR_OVERALL = "predicted_vs_realised"
+PVR_BANDS = "predicted_vs_realised_bands"
+
+
+class ChurnScorer(Protocol):
+    """What :func:`predicted_vs_realised` needs of a model (``churnlab.train.ModelBundle``)."""
+
+    info: dict[str, Any]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+def _band_labels(bands: Sequence[float]) -> list[str]:
+    return [f"{100 * lo:g}-{100 * hi:g}%" for lo, hi in zip(bands[:-1], bands[1:], strict=True)]
+
+
+def _cutoff_role(cutoff: pd.Timestamp, info: dict[str, Any]) -> str:
+    day = cutoff.date().isoformat()
+    if day == str(info.get("test_cutoff")):
+        return "test"
+    if day == str(info.get("valid_cutoff")):
+        return "valid"
+    if day in {str(c) for c in info.get("train_cutoffs", [])}:
+        return "train"
+    test = info.get("test_cutoff")
+    if test is not None and day > str(test):
+        return "after test"
+    return "not used in training"
+
+
+def predicted_vs_realised(
+    frame: pd.DataFrame, model: ChurnScorer, bands: Sequence[float] = RISK_BANDS
+) -> dict[str, pd.DataFrame]:
+    """Mean predicted churn probability against the realised churn rate, per cutoff and risk band.
+
+    Every row of the training set is (back-)scored with the model; a cutoff's realised rate is
+    the mean ``churn`` label over its labeled rows (NaN while its label window is still open, so
+    the latest cutoffs show a prediction waiting for its outcome). Bands are fixed probability
+    ranges (:data:`RISK_BANDS`) so that they mean the same at every cutoff. Each cutoff carries
+    its ``role`` in the model's fit (train, valid, test, after test): only valid, test and later
+    cutoffs are honest out-of-sample checks of calibration.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The training set (``dataset.read``): ``cutoff``, ``churn``, ``labeled`` and the model's
+        feature columns.
+    model : ChurnScorer
+        The churn model (``churnlab.train.ModelBundle`` for the churn task).
+    bands : sequence of float
+        Band edges from 0 to 1.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``"predicted_vs_realised"``: ``cutoff``, ``role``, ``rows``, ``labeled_rows``,
+        ``mean_predicted``, ``realised_rate``, ``positives``, ``difference`` (predicted -
+        realised). ``"predicted_vs_realised_bands"``: the same per ``cutoff`` and ``band``.
+
+    Raises
+    ------
+    KpiError
+        If the frame lacks the label columns.
+    """
+    missing = [c for c in ("cutoff", "churn", "labeled") if c not in frame.columns]
+    if missing:
+        raise KpiError(
+            f"predicted vs realised needs the training set's {missing} columns: pass the frame "
+            "returned by churnlab.dataset.read"
+        )
+    edges = np.asarray(bands, dtype=float)
+    p = np.asarray(model.predict(frame), dtype=float)
+    labeled = frame["labeled"].to_numpy(dtype=bool) & frame["churn"].notna().to_numpy()
+    rows = pd.DataFrame(
+        {
+            "cutoff": frame["cutoff"].to_numpy(),
+            "p": p,
+            "y": np.where(labeled, frame["churn"].to_numpy(dtype=float, na_value=np.nan), np.nan),
+            # Right-open bands, the last one closed at 1.
+            "band": np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2),
+        }
+    )
+
+    def summarise(g: pd.core.groupby.DataFrameGroupBy) -> pd.DataFrame:
+        out = g.agg(
+            rows=("p", "size"),
+            labeled_rows=("y", "count"),
+            mean_predicted=("p", "mean"),
+            realised_rate=("y", "mean"),
+            positives=("y", "sum"),
+        )
+        out["positives"] = out["positives"].where(out["labeled_rows"] > 0)
+        out["difference"] = out["mean_predicted"] - out["realised_rate"]
+        return out.reset_index()
+
+    overall = summarise(rows.groupby("cutoff"))
+    by_band = summarise(rows.groupby(["cutoff", "band"]))
+    names = _band_labels([float(e) for e in edges])
+    by_band["band"] = [names[i] for i in by_band["band"]]
+    for out in (overall, by_band):
+        out["cutoff"] = out["cutoff"].astype("datetime64[us]")
+        out.insert(1, "role", [_cutoff_role(pd.Timestamp(c), model.info) for c in out["cutoff"]])
+        for col in ("rows", "labeled_rows"):
+            out[col] = out[col].astype("int64")
+    return {PVR_OVERALL: overall, PVR_BANDS: by_band}
+
+
+def _pvr_headline(result: dict[str, pd.DataFrame]) -> pd.Series | None:
+    """The predicted-vs-realised row of the test cutoff (else of the latest labeled cutoff)."""
+    overall = result.get(PVR_OVERALL)
+    if overall is None or overall.empty:
+        return None
+    test = overall[overall["role"] == "test"]
+    if len(test):
+        return test.iloc[-1]
+    labeled = overall[overall["labeled_rows"] > 0]
+    return labeled.iloc[-1] if len(labeled) else None
+
+
+def _plot_pvr(result: dict[str, pd.DataFrame], save: Callable[[Any, str], None]) -> None:
+    overall, by_band = result[PVR_OVERALL], result[PVR_BANDS]
+    head = _pvr_headline(result)
+    fig = _new_figure(12, 5)
+    ax, ax_b = fig.subplots(1, 2, width_ratios=[3, 2])
+    x = np.arange(len(overall))
+    ax.plot(x, 100 * overall["mean_predicted"], marker="o", ms=3, label="mean predicted")
+    ax.plot(x, 100 * overall["realised_rate"], marker="s", ms=3, label="realised")
+    for i, role in enumerate(overall["role"]):
+        if role in ("valid", "test"):
+            ax.axvspan(i - 0.4, i + 0.4, color="#ffd27f" if role == "test" else "#e0e0e0")
+            ax.text(i, 0, role, ha="center", va="bottom", fontsize=7)
+    labels = [pd.Timestamp(c).strftime("%Y-%m-%d") for c in overall["cutoff"]]
+    step = max(1, len(labels) // 10)
+    ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+    ax.set_ylabel("churn within the horizon (%)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Predicted vs realised churn per cutoff")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    if head is not None:
+        b = by_band[by_band["cutoff"] == head["cutoff"]]
+        xb = np.arange(len(b))
+        ax_b.bar(xb - 0.2, 100 * b["mean_predicted"], 0.4, label="mean predicted")
+        ax_b.bar(xb + 0.2, 100 * b["realised_rate"], 0.4, label="realised")
+        for i, n in enumerate(b["rows"]):
+            ax_b.text(i, 0, f"n={n}", ha="center", va="bottom", fontsize=7)
+        ax_b.set_xticks(xb, list(b["band"]))
+        ax_b.set_xlabel("predicted risk band")
+        ax_b.set_title(
+            f"By risk band, cutoff {pd.Timestamp(head['cutoff']).date()} ({head['role']})"
+        )
+        ax_b.legend(fontsize=8)
+        ax_b.grid(axis="y", alpha=0.3)
+    else:
+        ax_b.set_axis_off()
+    save(fig, "predicted_vs_realised.png")
+
+
+# --------------------------------------------------------------------------------------------
 # Outputs
 
 
@@ -1046,8 +1210,9 @@ def write(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
     result : dict of str to DataFrame
         What :func:`compute` returned.
     out_dir : Path or str
-        Directory to write ``monthly.{csv,parquet}``, ``cohorts.{csv,parquet}`` and
-        ``metrics.csv`` (the catalogue with each metric's kind) into.
+        Directory to write ``monthly.{csv,parquet}``, ``cohorts.{csv,parquet}``,
+        ``metrics.csv`` (the catalogue with each metric's kind) and, when the result has them,
+        ``predicted_vs_realised.csv`` and ``predicted_vs_realised_bands.csv`` into.
 
     Returns
     -------
@@ -1064,6 +1229,10 @@ def write(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
     target = out / "metrics.csv"
     _atomic_write(target, _csv_writer(result["metrics"]))
     paths.append(target)
+    for name in (PVR_OVERALL, PVR_BANDS):
+        if name in result:
+            _atomic_write(out / f"{name}.csv", _csv_writer(result[name]))
+            paths.append(out / f"{name}.csv")
     return paths
 
 
@@ -1091,7 +1260,8 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
     Plots: ``kpi_trends.png`` (churn, GRR, NRR; orders-only: active-customer churn, repeat
     purchase, spend retention), ``mrr_bridge.png`` (MRR movements as stacked bars with end MRR),
     ``cohort_retention.png`` (heatmap), ``nps.png`` (NPS with promoter/passive/detractor counts),
-    ``campaigns.png`` (open and click rates with sends).
+    ``campaigns.png`` (open and click rates with sends), and ``predicted_vs_realised.png`` when
+    the result holds :func:`predicted_vs_realised` tables.
 
     Parameters
     ----------
@@ -1290,6 +1460,8 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
         ax.set_title(f"Customer campaign engagement per {period} (unique per account and campaign)")
         ticks(ax)
         save(fig, "campaigns.png")
+    if PVR_OVERALL in result and len(result[PVR_OVERALL]):
+        _plot_pvr(result, save)
     return paths
 
 
@@ -1316,6 +1488,8 @@ def log_to_mlflow(
     ``kpi.mode``, and ``kpi.outcome_metrics`` / ``kpi.activity_metrics`` (comma-separated names).
     Artifacts under ``kpis/``: ``monthly.csv``, ``cohorts.csv``, ``metrics.csv``,
     ``kpi_kinds.json`` (kind, unit and definition per metric) and the plots under ``kpis/plots``.
+    When the result holds :func:`predicted_vs_realised` tables (add them to the dict), they are
+    logged too, with ``kpi.predicted_churn`` / ``kpi.realised_churn`` at the test cutoff.
 
     Parameters
     ----------
@@ -1348,6 +1522,12 @@ def log_to_mlflow(
             value = row[m.name]
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 metrics[f"kpi.{m.name}"] = float(value)
+    head = _pvr_headline(result)
+    if head is not None:
+        # Outcome vs prediction at the test cutoff (else the latest labeled one).
+        metrics["kpi.predicted_churn"] = float(head["mean_predicted"])
+        metrics["kpi.realised_churn"] = float(head["realised_rate"])
+    if metrics:
         mlflow.log_metrics(metrics)
     kinds = kpi_kinds(result)
     mlflow.set_tags(
@@ -1367,6 +1547,9 @@ def log_to_mlflow(
         result["cohorts"].to_csv(folder / "cohorts.csv", index=False)
         result["metrics"].to_csv(folder / "metrics.csv", index=False)
         (folder / "kpi_kinds.json").write_text(json.dumps(kinds, indent=2))
+        for name in (PVR_OVERALL, PVR_BANDS):
+            if name in result:
+                result[name].to_csv(folder / f"{name}.csv", index=False)
         mlflow.log_artifacts(str(folder), artifact_path="kpis")
         for path in _plot_files(result, plots, folder):
             mlflow.log_artifact(str(path), artifact_path="kpis/plots")
@@ -1397,6 +1580,7 @@ class KpiRun:
     files: list[Path]
     plots: list[Path]
     run_id: str | None
+    notes: tuple[str, ...] = ()
 
 
 def run(
@@ -1407,6 +1591,8 @@ def run(
     source: str | None = None,
     log: bool = False,
     con: duckdb.DuckDBPyConnection | None = None,
+    dataset_dir: Path | str | None = None,
+    models_dir: Path | str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> KpiRun:
     """Load the data, compute the KPIs, write tables and plots to ``params.out``, optionally log.
@@ -1428,6 +1614,10 @@ def run(
         Create an MLflow run (experiment ``tracking.experiment``) and log the KPIs into it.
     con : duckdb.DuckDBPyConnection, optional
         An already loaded connection (``source`` is then ignored).
+    dataset_dir, models_dir : Path or str, optional
+        The training set (``dataset.out``) and the models folder (``train.out``): when both
+        hold what ``churnlab build-dataset`` and ``churnlab train`` write, the result also gets
+        :func:`predicted_vs_realised` for the churn model (else a note says why not).
     progress : callable, optional
         Called with a short label before each step.
     """
@@ -1438,6 +1628,20 @@ def run(
         step("loading and validating the data")
         con = load(data, source)
     result = compute(con, params, data, progress=step)
+    notes: list[str] = []
+    if dataset_dir is not None and models_dir is not None:
+        bundle_dir = Path(models_dir) / "churn"
+        if not (bundle_dir / "bundle.json").is_file():
+            notes.append(f"predicted vs realised: skipped (no churn model in {bundle_dir})")
+        elif not (Path(dataset_dir) / "manifest.json").is_file():
+            notes.append(f"predicted vs realised: skipped (no training set in {dataset_dir})")
+        else:
+            from churnlab import dataset
+            from churnlab.train import ModelBundle
+
+            step("scoring the training set: predicted vs realised churn")
+            frame, _manifest = dataset.read(dataset_dir)
+            result.update(predicted_vs_realised(frame, ModelBundle.load(bundle_dir)))
     out = Path(params.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -1470,7 +1674,9 @@ def run(
             mlflow.set_tag("churnlab.command", "kpis")
             log_to_mlflow(result, plots)
             run_id = active.info.run_id
-    return KpiRun(result=result, out=out, files=files, plots=plots, run_id=run_id)
+    return KpiRun(
+        result=result, out=out, files=files, plots=plots, run_id=run_id, notes=tuple(notes)
+    )
 
 
 _TABLE_ROWS: tuple[str, ...] = (
@@ -1542,4 +1748,26 @@ def summary_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
             table.add_row(name, *(_fmt(v, units[name]) for v in m[name].tolist()))
         if rows and kind == "outcome":
             table.add_section()
+    return table
+
+
+def predicted_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
+    """A rich table of predicted vs realised churn for the last ``last`` cutoffs (or None)."""
+    from rich.table import Table
+
+    overall = result.get(PVR_OVERALL)
+    if overall is None or overall.empty:
+        return None
+    table = Table(title="Predicted vs realised churn within the horizon, per cutoff")
+    for col in ("cutoff", "role", "rows", "mean predicted", "realised", "difference"):
+        table.add_column(col, justify="left" if col in ("cutoff", "role") else "right")
+    for r in overall.tail(last).itertuples():
+        table.add_row(
+            pd.Timestamp(r.cutoff).date().isoformat(),
+            str(r.role),
+            f"{r.rows:,}",
+            _fmt(r.mean_predicted, "ratio"),
+            _fmt(r.realised_rate, "ratio"),
+            _fmt(r.difference, "ratio"),
+        )
     return table

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from test_kpis import AS_OF, ORDERS, _accounts, _orders, _world
+from test_kpis_predicted import LookupScorer
+from test_kpis_predicted import _frame as _pvr_frame
 from typer.testing import CliRunner
 
 from churnlab import kpis
@@ -85,6 +87,7 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     res = kpis.compute(connect_frames(_world()), KpiParams(), DataParams(as_of=AS_OF))
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("kpi-test")
+    res.update(kpis.predicted_vs_realised(_pvr_frame(), LookupScorer()))
     with mlflow.start_run() as run:
         logged = kpis.log_to_mlflow(res)  # no plots given: drawn and logged
     client = MlflowClient(uri)
@@ -95,15 +98,26 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     assert data.metrics["kpi.nps"] == 0.0
     assert "kpi.grr_12m" not in data.metrics  # NaN is skipped, not logged as 0
     assert "kpi.open_rate" not in data.metrics  # no sends in April
+    # No test cutoff in the model's info: the latest labeled cutoff (February) is the headline.
+    assert data.metrics["kpi.predicted_churn"] == pytest.approx(0.15)
+    assert data.metrics["kpi.realised_churn"] == 0.0
     assert set(logged) == {k for k in data.metrics if k.startswith("kpi.")}
     assert data.tags["kpi.period"] == "2024-04-01"
     assert data.tags["kpi.mode"] == "contractual"
     assert "churn_rate" in data.tags["kpi.outcome_metrics"].split(",")
     assert "open_rate" in data.tags["kpi.activity_metrics"].split(",")
     files = {a.path for a in client.list_artifacts(run.info.run_id, "kpis")}
-    assert {"kpis/monthly.csv", "kpis/cohorts.csv", "kpis/kpi_kinds.json", "kpis/plots"} <= files
+    assert {
+        "kpis/monthly.csv",
+        "kpis/cohorts.csv",
+        "kpis/kpi_kinds.json",
+        "kpis/predicted_vs_realised.csv",
+        "kpis/predicted_vs_realised_bands.csv",
+        "kpis/plots",
+    } <= files
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "kpis/plots")}
-    assert "kpis/plots/mrr_bridge.png" in plots and len(plots) == 5
+    assert "kpis/plots/mrr_bridge.png" in plots
+    assert "kpis/plots/predicted_vs_realised.png" in plots and len(plots) == 6
     kinds_path = client.download_artifacts(run.info.run_id, "kpis/kpi_kinds.json", str(tmp_path))
     kinds = pd.read_json(kinds_path)
     assert kinds.loc["kind", "nrr"] == "outcome" and kinds.loc["kind", "click_rate"] == "activity"
@@ -126,6 +140,7 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     )
     assert cli.exit_code == 0, cli.output
     assert "2024-04" in cli.output and "churn_rate" in cli.output
+    assert "predicted vs realised: skipped (no churn model in models/churn)" in cli.output
     written = pd.read_parquet(out / "monthly.parquet")
     assert list(written["period"]) == [pd.Timestamp(f"2024-0{m}-01") for m in (2, 3, 4)]
     assert written["churn_rate"].tolist() == pytest.approx([2 / 8, 1 / 7, 0.0])
