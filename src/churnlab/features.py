@@ -1137,18 +1137,20 @@ def _assemble(ctx: _Ctx) -> tuple[pd.DataFrame, list[Feature]]:
         SELECT sp.account_id, sp.cutoff{"".join(", " + c for c in inner)}
         FROM _cl_spine sp {" ".join(joins)})
         ORDER BY account_id, cutoff"""
-    frame = ctx.con.execute(sql).df()
-    frame["account_id"] = frame["account_id"].astype(str)
-    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    raw = ctx.con.execute(sql).df()
+    cols: dict[str, Any] = {
+        "account_id": raw["account_id"].astype(str),
+        "cutoff": raw["cutoff"].astype("datetime64[us]"),
+    }
     for f in feats:
         if f.dtype == "category":
-            frame[f.name] = pd.Categorical(
-                frame[f.name].astype(object).where(frame[f.name].notna(), None),
-                categories=list(f.categories or ()),
+            values = raw[f.name].astype(object)
+            cols[f.name] = pd.Categorical(
+                values.where(values.notna(), None), categories=list(f.categories or ())
             )
         else:
-            frame[f.name] = frame[f.name].astype("float64")
-    return frame, feats
+            cols[f.name] = raw[f.name].astype("float64")
+    return pd.DataFrame(cols), feats
 
 
 def _ordered(feats: list[Feature]) -> list[Feature]:

@@ -1,0 +1,195 @@
+"""The training set end to end: synthetic world (contractual), Online Retail II (orders only),
+files and manifest, data sufficiency, and the build-dataset command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnlab import dataset, load
+from churnlab.config import DataParams, DatasetParams, SynthParams
+
+ONLINE_RETAIL = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "online_retail"
+    / "transactions.parquet"
+)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    from churnlab import synth
+
+    out = tmp_path_factory.mktemp("world") / "synthetic"
+    synth.run(SynthParams(accounts=500, months=18, seed=11), out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built(world) -> tuple[pd.DataFrame, dict]:
+    con = load.load(DataParams(source=str(world)))
+    return dataset.build(con, DatasetParams(), DataParams())
+
+
+def test_contractual_rates_match_the_generators_realised_outcomes(world, built):
+    frame, manifest = built
+    assert manifest["mode"] == "contractual"
+    realised = pd.read_parquet(world / "oracle" / "realised.parquet")
+    real = realised[realised["active"]].copy()
+    real["cutoff"] = real["cutoff"].astype("datetime64[us]")
+    merged = frame.merge(real, on=["account_id", "cutoff"], how="outer", indicator=True)
+    in_range = merged["cutoff"].isin(frame["cutoff"].unique())
+    # The spine is exactly the generator's active accounts at every cutoff ...
+    assert (merged.loc[in_range, "_merge"] == "both").all()
+    both = merged[merged["_merge"] == "both"]
+    # ... and every label equals its realised outcome (NaN where the window is incomplete).
+    pd.testing.assert_series_equal(both["churn"], both["churn_90d"], check_names=False)
+    pd.testing.assert_series_equal(both["expansion"], both["expansion_90d"], check_names=False)
+    np.testing.assert_allclose(both["mrr_x"], both["mrr_y"], rtol=1e-9)
+    for row in manifest["per_cutoff"]:
+        r = real[real["cutoff"] == pd.Timestamp(row["cutoff"])]
+        assert row["rows"] == len(r)
+        if row["labeled"]:
+            assert row["churn_rate"] == pytest.approx(r["churn_90d"].mean(), abs=1e-12)
+            assert row["expansion_rate"] == pytest.approx(r["expansion_90d"].mean(), abs=1e-12)
+        else:
+            assert r["churn_90d"].isna().all()
+    assert sum(r["labeled"] for r in manifest["per_cutoff"]) >= 10
+
+
+def test_frame_layout_and_manifest(built):
+    frame, manifest = built
+    names = [f["name"] for f in manifest["features"]]
+    assert list(frame.columns) == ["account_id", "cutoff", *names, *dataset.labels.LABEL_COLUMNS]
+    assert not frame.duplicated(["account_id", "cutoff"]).any()
+    assert frame["account_id"].map(type).eq(str).all()
+    assert str(frame["cutoff"].dtype) == "datetime64[us]"
+    for f in manifest["features"]:
+        assert str(frame[f["name"]].dtype) == f["dtype"]
+    cats = {f["name"] for f in manifest["features"] if f["dtype"] == "category"}
+    assert {"plan", "segment", "industry", "country", "nps_category"} <= cats
+    assert {f["group"] for f in manifest["features"]} == {
+        "engagement",
+        "commercial",
+        "support",
+        "marketing",
+        "sentiment",
+        "profile",
+    }
+    for key in (
+        "mode",
+        "horizon_days",
+        "windows",
+        "cutoffs",
+        "per_cutoff",
+        "features",
+        "data_fingerprint",
+        "params",
+    ):
+        assert key in manifest
+    json.dumps(manifest)  # serialisable
+    assert frame.loc[~frame["labeled"], ["churn", "expansion"]].isna().all().all()
+    assert frame.loc[frame["labeled"], ["churn", "expansion"]].notna().all().all()
+    assert (frame["arr"] == 12 * frame["mrr"]).all()
+    assert all(c.endswith("T00:00:00") for c in manifest["cutoffs"])
+
+
+def test_write_read_round_trip(built, tmp_path):
+    frame, manifest = built
+    out = dataset.write(frame, manifest, tmp_path / "ds")
+    back, man = dataset.read(out)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert man == json.loads(json.dumps(manifest))
+    for f in manifest["features"]:
+        if f["dtype"] == "category":
+            assert list(back[f["name"]].cat.categories) == f["categories"]
+    # rewriting replaces the folder atomically and leaves no temporary folders behind
+    dataset.write(frame.head(10), manifest, out)
+    assert len(dataset.read(out)[0]) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_read_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(dataset.DatasetError, match="build-dataset"):
+        dataset.read(tmp_path / "nothing")
+
+
+def test_sufficiency_names_counts_per_cutoff(built):
+    _, manifest = built
+    assert dataset.check_sufficiency(manifest, DatasetParams()) == {}
+    strict = DatasetParams(min_positives=10**6)
+    problems = dataset.check_sufficiency(manifest, strict)
+    assert set(problems) == {"churn", "expansion"}
+    first = next(r for r in manifest["per_cutoff"] if r["labeled"])
+    assert f"{first['cutoff'][:10]}: {first['churn_positives']}+/" in problems["churn"]
+    assert "dataset.min_positives" in problems["churn"]
+    with pytest.raises(dataset.InsufficientDataError, match="expansion: too few"):
+        dataset.require_sufficient(manifest, strict, "expansion")
+
+
+def test_build_dataset_command(world, tmp_path):
+    from churnlab.cli import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset:\n  min_positives: 100000\n")
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(
+        app, ["build-dataset", "--source", str(world), "--out", str(out), "--params", str(params)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "dataset.parquet").exists() and (out / "manifest.json").exists()
+    assert "training set (contractual mode" in result.output
+    assert "2024-04-01" in result.output
+    assert "too few labeled examples" in result.output  # a warning, not a crash
+    bad = CliRunner().invoke(app, ["build-dataset", "--source", str(tmp_path / "missing")])
+    assert bad.exit_code == 1
+    assert "Traceback" not in bad.output
+
+
+def test_orders_only_online_retail_end_to_end(tmp_path):
+    if not ONLINE_RETAIL.exists():
+        pytest.fail(f"Online Retail II data not found at {ONLINE_RETAIL} (see DESIGN.md)")
+    from churnlab.online_retail import import_online_retail
+
+    import_online_retail(ONLINE_RETAIL, tmp_path / "or")
+    con = load.load(DataParams(source=str(tmp_path / "or")))
+    params = DatasetParams()
+    frame, manifest = dataset.build(con, params, DataParams())
+    assert manifest["mode"] == "orders"
+    assert {f["group"] for f in manifest["features"]} == {"commercial", "profile"}
+    assert frame["country"].dtype == "category"
+    orders = con.execute("SELECT * FROM orders").df()
+    buys = orders[orders["kind"].fillna("") != "refund"]
+    end = pd.Timestamp(manifest["data_end"])
+    labeled = [r for r in manifest["per_cutoff"] if r["labeled"]]
+    assert len(labeled) >= 12
+    for row in (labeled[0], labeled[-1]):
+        t = pd.Timestamp(row["cutoff"])
+        assert t + pd.Timedelta(days=params.horizon_days) <= end
+        lookback = buys[
+            (buys["ordered_at"] < t)
+            & (buys["ordered_at"] >= t - pd.Timedelta(days=params.lookback_days))
+        ]
+        part = frame[frame["cutoff"] == t].set_index("account_id")
+        assert sorted(part.index) == sorted(lookback["account_id"].unique())
+        window = buys[
+            (buys["ordered_at"] >= t)
+            & (buys["ordered_at"] < t + pd.Timedelta(days=params.horizon_days))
+        ]
+        expected_churn = (~part.index.isin(window["account_id"].unique())).astype(float)
+        np.testing.assert_array_equal(part["churn"].to_numpy(), expected_churn)
+        last90 = buys[(buys["ordered_at"] < t) & (buys["ordered_at"] >= t - pd.Timedelta(days=90))]
+        counts = last90.groupby("account_id").size().reindex(part.index, fill_value=0)
+        np.testing.assert_array_equal(part["orders_90d"].to_numpy(), counts.to_numpy())
+        assert 0.05 < row["churn_rate"] < 0.95
+    unlabeled = frame[~frame["labeled"]]
+    assert (unlabeled["cutoff"] + pd.Timedelta(days=params.horizon_days) > end).all()
+    assert dataset.check_sufficiency(manifest, params) == {}
