@@ -3,7 +3,6 @@ files and manifest, data sufficiency, and the build-dataset command."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
