@@ -16,6 +16,7 @@ context does that on any exception).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import subprocess
@@ -47,8 +48,21 @@ def resolve_uri(params: TrackingParams) -> str:
     return params.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Silence MLflow's info/warning chatter (progress bars, pickling notes) for CLI output."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def configure(params: TrackingParams) -> str:
     """Point MLflow (tracking and registry) at the store and select the experiment."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -203,20 +217,21 @@ def log_model(bundle: ModelBundle, test: pd.DataFrame, tmp: Path) -> str:
     import lightgbm
     import sklearn
 
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=ChurnlabModel(),
-        artifacts={"bundle": str(bundle_dir)},
-        signature=signature,
-        input_example=example,
-        pip_requirements=[
-            f"lightgbm=={lightgbm.__version__}",
-            f"scikit-learn=={sklearn.__version__}",
-            f"pandas=={pd.__version__}",
-            f"numpy=={np.__version__}",
-            "churnlab",
-        ],
-    )
+    with quiet_mlflow():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnlabModel(),
+            artifacts={"bundle": str(bundle_dir)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[
+                f"lightgbm=={lightgbm.__version__}",
+                f"scikit-learn=={sklearn.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+                "churnlab",
+            ],
+        )
     return str(info.model_uri)
 
 
@@ -274,12 +289,14 @@ def register_and_promote(
         )
     new_score = float(result.metrics[key])
     champion = _champion(client, name)
-    version = mlflow.register_model(model_uri, name).version
+    with quiet_mlflow():
+        version = mlflow.register_model(model_uri, name).version
     champion_score: float | None = None
     reason_prefix = ""
     if champion is not None:
         try:
-            old = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+            with quiet_mlflow():
+                old = mlflow.pyfunc.load_model(f"models:/{name}@champion")
             cols = [c.name for c in old.metadata.get_input_schema().inputs]
             from churnlab.train import ModelBundle  # noqa: F401  (pyfunc needs it importable)
 
