@@ -1141,10 +1141,15 @@ def _plot_pvr(result: dict[str, pd.DataFrame], save: Callable[[Any, str], None])
     x = np.arange(len(overall))
     ax.plot(x, 100 * overall["mean_predicted"], marker="o", ms=3, label="mean predicted")
     ax.plot(x, 100 * overall["realised_rate"], marker="s", ms=3, label="realised")
-    for i, role in enumerate(overall["role"]):
-        if role in ("valid", "test"):
-            ax.axvspan(i - 0.4, i + 0.4, color="#ffd27f" if role == "test" else "#e0e0e0")
-            ax.text(i, 0, role, ha="center", va="bottom", fontsize=7)
+    shades = {"train": "#e8f0fb", "valid": "#e0e0e0", "test": "#ffd27f"}
+    roles = list(overall["role"])
+    for i, role in enumerate(roles):
+        if role in shades:
+            ax.axvspan(i - 0.5, i + 0.5, color=shades[role], lw=0)
+            if i == 0 or roles[i - 1] != role:  # label each run of cutoffs once
+                ax.text(
+                    i, 0, role, ha="left" if role == "train" else "center", va="bottom", fontsize=7
+                )
     labels = [pd.Timestamp(c).strftime("%Y-%m-%d") for c in overall["cutoff"]]
     step = max(1, len(labels) // 10)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
