@@ -35,7 +35,12 @@ MRR and customers (subscriptions present: contractual mode)
 
     So ``start + new + expansion - contraction - churned + reactivation = end`` holds exactly:
     the sums are taken in DuckDB DECIMAL(38, 6) (MRR rounded to 6 decimals) and only the results
-    become floats.
+    become floats. Logo churn uses the same snapshots: customers lost = active at the period
+    start, not at its end. GRR and NRR follow DESIGN.md (reactivation and new MRR are in neither).
+    The trailing-12-month GRR/NRR apply the same comparison to the 12 months (4 quarters, 52
+    weeks) ending at the period end, over accounts paying at the window start:
+    ``grr_12m = sum(min(end, start)) / sum(start)`` and ``nrr_12m = sum(end) / sum(start)``; NaN
+    until the whole window is observed.
 
 Revenue
     Subscription revenue is recognised pro rata: a row contributes ``mrr x (overlap with the
@@ -64,6 +69,11 @@ Cohorts
     Accounts are grouped by the period of ``created_at``. Retention after k periods is the share
     of the cohort with an active subscription at the end of the k-th period after the sign-up
     period (orders-only: with an order in that period); k = 0 is the sign-up period itself.
+
+Predicted vs realised (issue 5, point 6)
+    :func:`predicted_vs_realised` back-scores the training set with the churn model and compares
+    the mean predicted probability with the realised churn rate per cutoff and per fixed risk
+    band; :func:`run` adds it when a trained churn model and the training set exist.
 """
 
 from __future__ import annotations
