@@ -91,7 +91,7 @@ def build(
     timings["features"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     say("computing labels")
-    y = labels.compute(con, sp, params, mode, end)
+    y = labels.compute(con, sp, params, mode, end, reuse_steps=True)
     timings["labels"] = time.perf_counter() - t2
     if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
         raise DatasetError("internal error: feature and label rows are out of step")

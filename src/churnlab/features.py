@@ -126,10 +126,12 @@ def _segments(cutoffs: list[dt.datetime], windows: tuple[int, ...]) -> list[dt.d
 def _setup(ctx: _Ctx, spine: pd.DataFrame) -> None:
     """Temp tables: the spine, day -> segment, segment -> (cutoff, windows), cutoff -> index."""
     con, b = ctx.con, ctx.bounds
-    con.register("_cl_spine_df", spine[["account_id", "cutoff"]])
+    # rid = the row's position in the sorted spine: the result is put in that order in numpy,
+    # cheaper than sorting the wide result in SQL.
+    con.register("_cl_spine_df", spine.assign(rid=np.arange(len(spine), dtype=np.int64)))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _cl_spine AS SELECT CAST(account_id AS VARCHAR) AS "
-        "account_id, CAST(cutoff AS TIMESTAMP) AS cutoff FROM _cl_spine_df"
+        "account_id, CAST(cutoff AS TIMESTAMP) AS cutoff, rid FROM _cl_spine_df"
     )
     con.unregister("_cl_spine_df")
     # Segment i (1-based) is [b[i-1], b[i]); rows before b[0] fall in segment 0 (used only for
@@ -296,9 +298,11 @@ def _categories(ctx: _Ctx, key: str, sql: str) -> tuple[str, ...]:
 def _event_types(ctx: _Ctx) -> tuple[str, ...]:
     if ctx.event_types is not None:
         return ctx.event_types
+    # Types used inside the feature windows (a type seen only earlier would be all zeros).
     rows = ctx.con.execute(
         f"""SELECT event_type FROM main.events
-        WHERE occurred_at < {_ts(ctx.last)} AND event_type <> '{FAILED_PAYMENT_EVENT}'
+        WHERE occurred_at >= {_ts(ctx.bounds[0])} AND occurred_at < {_ts(ctx.last)}
+          AND event_type <> '{FAILED_PAYMENT_EVENT}'
         GROUP BY 1 ORDER BY count(*) DESC, event_type LIMIT {int(ctx.params.max_event_types)}"""
     ).fetchall()
     return tuple(sorted(str(r[0]) for r in rows))
@@ -1063,7 +1067,8 @@ def compute(
     params : DatasetParams
         The ``dataset`` section: ``windows``, ``max_event_types``, ``max_category_levels``.
     event_types : sequence of str, optional
-        The event types to count (default: the most frequent types before the last cutoff).
+        The event types to count (default: the ``max_event_types`` most frequent types in the
+        feature windows of the spine's cutoffs).
         Pass the training manifest's list when scoring so the columns match.
     categories : dict, optional
         Category levels per categorical feature (default: values seen before the last cutoff).
@@ -1092,14 +1097,28 @@ def compute(
         event_types=tuple(event_types) if event_types is not None else None,
         categories={k: tuple(v) for k, v in (categories or {}).items()},
     )
-    _setup(ctx, spine)
-    for family in FAMILIES:
-        family(ctx)
-    frame, feats = _assemble(ctx)
-    return frame, feats
+    spine = (
+        spine[["account_id", "cutoff"]]
+        .astype({"account_id": str, "cutoff": "datetime64[us]"})
+        .sort_values(["account_id", "cutoff"], kind="stable")
+        .reset_index(drop=True)
+    )
+    if spine.duplicated().any():
+        raise FeatureError("the spine has duplicate (account_id, cutoff) rows")
+    # Row order of intermediate tables never matters here (results are keyed); not keeping it
+    # lets DuckDB write the temporary tables in parallel.
+    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        _setup(ctx, spine)
+        for family in FAMILIES:
+            family(ctx)
+        return _assemble(ctx, spine)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(bool(keep_order[0][0])).lower()}")
 
 
-def _assemble(ctx: _Ctx) -> tuple[pd.DataFrame, list[Feature]]:
+def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Feature]]:
     joins, inner, outer, feats = [], [], [], []
     for i, (rel, fs) in enumerate(ctx.relations):
         if rel.startswith("("):
@@ -1131,25 +1150,32 @@ def _assemble(ctx: _Ctx) -> tuple[pd.DataFrame, list[Feature]]:
     for f in feats:
         if f.expr is not None:
             outer.append(f"CAST({f.expr} AS DOUBLE) AS {quote(f.name)}")
-        else:
-            outer.append(quote(f.name))
-    sql = f"""SELECT account_id, cutoff, {", ".join(outer)} FROM (
-        SELECT sp.account_id, sp.cutoff{"".join(", " + c for c in inner)}
-        FROM _cl_spine sp {" ".join(joins)})
-        ORDER BY account_id, cutoff"""
-    raw = ctx.con.execute(sql).df()
-    cols: dict[str, Any] = {
-        "account_id": raw["account_id"].astype(str),
-        "cutoff": raw["cutoff"].astype("datetime64[us]"),
-    }
-    for f in feats:
-        if f.dtype == "category":
-            values = raw[f.name].astype(object)
-            cols[f.name] = pd.Categorical(
-                values.where(values.notna(), None), categories=list(f.categories or ())
+        elif f.dtype == "category":
+            # Category codes in SQL (-1 = missing or unknown level): no strings to convert.
+            levels = ", ".join("'" + c.replace("'", "''") + "'" for c in f.categories or ())
+            outer.append(
+                f"CAST(coalesce(list_position([{levels}]::VARCHAR[], {quote(f.name)}), 0) - 1 "
+                f"AS INTEGER) AS {quote(f.name)}"
             )
         else:
-            cols[f.name] = raw[f.name].astype("float64")
+            outer.append(quote(f.name))
+    sql = f"""SELECT rid, {", ".join(outer)} FROM (
+        SELECT sp.rid{"".join(", " + c for c in inner)}
+        FROM _cl_spine sp {" ".join(joins)})"""
+    raw = ctx.con.execute(sql).fetchnumpy()
+    order = np.argsort(raw["rid"], kind="stable")
+    cols: dict[str, Any] = {"account_id": spine["account_id"], "cutoff": spine["cutoff"]}
+    for f in feats:
+        column = raw[f.name]
+        if f.dtype != "category":  # NULLs arrive masked: missing stays NaN
+            column = np.ma.filled(np.ma.asarray(column).astype("float64"), np.nan)
+        values = np.asarray(column)[order]
+        if f.dtype == "category":
+            cols[f.name] = pd.Categorical.from_codes(
+                values.astype(np.int64), categories=list(f.categories or ())
+            )
+        else:
+            cols[f.name] = np.asarray(values, dtype="float64")
     return pd.DataFrame(cols), feats
 
 

@@ -37,6 +37,8 @@ def compute(
     params: DatasetParams,
     mode: str,
     data_end: dt.datetime,
+    *,
+    reuse_steps: bool = False,
 ) -> pd.DataFrame:
     """Labels for every spine row, all cutoffs in one query.
 
@@ -52,6 +54,9 @@ def compute(
         'contractual' or 'orders'.
     data_end : datetime
         End of observation (``load.data_end``): windows ending after it are unlabeled.
+    reuse_steps : bool
+        Reuse the subscription step table that ``features.compute`` just built on this
+        connection (``dataset.build`` does; the data must not have changed in between).
 
     Returns
     -------
@@ -75,7 +80,7 @@ def compute(
     )
     con.unregister("_cl_lspine_df")
     if mode == "contractual":
-        sql = _contractual(con, frac)
+        sql = _contractual(con, frac, reuse_steps)
     else:
         sql = _orders(h, int(params.lookback_days), frac)
     frame = con.execute(
@@ -94,10 +99,14 @@ def compute(
     return frame
 
 
-def _contractual(con: duckdb.DuckDBPyConnection, frac: float) -> str:
+def _contractual(con: duckdb.DuckDBPyConnection, frac: float, reuse_steps: bool) -> str:
     from churnlab.features import subscription_steps
 
-    subscription_steps(con)
+    built = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_cl_steps'"
+    ).fetchall()[0][0]
+    if not (reuse_steps and built):
+        subscription_steps(con)
     has_orders = bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables "

@@ -309,9 +309,9 @@ def test_labels_do_change_when_window_rows_change():
 
 def _one_row_tables(when: dt.datetime) -> dict[str, pd.DataFrame]:
     """Account "a" has one row per table at ``when``; account "z" has the same rows in 2023
-    (so that every feature column exists whatever ``when`` is)."""
+    (inside the feature windows, so that every feature column exists whatever ``when`` is)."""
     frames = _single_rows("a", when)
-    old = _single_rows("z", dt.datetime(2023, 5, 5))
+    old = _single_rows("z", dt.datetime(2024, 3, 1))
     return {k: pd.concat([frames[k], old[k]], ignore_index=True) for k in frames}
 
 
