@@ -1119,13 +1119,14 @@ def compute(
 
 
 def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Feature]]:
-    joins, inner, outer, feats = [], [], [], []
+    joins, inner, outer, feats, used = [], [], [], [], []
     for i, (rel, fs) in enumerate(ctx.relations):
         if rel.startswith("("):
             # Materialise each relation: one plan per family keeps the final join simple.
             ctx.con.execute(f"CREATE OR REPLACE TEMP TABLE _cl_rel{i} AS SELECT * FROM {rel}")
             rel = f"_cl_rel{i}"
         if rel:
+            used.append(rel)
             joins.append(
                 f"LEFT JOIN {rel} r{i} ON r{i}.account_id = sp.account_id "
                 f"AND r{i}.cutoff = sp.cutoff"
@@ -1159,17 +1160,20 @@ def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Featur
             )
         else:
             outer.append(quote(f.name))
+    # Segment-level intermediates are no longer needed: free their memory before the big join.
+    drop_temp_tables(ctx.con, keep=("_cl_spine", "_cl_steps", *used))
     sql = f"""SELECT rid, {", ".join(outer)} FROM (
         SELECT sp.rid{"".join(", " + c for c in inner)}
         FROM _cl_spine sp {" ".join(joins)})"""
     raw = ctx.con.execute(sql).fetchnumpy()
-    order = np.argsort(raw["rid"], kind="stable")
+    drop_temp_tables(ctx.con, keep=("_cl_steps",))
+    by_rid = np.argsort(raw["rid"], kind="stable")
     cols: dict[str, Any] = {"account_id": spine["account_id"], "cutoff": spine["cutoff"]}
     for f in feats:
         column = raw[f.name]
         if f.dtype != "category":  # NULLs arrive masked: missing stays NaN
             column = np.ma.filled(np.ma.asarray(column).astype("float64"), np.nan)
-        values = np.asarray(column)[order]
+        values = np.asarray(column)[by_rid]
         if f.dtype == "category":
             cols[f.name] = pd.Categorical.from_codes(
                 values.astype(np.int64), categories=list(f.categories or ())
@@ -1177,6 +1181,17 @@ def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Featur
         else:
             cols[f.name] = np.asarray(values, dtype="float64")
     return pd.DataFrame(cols), feats
+
+
+def drop_temp_tables(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
+    """Drop churnlab's temporary tables (``_cl_*``) from a connection, except ``keep``."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE '\\_cl\\_%' "
+        "ESCAPE '\\'"
+    ).fetchall()
+    for (name,) in names:
+        if name not in keep:
+            con.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
 
 
 def _ordered(feats: list[Feature]) -> list[Feature]:

@@ -91,6 +91,9 @@ def compute(
                CAST(mrr AS DOUBLE) AS mrr, 12 * CAST(mrr AS DOUBLE) AS arr, labeled
         FROM ({sql}) ORDER BY account_id, cutoff"""
     ).df()
+    from churnlab.features import drop_temp_tables
+
+    drop_temp_tables(con)
     frame["account_id"] = frame["account_id"].astype(str)
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     frame["labeled"] = frame["labeled"].astype(bool)
