@@ -1482,7 +1482,7 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
 
 def kpi_kinds(result: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     """Each KPI's kind (activity or outcome), unit, applicability and definition, by name."""
-    return {
+    kinds = {
         row["name"]: {
             "kind": row["kind"],
             "applicable": bool(row["applicable"]),
@@ -1491,6 +1491,16 @@ def kpi_kinds(result: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
         }
         for row in result["metrics"].to_dict("records")
     }
+    if PVR_OVERALL in result:
+        for name, what in (("predicted_churn", "mean predicted"), ("realised_churn", "realised")):
+            kinds[name] = {
+                "kind": "outcome",
+                "applicable": True,
+                "unit": "ratio",
+                "description": f"{what} churn within the horizon at the model's test cutoff "
+                "(else the latest labeled cutoff)",
+            }
+    return kinds
 
 
 def log_to_mlflow(

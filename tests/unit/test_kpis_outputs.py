@@ -121,6 +121,7 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     kinds_path = client.download_artifacts(run.info.run_id, "kpis/kpi_kinds.json", str(tmp_path))
     kinds = pd.read_json(kinds_path)
     assert kinds.loc["kind", "nrr"] == "outcome" and kinds.loc["kind", "click_rate"] == "activity"
+    assert kinds.loc["kind", "realised_churn"] == "outcome"
 
     # The command: reads a folder, validates, writes tables and plots, logs a run.
     source = tmp_path / "world"
