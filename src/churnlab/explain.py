@@ -113,58 +113,55 @@ def _fmt(values: np.ndarray) -> np.ndarray:
 
 
 def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per feature, a phrase for every row (built column-wise, not row by row).
+    """Per feature, a phrase for every row of ``X`` (see :func:`_feature_phrases`)."""
+    return {f["name"]: _feature_phrases(bundle, f, X[f["name"]]) for f in bundle.features}
+
+
+def _feature_phrases(bundle: ModelBundle, f: dict[str, Any], col: pd.Series) -> np.ndarray:
+    """The phrase for each value of one feature, built column-wise.
 
     The wording follows the manifest's ``kind``: a ``change`` feature is already relative to
     the account's own earlier level ("down 64%" for ``*_trend_*`` rate ratios, "down 3" for a
-    difference such as the NPS change); a ``ratio`` is shown as a
-    percentage; ``days`` and ``value`` features against their usual level ("is 45 (usually
-    3)"); counts and amounts with their relative difference ("is 3 (-70% vs a usual 10)").
-    The usual level is the feature's median over the training rows.
+    difference such as the NPS change); a ``ratio`` is shown as a percentage; ``days`` and
+    ``value`` features against their usual level ("is 45 (usually 3)"); counts and amounts
+    with their relative difference ("is 3 (-70% vs a usual 10)"). The usual level is the
+    feature's median over the training rows.
     """
-    phrases = {}
-    for f in bundle.features:
-        name = f["name"]
-        kind = f.get("kind", "count")
-        col = X[name]
-        if name in bundle.categories:
-            text = col.astype(object).where(col.notna(), None).to_numpy()
-            phrases[name] = np.array(
-                ["has no value" if v is None else f"is {v}" for v in text], dtype=object
-            )
-            continue
-        v = col.to_numpy(dtype=float)
-        ok = np.isfinite(v)
-        ref = float(bundle.reference.get(name, float("nan")))
-        phrase = np.full(len(v), "has no data", dtype=object)
-        if kind == "change":
-            # Trend features are relative (rate ratio - 1); other changes are differences.
-            relative = "trend" in name
-            step = np.round(v[ok] * 100) if relative else v[ok]
-            unit = "%" if relative else ""
-            mags = _fmt(np.abs(step))
-            phrase[ok] = [
-                f"is down {m}{unit}" if q < 0 else (f"is up {m}{unit}" if q > 0 else "is unchanged")
-                for q, m in zip(step, mags, strict=True)
-            ]
-            phrases[name] = phrase
-            continue
-        if kind == "ratio":
-            vs = np.array([f"{x:.0%}" for x in v[ok]], dtype=object)
-            ref_s = f"{ref:.0%}" if np.isfinite(ref) else ""
+    name = f["name"]
+    kind = f.get("kind", "count")
+    if name in bundle.categories:
+        text = col.astype(object).where(col.notna(), None).to_numpy()
+        return np.array(["has no value" if v is None else f"is {v}" for v in text], dtype=object)
+    v = col.to_numpy(dtype=float)
+    ok = np.isfinite(v)
+    ref = float(bundle.reference.get(name, float("nan")))
+    phrase = np.full(len(v), "has no data", dtype=object)
+    if kind == "change":
+        # Trend features are relative (rate ratio - 1); other changes are differences.
+        relative = "trend" in name
+        step = np.round(v[ok] * 100) if relative else v[ok]
+        unit = "%" if relative else ""
+        mags = _fmt(np.abs(step))
+        phrase[ok] = [
+            f"is down {m}{unit}" if q < 0 else (f"is up {m}{unit}" if q > 0 else "is unchanged")
+            for q, m in zip(step, mags, strict=True)
+        ]
+        return phrase
+    if kind == "ratio":
+        vs = np.array([f"{x:.0%}" for x in v[ok]], dtype=object)
+        ref_s = f"{ref:.0%}" if np.isfinite(ref) else ""
+    else:
+        vs = _fmt(v[ok])
+        ref_s = _fmt(np.array([ref]))[0] if np.isfinite(ref) else ""
+    phrase[ok] = "is " + vs
+    if ref_s:
+        if kind in ("count", "amount") and abs(ref) > 1e-12:
+            q = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
+            tail = np.array([f" ({d:+d}% vs a usual {ref_s})" for d in q], dtype=object)
         else:
-            vs = _fmt(v[ok])
-            ref_s = _fmt(np.array([ref]))[0] if np.isfinite(ref) else ""
-        phrase[ok] = "is " + vs
-        if ref_s:
-            if kind in ("count", "amount") and abs(ref) > 1e-12:
-                q = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
-                tail = np.array([f" ({d:+d}% vs a usual {ref_s})" for d in q], dtype=object)
-            else:
-                tail = np.full(ok.sum(), f" (usually {ref_s})", dtype=object)
-            phrase[ok] = phrase[ok] + tail
-        phrases[name] = phrase
-    return phrases
+            tail = np.full(ok.sum(), f" (usually {ref_s})", dtype=object)
+        phrase[ok] = phrase[ok] + tail
+    return phrase
 
 
 def reasons(
@@ -210,8 +207,6 @@ def reasons(
     order = np.argsort(-np.take_along_axis(points, part, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(part, order, axis=1)
     X = bundle.matrix(frame)
-    phrases = _value_phrases(bundle, X)
-    phrase_matrix = np.stack([phrases[nm] for nm in bundle.feature_names], axis=1) if n else None
     word = _TASK_WORDS.get(bundle.task, bundle.task)
     out: dict[str, Any] = {}
     for key in ("account_id", "cutoff"):
@@ -223,7 +218,12 @@ def reasons(
     for i in range(k):
         j = top[:, i]
         pts = points[rows, j]
-        value = phrase_matrix[rows, j] if phrase_matrix is not None else np.array([], dtype=object)
+        # Phrases only for the (row, feature) pairs shown: n * k strings, not n * features.
+        value = np.empty(n, dtype=object)
+        for jj in np.unique(j):
+            sel = np.flatnonzero(j == jj)
+            f = bundle.features[int(jj)]
+            value[sel] = _feature_phrases(bundle, f, X[f["name"]].iloc[sel])
         pts_s = np.array([f"{x:+.1f}" for x in pts], dtype=object)
         out[f"reason_{i + 1}"] = descs[j] + " " + value + ": " + pts_s + f" points of {word}"
         out[f"reason_{i + 1}_feature"] = names[j]
