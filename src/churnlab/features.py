@@ -237,10 +237,20 @@ def _window_sums(
         GROUP BY ALL
         {older}"""
     )
-    sums = [f"sum({m}) FILTER (WHERE p.w{w}) AS {m}_{w}d" for m, ws in windows.items() for w in ws]
+
+    # CASE rather than FILTER and DOUBLE rather than HUGEINT sums: measured about 1.5x faster
+    # here. Counts summed as doubles stay exact (integers below 2**53); money stays DECIMAL.
+    def value(m: str) -> str:
+        return f"CAST({m} AS DOUBLE)" if measures[m].lstrip().startswith("count(") else m
+
+    sums = [
+        f"sum(CASE WHEN p.w{w} THEN {value(m)} END) AS {m}_{w}d"
+        for m, ws in windows.items()
+        for w in ws
+    ]
     if daymask is not None:
         sums += [
-            f"sum(bit_count(daymask)) FILTER (WHERE p.w{w}) AS active_days_{w}d"
+            f"sum(CASE WHEN p.w{w} THEN CAST(bit_count(daymask) AS DOUBLE) END) AS active_days_{w}d"
             for w in ctx.windows
         ]
     con.execute(
