@@ -733,7 +733,7 @@ def save_bundles(bundles: dict[str, ModelBundle], out: Path | str) -> dict[str, 
 
 
 def _read_dataset(dataset_dir: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from churnlab import dataset  # type: ignore[attr-defined]  # written concurrently
+    from churnlab import dataset
 
     path = Path(dataset_dir)
     if not path.exists():
