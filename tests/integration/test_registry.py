@@ -264,3 +264,15 @@ def test_cli_train_without_a_training_set_is_one_line_and_exit_1(tmp_path, monke
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["backtest", "--folds", "0"])
     assert result.exit_code == 2  # usage error: --folds must be >= 1
+
+
+def test_promotion_decision_directions_and_tolerance() -> None:
+    from churnlab.tracking import promotion_decision
+
+    assert promotion_decision(0.80, None, "roc_auc", 0.005) == (True, "no champion to compare with")
+    assert promotion_decision(0.796, 0.80, "roc_auc", 0.005)[0] is True  # within tolerance
+    ok, reason = promotion_decision(0.79, 0.80, "roc_auc", 0.005)
+    assert not ok and reason.startswith("worse than the champion: roc_auc 0.7900 vs champion")
+    # log loss: lower is better
+    assert promotion_decision(0.30, 0.29, "log_loss", 0.005)[0] is False
+    assert promotion_decision(0.28, 0.29, "log_loss", 0.005)[0] is True
