@@ -1,0 +1,1260 @@
+"""A synthetic B2B SaaS company with planted churn and expansion mechanisms and a known oracle.
+
+The world is simulated month by month over all accounts at once (vectorised numpy; no Python
+loop over accounts or events) and is fully determined by the seed: the same parameters give
+byte-identical Parquet files.
+
+Output (:func:`run`)
+--------------------
+``<out>/<table>.parquet`` for the seven contract tables (accounts, subscriptions, orders, events,
+campaign_events, tickets, nps) and, outside the contract (loading ignores the folder):
+
+- ``<out>/oracle/oracle.parquet``: ``account_id``, ``cutoff`` (every month start from the start
+  to the as-of, inclusive), ``p_churn``, ``p_expansion``: for every account active at the
+  cutoff, the true probability, given the world's full state at that instant, that it has no
+  active subscription 90 days later, and that it expands within those 90 days (DESIGN.md
+  section 4 labels, horizon 90 days).
+- ``<out>/oracle/realised.parquet``: ``account_id``, ``cutoff``, ``active`` (bool),
+  ``churned_in_month``, ``churn_90d``, ``expansion_90d`` (float 0/1, NaN when not eligible or
+  when the window runs past the as-of), ``mrr`` (MRR at the cutoff, 0 when inactive), one row
+  per account created before the cutoff.
+
+Timeline
+--------
+Month ``t`` runs over ``[ms[t], ms[t+1])``. The as-of date is ``start + months`` months. An
+account active in month ``t`` has one subscription row ``[ms[t], ms[t+1])``; accounts still
+active at the as-of have a row for the as-of month too (it ends after the as-of: a paid-through
+date). Events, tickets, NPS, campaigns and orders all happen before the as-of. Some accounts
+exist at the start (created up to three years earlier); the rest arrive every month.
+
+Planted mechanisms
+------------------
+Each account carries a latent **health** ``h``: a stationary AR(1) (``h_t = 0.92 h_{t-1} +
+0.39 e_t``, sd 1) with occasional "champion left" shocks (-1.2, 2% a month), a latent **seat
+demand** ``g`` (AR(1), relieved by seat expansions) and a static **sophistication** ``s``.
+
+What the data shows (the observable channels):
+
+- *Usage*: each month ``A ~ Binomial(seats, sigmoid(0.4 + 0.8 h + 0.9 g))`` users are active
+  (seat utilisation = A / seats); each active user has at least one login row, plus
+  ``Poisson(A exp(0.2 + 0.5 h) * season)`` more daily rows (one row per user, day and event
+  type, with a ``quantity``). Event types are drawn with weights that favour the advanced
+  features (api_call, integration_sync, dashboard_edit, export) when ``h + s`` is high, so
+  breadth of feature use reflects health and sophistication. Usage dips in August and December.
+- *Support*: ``Poisson(base_segment * exp(-0.7 h))`` tickets a month, urgent more likely when
+  unhealthy; time to close and CSAT worsen with low health.
+- *NPS*: surveyed once a quarter (account-specific phase), answered more by healthy accounts;
+  ``score = round(7 + 1.5 h + N(0, 1.2))`` clipped to 0-10; a third leave a short comment.
+- *Failed payments*: ``payment_failed`` events (1-3 retries) with probability
+  ``sigmoid(base_segment - 0.5 h)``; 30% are never recovered (involuntary churn).
+
+Monthly hazards (decided at the end of the month, on the same draws):
+
+- **Churn** ``logit q = c + segment + channel + season - 0.9 h - 1.2 (util_{t-1} - 0.6)
+  + 0.7 max(0, h_{t-3} - h_t) + 0.25 min(tickets, 4) + 0.5 min(urgent, 2)
+  + 0.55 [last NPS detractor] - 0.4 [last NPS promoter] + 0.6 [failed payment in the 3 months
+  before] + 0.8 exp(-tenure / 6)``; involuntary churn adds ``0.3 [failed payment this month]``.
+  January and December are renewal/budget months with a higher hazard.
+- **Expansion** ``logit e = c + segment + season + 0.5 h + 2.5 (util_t - 0.6) + 0.4 s
+  + 0.6 [promoter] - 0.5 [detractor]``: a plan upgrade, a seat expansion of 15-60% (both with an
+  ``upsell`` order) or an add-on (``cross_sell`` order). An account that churns that month does
+  not expand. Q4 budget flush raises it.
+- **Downgrade** (seats -15..40% or one plan down) when health or utilisation is low.
+- **Reactivation**: a churned account returns with 2% a month during its first year away
+  (a new subscription row and a ``new`` order for the reactivation fee).
+
+Other orders: ``new`` onboarding fee when an account starts, an annual ``renewal`` support fee,
+occasional ``services`` (training, consulting), and ``refund`` (negative) after some churns.
+Email campaigns (monthly newsletter plus a rotating targeted campaign; sent, open, click,
+unsubscribe, bounce) weakly reflect health.
+
+The hazards depend on the latent state mostly through what the tables show over the previous
+90 days (usage level and trend, utilisation, tickets, NPS, failed payments, tenure, segment),
+so a model on 7/30/90-day features can get close to the oracle; the month's own fresh
+innovations, ticket and payment draws and the final coin flips keep it from being separable.
+
+Oracle
+------
+Exact up to Monte Carlo error over the latent path, with Rao-Blackwellised outcomes: from each
+active account's state at the cutoff, ``oracle_draws`` future paths of the latent state and
+the monthly draws (tickets, NPS, payments, utilisation, downgrades) are simulated with the same
+code as the world, as if the account stayed active and did not expand. Along each path the
+churn and expansion outcomes are then integrated exactly with a small Markov chain
+(active / months since churn) using that path's monthly probabilities ``q``, ``e`` and the
+reactivation probability, and the fraction of the last month that falls inside the 90 days
+(orders are uniform in time within a month). Only paths that churn, return and churn again
+inside 90 days use an as-if-active state after the return (negligible).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.special import expit
+
+from churnlab.config import SynthParams
+from churnlab.load import replace_dir
+from churnlab.schema import TABLES
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total)."""
+
+HORIZON_DAYS = 90
+EXPANSION_MIN_FRACTION = 0.1
+
+SEGMENTS = np.array(["smb", "mid", "enterprise"])
+SEGMENT_P = [0.6, 0.3, 0.1]
+INDUSTRIES = np.array(
+    [
+        "software",
+        "retail",
+        "finance",
+        "healthcare",
+        "manufacturing",
+        "education",
+        "media",
+        "logistics",
+    ]
+)
+COUNTRIES = np.array(["US", "GB", "DE", "FR", "NL", "CA", "AU", "ES", "SE", "JP"])
+COUNTRY_P = [0.38, 0.14, 0.1, 0.08, 0.06, 0.07, 0.05, 0.05, 0.04, 0.03]
+CHANNELS = np.array(["organic", "paid_search", "partner", "outbound", "referral"])
+CHANNEL_P = [0.3, 0.25, 0.15, 0.2, 0.1]
+CHANNEL_CHURN = np.array([0.0, 0.25, -0.2, 0.1, -0.25])
+PLANS = np.array(["starter", "growth", "scale"])
+PLAN_PRICE = np.array([12.0, 29.0, 59.0])  # per seat per month
+PLAN_P = np.array([[0.7, 0.3, 0.0], [0.3, 0.55, 0.15], [0.0, 0.4, 0.6]])
+
+EVENT_TYPES = np.array(
+    [
+        "login",
+        "report_view",
+        "dashboard_edit",
+        "export",
+        "api_call",
+        "integration_sync",
+        "invite_user",
+        "payment_failed",
+    ]
+)
+USAGE_TYPES = 7  # the first seven are product usage; payment_failed is billing
+TYPE_BASE = np.array([1.0, 0.9, -0.2, -0.4, -1.0, -1.3, -2.2])
+TYPE_SLOPE = np.array([0.0, 0.1, 0.35, 0.25, 0.7, 0.7, 0.3])
+TYPE_QTY = np.array([2.0, 3.0, 2.0, 2.0, 4.0, 3.0, 1.0])
+
+SEG_CHURN = np.array([0.45, 0.0, -0.6])
+SEG_EXP = np.array([-0.2, 0.0, 0.3])
+SEG_TICKETS = np.array([0.12, 0.3, 0.7])
+SEG_FAIL = np.array([-3.3, -3.9, -4.6])
+# Calendar month 1..12 -> logit shifts. Jan/Dec: renewals and budget cuts; Q4 budget flush.
+SEASON_CHURN = np.array([0.3, 0.0, 0.0, 0.05, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 0.2])
+SEASON_EXP = np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, -0.1, -0.2, 0.0, 0.1, 0.25, 0.15])
+SEASON_USAGE = np.array([1.0, 1.02, 1.04, 1.0, 1.0, 0.97, 0.92, 0.82, 1.0, 1.03, 1.0, 0.8])
+
+RHO_H, SIG_H = 0.95, float(np.sqrt(1 - 0.95**2))
+RHO_G, SIG_G = 0.85, 0.5 * float(np.sqrt(1 - 0.85**2))
+P_SHOCK, SHOCK = 0.02, 1.2
+P_INVOLUNTARY = 0.3
+P_REACTIVATE, REACTIVATE_MONTHS = 0.02, 12
+C_CHURN, C_EXP, C_DOWN = -4.55, -3.35, -4.4
+NPS_CHURN = np.array([0.0, 0.55, 0.0, -0.4])  # none, detractor, passive, promoter
+NPS_EXP = np.array([0.0, -0.5, 0.0, 0.6])
+
+ADDONS = np.array(["analytics_addon", "sso_security", "data_warehouse_sync", "ai_assistant"])
+ADDON_PRICE = np.array([600.0, 2400.0, 12000.0])  # by segment
+SERVICES = np.array(["training", "consulting", "implementation"])
+CAMPAIGN_ROTATION = ("product_update", "upsell_offer", "webinar", "winback")
+COMMENTS = {
+    1: [
+        "Too expensive for what we use",
+        "Support takes too long to respond",
+        "Missing the integrations we need",
+        "The product is slow and buggy",
+        "Hard to get the team to adopt it",
+        "Reports are confusing",
+    ],
+    2: [
+        "Works fine for our needs",
+        "Good product, some features missing",
+        "Decent, pricing could be better",
+        "Does the job",
+    ],
+    3: [
+        "Great product, the team loves it",
+        "Excellent support and onboarding",
+        "Indispensable for our reporting",
+        "The API and integrations are fantastic",
+        "Saves us hours every week",
+    ],
+}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(expit(x))
+
+
+@dataclass
+class _State:
+    """Per-account dynamic state at a month start (arrays of equal length)."""
+
+    seg: np.ndarray  # int8 segment code
+    chan: np.ndarray  # float channel churn offset
+    s: np.ndarray  # static sophistication
+    phase: np.ndarray  # NPS survey phase 0..2
+    h: np.ndarray  # health of the last month (h_{t-1})
+    h2: np.ndarray  # h_{t-2}
+    h3: np.ndarray  # h_{t-3}
+    g: np.ndarray  # seat demand
+    util: np.ndarray  # last month's realised seat utilisation
+    inten: np.ndarray  # last month's realised usage intensity (log rows per active user)
+    inten2: np.ndarray  # the month before
+    inten3: np.ndarray  # three months back
+    tenure: np.ndarray  # months since creation
+    nps: np.ndarray  # last NPS category: 0 none, 1 detractor, 2 passive, 3 promoter
+    fp_age: np.ndarray  # months since the last failed payment (99: never)
+    seats: np.ndarray
+    plan: np.ndarray
+    price: np.ndarray  # static price factor (discount)
+
+    def take(self, idx: np.ndarray) -> _State:
+        return _State(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+@dataclass
+class _Month:
+    """One month's draws and probabilities for a set of accounts (as if active)."""
+
+    h: np.ndarray
+    g: np.ndarray
+    active_users: np.ndarray
+    extra_rows: np.ndarray  # usage rows beyond each active user's first login
+    util: np.ndarray
+    inten: np.ndarray
+    tickets: np.ndarray
+    urgent: np.ndarray
+    responded: np.ndarray
+    score: np.ndarray
+    failed: np.ndarray
+    q: np.ndarray  # churn probability at the end of the month
+    e: np.ndarray  # expansion probability in the month
+    d: np.ndarray  # downgrade probability
+
+
+def _draw_month(
+    st: _State, cal: int, t: int, rng: np.random.Generator, usage: bool = True
+) -> _Month:
+    """Draw month ``t`` (calendar month ``cal`` 1..12) for every account in ``st``.
+
+    Shared by the world and the oracle, so both follow exactly the same dynamics. The month's
+    hazards use only last month's usage, so the oracle skips the usage draws (``usage=False``)
+    for the last month of its horizon.
+    """
+    n = len(st.h)
+    shock = rng.random(n) < P_SHOCK
+    h = RHO_H * st.h + SIG_H * rng.standard_normal(n) - SHOCK * shock
+    g = RHO_G * st.g + SIG_G * rng.standard_normal(n)
+    if usage:
+        users = rng.binomial(st.seats, _sigmoid(0.4 + 1.1 * h + 0.8 * g))
+        util = users / np.maximum(st.seats, 1)
+        season = SEASON_USAGE[cal - 1]
+        extra = rng.poisson(users * np.exp(-0.45 + 1.0 * h) * season)
+        # Intensity as the data shows it: rows per active user (seasonal dips included, so a
+        # quiet August does raise the hazard a little, as real disengagement would).
+        inten = np.log((1.0 + users + extra) / (1.0 + users))
+    else:
+        users = extra = np.zeros(n, dtype=np.int64)
+        util, inten = st.util, st.inten
+    tickets = rng.poisson(SEG_TICKETS[st.seg] * np.exp(-0.7 * h))
+    urgent = np.zeros(n, dtype=np.int64)
+    some = np.flatnonzero(tickets)
+    urgent[some] = rng.binomial(tickets[some], _sigmoid(-2.3 - 0.6 * h[some]))
+    surveyed = (t + st.phase) % 3 == 0
+    responded = surveyed & (rng.random(n) < _sigmoid(-0.5 + 0.3 * h))
+    score = np.clip(np.rint(7.0 + 1.5 * h + 1.2 * rng.standard_normal(n)), 0, 10)
+    failed = rng.random(n) < _sigmoid(SEG_FAIL[st.seg] - 0.5 * h)
+    cat = np.where(score <= 6, 1, np.where(score <= 8, 2, 3))
+    nps = np.where(responded, cat, st.nps)
+    drop = np.maximum(st.h3 - h, 0.0)
+    logit_q = (
+        C_CHURN
+        + SEG_CHURN[st.seg]
+        + st.chan
+        + SEASON_CHURN[cal - 1]
+        - 0.25 * h
+        - 1.5 * (st.inten - 0.75)
+        - 1.8 * (st.util - 0.6)
+        + 1.0 * np.maximum(st.inten3 - st.inten, 0.0)
+        + 0.3 * drop
+        + 0.25 * np.minimum(tickets, 4)
+        + 0.5 * np.minimum(urgent, 2)
+        + NPS_CHURN[nps]
+        + 0.6 * (st.fp_age <= 2)
+        + 0.8 * np.exp(-st.tenure / 6.0)
+    )
+    q = 1.0 - (1.0 - _sigmoid(logit_q)) * (1.0 - P_INVOLUNTARY * failed)
+    logit_e = (
+        C_EXP
+        + SEG_EXP[st.seg]
+        + SEASON_EXP[cal - 1]
+        + 0.15 * h
+        + 1.2 * (st.inten - 0.75)
+        + 2.5 * (st.util - 0.6)
+        + 0.2 * st.s
+        + NPS_EXP[nps]
+    )
+    e = _sigmoid(logit_e)
+    d = _sigmoid(C_DOWN - 0.6 * h + 1.0 * (util < 0.35))
+    return _Month(
+        h, g, users, extra, util, inten, tickets, urgent, responded, score, failed, q, e, d
+    )
+
+
+def _downgrade(st: _State, idx: np.ndarray, rng: np.random.Generator) -> None:
+    """Apply a downgrade in place: one plan down (30% if possible) or 15-40% fewer seats."""
+    n = len(idx)
+    by_plan = (st.plan[idx] > 0) & (rng.random(n) < 0.3)
+    factor = rng.uniform(0.6, 0.85, n)
+    st.plan[idx] = np.where(by_plan, st.plan[idx] - 1, st.plan[idx])
+    new_seats = np.maximum(np.floor(st.seats[idx] * factor), 1).astype(st.seats.dtype)
+    st.seats[idx] = np.where(by_plan, st.seats[idx], new_seats)
+
+
+def _advance(st: _State, m: _Month) -> None:
+    """Roll the state forward by one month in place (expansion and churn handled by callers)."""
+    st.h3, st.h2, st.h = st.h2, st.h, m.h
+    st.g = m.g
+    st.util = m.util
+    st.inten3, st.inten2, st.inten = st.inten2, st.inten, m.inten
+    st.tenure = st.tenure + 1
+    cat = np.where(m.score <= 6, 1, np.where(m.score <= 8, 2, 3)).astype(np.int8)
+    st.nps = np.where(m.responded, cat, st.nps).astype(np.int8)
+    st.fp_age = np.where(m.failed, 0, np.minimum(st.fp_age + 1, 99)).astype(np.int16)
+
+
+def _mrr(st: _State) -> np.ndarray:
+    return np.round(st.seats * PLAN_PRICE[st.plan] * st.price, 2)
+
+
+def _reactivation_p(inactive_months: np.ndarray) -> np.ndarray:
+    return np.where(
+        (inactive_months >= 1) & (inactive_months <= REACTIVATE_MONTHS), P_REACTIVATE, 0.0
+    )
+
+
+def _oracle(
+    st: _State,
+    t: int,
+    k: int,
+    w: float,
+    start_cal: int,
+    draws: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Oracle churn and expansion probabilities for accounts active at the start of month t.
+
+    ``k`` is the number of month ends between the cutoff and the month holding cutoff + 90 days;
+    ``w`` is the share of that last month that lies inside the 90 days.
+    """
+    n = len(st.h)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    sim = st.take(np.repeat(np.arange(n), draws))
+    size = n * draws
+    # Churn chain: active, then inactive for 1..k months. Expansion chain: the same, restricted
+    # to paths that have not expanded yet; expansion mass is absorbed into p_exp.
+    c_act = np.ones(size)
+    c_off = np.zeros((k + 1, size))
+    x_act = np.ones(size)
+    x_off = np.zeros((k + 1, size))
+    p_exp = np.zeros(size)
+    for j in range(k + 1):
+        m = _draw_month(sim, (start_cal + t + j - 1) % 12 + 1, t + j, rng, usage=j < k)
+        share = w if j == k else 1.0
+        p_exp += x_act * m.e * (1.0 - m.q) * share
+        if j == k:
+            break
+        # End-of-month transitions: churn q; return after i inactive months with r_i.
+        r = _reactivation_p(np.arange(k + 1))
+        back_c = (c_off * r[:, None]).sum(axis=0)
+        back_x = (x_off * r[:, None]).sum(axis=0)
+        new_c_off = np.zeros_like(c_off)
+        new_x_off = np.zeros_like(x_off)
+        new_c_off[1] = c_act * m.q
+        new_x_off[1] = x_act * m.q
+        new_c_off[2:] = c_off[1:-1] * (1.0 - r[1:-1, None])
+        new_x_off[2:] = x_off[1:-1] * (1.0 - r[1:-1, None])
+        c_act = c_act * (1.0 - m.q) + back_c
+        x_act = x_act * (1.0 - m.q) * (1.0 - m.e) + back_x
+        c_off, x_off = new_c_off, new_x_off
+        down = rng.random(size) < m.d
+        _downgrade(sim, np.flatnonzero(down), rng)
+        _advance(sim, m)
+    p_churn = 1.0 - c_act
+    return p_churn.reshape(n, draws).mean(axis=1), p_exp.reshape(n, draws).mean(axis=1)
+
+
+def _month_starts(start: dt.date, count: int) -> np.ndarray:
+    y, m = start.year, start.month
+    out = []
+    for i in range(count):
+        mm = m - 1 + i
+        out.append(np.datetime64(f"{y + mm // 12:04d}-{mm % 12 + 1:02d}-01", "us"))
+    return np.array(out, dtype="datetime64[us]")
+
+
+US_PER_DAY = 86_400_000_000
+US_PER_HOUR = 3_600_000_000
+
+
+class _Rows:
+    """Accumulates column chunks per table (numpy arrays), concatenated once at the end."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[dict[str, np.ndarray]]] = {}
+
+    def add(self, table: str, **cols: np.ndarray) -> None:
+        self.parts.setdefault(table, []).append(cols)
+
+    def cat(self, table: str) -> dict[str, np.ndarray]:
+        chunks = self.parts.get(table, [])
+        if not chunks:
+            return {}
+        return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+
+
+@dataclass
+class World:
+    """The simulated world as Arrow tables (fast to write; convert with :func:`to_pandas`)."""
+
+    tables: dict[str, pa.Table]
+    oracle: pa.Table
+    realised: pa.Table
+    as_of: dt.datetime
+
+
+def simulate(params: SynthParams, progress: Progress | None = None) -> World:
+    """Simulate the world as Arrow tables.
+
+    Parameters
+    ----------
+    params : SynthParams
+        Size (accounts, months), seed and start date.
+    progress : callable, optional
+        ``progress(stage, done, total)`` called after each simulated month.
+
+    Returns
+    -------
+    World
+        Contract tables, oracle and realised outcomes as ``pyarrow.Table`` objects.
+    """
+    n_acc, n_months = params.accounts, params.months
+    root = np.random.SeedSequence(params.seed)
+    attr_ss, world_ss, oracle_ss = root.spawn(3)
+    ar = np.random.default_rng(attr_ss)
+    rng = np.random.default_rng(world_ss)
+    orng = np.random.default_rng(oracle_ss)
+
+    ms = _month_starts(params.start, n_months + 6)
+    as_of = ms[n_months]
+    start_cal = params.start.month
+    days_in = ((ms[1:] - ms[:-1]) // np.timedelta64(1, "D")).astype(np.int64)
+
+    # --- static attributes; accounts sorted by first billed month so arrivals are a prefix.
+    n_init = max(1, int(round(n_acc * 0.4))) if n_months > 1 else n_acc
+    first = np.zeros(n_acc, dtype=np.int64)
+    if n_months > 1:
+        # Arrivals grow slowly over time (a company that keeps acquiring customers).
+        weights = np.linspace(1.0, 1.5, n_months - 1)
+        first[n_init:] = np.sort(
+            ar.choice(np.arange(1, n_months), n_acc - n_init, p=weights / weights.sum())
+        )
+    seg = ar.choice(3, n_acc, p=SEGMENT_P).astype(np.int8)
+    chan_code = ar.choice(len(CHANNELS), n_acc, p=CHANNEL_P)
+    ind_code = ar.integers(0, len(INDUSTRIES), n_acc)
+    country_code = ar.choice(len(COUNTRIES), n_acc, p=COUNTRY_P)
+    start_us = ms[first].astype(np.int64)
+    back_days = np.where(first == 0, ar.integers(30, 3 * 365, n_acc), ar.integers(1, 15, n_acc))
+    created_us = start_us - back_days * US_PER_DAY + ar.integers(0, US_PER_DAY, n_acc)
+    created_us = (created_us // 1_000_000) * 1_000_000
+    tenure0 = np.where(first == 0, back_days // 30, 0).astype(np.float64)
+
+    seats0 = np.where(
+        seg == 0,
+        3 + ar.poisson(4, n_acc),
+        np.where(
+            seg == 1,
+            8 + ar.poisson(12, n_acc),
+            25 + np.rint(ar.lognormal(np.log(45), 0.5, n_acc)),
+        ),
+    ).astype(np.int64)
+    u = ar.random(n_acc)
+    plan0 = (u[:, None] > np.cumsum(PLAN_P[seg], axis=1)[:, :-1]).sum(axis=1).astype(np.int8)
+    price = np.where(
+        seg == 0, 1.0, np.where(seg == 1, ar.uniform(0.9, 1.0, n_acc), ar.uniform(0.7, 0.9, n_acc))
+    ).round(2)
+    s = ar.standard_normal(n_acc)
+    h3 = np.where(first == 0, ar.standard_normal(n_acc), 0.2 + ar.standard_normal(n_acc))
+    h2 = np.where(first == 0, RHO_H * h3 + SIG_H * ar.standard_normal(n_acc), h3)
+    h1 = np.where(first == 0, RHO_H * h2 + SIG_H * ar.standard_normal(n_acc), h3)
+    g0 = 0.5 * ar.standard_normal(n_acc)
+    st = _State(
+        seg=seg,
+        chan=CHANNEL_CHURN[chan_code],
+        s=s,
+        phase=ar.integers(0, 3, n_acc).astype(np.int8),
+        h=h1,
+        h2=h2,
+        h3=h3,
+        g=g0,
+        # New arrivals have no usage yet: their lagged observables start at typical values
+        # (not at values that would reveal their hidden health).
+        util=np.where(first == 0, _sigmoid(0.4 + 1.1 * h1 + 0.8 * g0), 0.6),
+        inten=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h1)), 0.75),
+        inten2=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h2)), 0.75),
+        inten3=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h3)), 0.75),
+        tenure=tenure0,
+        nps=np.zeros(n_acc, dtype=np.int8),
+        fp_age=np.full(n_acc, 99, dtype=np.int16),
+        seats=seats0,
+        plan=plan0,
+        price=price,
+    )
+    unsub = np.zeros(n_acc, dtype=bool)
+    active = np.zeros(n_acc, dtype=bool)
+    off_months = np.zeros(n_acc, dtype=np.int64)  # months inactive (0 while active)
+
+    # History kept for realised labels: activity and MRR at every month start 0..M.
+    act_hist = np.zeros((n_months + 1, n_acc), dtype=bool)
+    mrr_hist = np.zeros((n_months + 1, n_acc))
+    exp_orders: list[tuple[np.ndarray, np.ndarray]] = []  # (account index, time us)
+    rows = _Rows()
+    oracle_parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+
+    horizon = np.timedelta64(HORIZON_DAYS, "D")
+
+    def oracle_for(t: int, idx: np.ndarray) -> None:
+        end = ms[t] + horizon
+        m90 = int(np.searchsorted(ms, end, side="right") - 1)
+        w = float((end - ms[m90]) / (ms[m90 + 1] - ms[m90]))
+        pc_, pe_ = _oracle(st.take(idx), t, m90 - t, w, start_cal, params.oracle_draws, orng)
+        oracle_parts.append((idx, t, pc_, pe_))
+
+    for t in range(n_months):
+        cal = (start_cal + t - 1) % 12 + 1
+        m0 = int(ms[t].astype(np.int64))
+        n_arr = int(np.searchsorted(first, t, side="right"))
+        new = np.flatnonzero(first[:n_arr] == t)
+        active[new] = True
+        idx_act = np.flatnonzero(active[:n_arr])
+        act_hist[t] = active
+        mrr_now = _mrr(st.take(np.arange(n_arr)))
+        mrr_hist[t, :n_arr] = np.where(active[:n_arr], mrr_now, 0.0)
+        oracle_for(t, idx_act)
+
+        rows.add(
+            "subscriptions",
+            acc=idx_act,
+            start=np.full(len(idx_act), m0),
+            end=np.full(len(idx_act), int(ms[t + 1].astype(np.int64))),
+            mrr=mrr_now[idx_act],
+            plan=st.plan[idx_act].copy(),
+            seats=st.seats[idx_act].copy(),
+        )
+        if len(new):
+            fee = np.round(2 * mrr_now[new], 2)
+            rows.add(
+                "orders",
+                acc=new,
+                time=m0 + rng.integers(0, 3 * US_PER_DAY, len(new)),
+                amount=fee,
+                kind=np.zeros(len(new), dtype=np.int8),
+                product=np.zeros(len(new), dtype=np.int8),
+            )
+
+        sub = st.take(np.arange(n_arr))
+        m = _draw_month(sub, cal, t, rng)
+        mon_us = int(days_in[t]) * US_PER_DAY
+        _emit_usage(rows, rng, idx_act, m, sub, cal, m0, days_in[t], as_of)
+        _emit_support(rows, rng, idx_act, m, m0, mon_us, int(as_of.astype(np.int64)))
+        _emit_campaigns(
+            rows,
+            rng,
+            t,
+            cal,
+            m0,
+            mon_us,
+            active[:n_arr],
+            off_months[:n_arr],
+            unsub,
+            m,
+            int(as_of.astype(np.int64)),
+        )
+
+        # Decisions at the end of the month.
+        act = active[:n_arr]
+        churn = act & (rng.random(n_arr) < m.q)
+        expand = act & ~churn & (rng.random(n_arr) < m.e)
+        down = ~expand & (rng.random(n_arr) < m.d)
+        back = ~act & (rng.random(n_arr) < _reactivation_p(off_months[:n_arr]))
+
+        _downgrade(st, np.flatnonzero(down), rng)
+        relief = _emit_expansion(rows, rng, st, np.flatnonzero(expand), m0, mon_us, exp_orders)
+        _emit_other_orders(rows, rng, st, act, churn, mrr_now, m0, mon_us, as_of)
+
+        full = st.take(np.arange(n_arr))
+        _advance(full, m)
+        for f in fields(st):
+            getattr(st, f.name)[:n_arr] = getattr(full, f.name)
+        st.g[np.flatnonzero(expand)] -= relief
+        off_months[:n_arr] = np.where(act & ~churn, 0, np.where(back, 0, off_months[:n_arr] + 1))
+        off_months[:n_arr] = np.where(act & churn, 1, off_months[:n_arr])
+        active[:n_arr] = (act & ~churn) | back
+        back_idx = np.flatnonzero(back)
+        if len(back_idx):
+            rows.add(
+                "orders",
+                acc=back_idx,
+                time=int(ms[t + 1].astype(np.int64))
+                + rng.integers(0, 3 * US_PER_DAY, len(back_idx)),
+                amount=np.round(_mrr(st.take(back_idx)), 2),
+                kind=np.zeros(len(back_idx), dtype=np.int8),
+                product=np.full(len(back_idx), 1, dtype=np.int8),
+            )
+        if progress is not None:
+            progress("simulate", t + 1, n_months)
+
+    # The as-of month: who is active (paid through the end of that month).
+    t = n_months
+    idx_act = np.flatnonzero(active)
+    act_hist[t] = active
+    mrr_end = _mrr(st)
+    mrr_hist[t] = np.where(active, mrr_end, 0.0)
+    oracle_for(t, idx_act)
+    rows.add(
+        "subscriptions",
+        acc=idx_act,
+        start=np.full(len(idx_act), int(ms[t].astype(np.int64))),
+        end=np.full(len(idx_act), int(ms[t + 1].astype(np.int64))),
+        mrr=mrr_end[idx_act],
+        plan=st.plan[idx_act].copy(),
+        seats=st.seats[idx_act].copy(),
+    )
+
+    ids = _account_ids(n_acc)
+    tables = _build_tables(
+        rows, ids, created_us, seg, ind_code, country_code, chan_code, int(as_of.astype(np.int64))
+    )
+    oracle = _build_oracle(oracle_parts, ids, ms)
+    realised = _build_realised(act_hist, mrr_hist, exp_orders, ids, created_us, ms, n_months)
+    as_of_dt = pd.Timestamp(as_of).to_pydatetime()
+    return World(tables, oracle, realised, as_of_dt)
+
+
+def _emit_usage(
+    rows: _Rows,
+    rng: np.random.Generator,
+    idx: np.ndarray,
+    m: _Month,
+    sub: _State,
+    cal: int,
+    m0: int,
+    days: np.int64,
+    as_of: np.datetime64,
+) -> None:
+    """Daily usage rows (one per user, day and event type) and failed-payment events."""
+    users = m.active_users[idx]
+    hs = m.h[idx]
+    extra = m.extra_rows[idx]
+    # Type weights for the extra rows: advanced features for healthy, sophisticated accounts.
+    logits = TYPE_BASE[None, :] + TYPE_SLOPE[None, :] * (hs + sub.s[idx])[:, None]
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    counts = rng.multinomial(extra, p)  # (n, 7)
+    counts[:, 0] += users  # every active user logs in at least once
+    total = counts.sum(axis=1)
+    n_rows = int(total.sum())
+    acc = np.repeat(idx, total)
+    etype = np.repeat(np.tile(np.arange(USAGE_TYPES, dtype=np.int8), len(idx)), counts.ravel())
+    # The first `users` rows of each account (its logins) go to users 0..users-1 so that every
+    # active user appears; the rest go to random active users.
+    offsets = np.repeat(np.cumsum(total) - total, total)
+    rank = np.arange(n_rows) - offsets
+    u_acc = np.repeat(users, total)
+    user = np.where(rank < u_acc, rank, np.floor(rng.random(n_rows) * u_acc)).astype(np.int64)
+    day = rng.integers(0, int(days), n_rows)
+    # Working hours, 07:00-19:00.
+    tod = rng.integers(7 * 3600, 19 * 3600, n_rows) * 1_000_000
+    when = m0 + day * US_PER_DAY + tod
+    qmean = TYPE_QTY[etype] * np.exp(0.8 * np.repeat(hs, total))
+    qty = 1.0 + rng.poisson(qmean)
+    rows.add("events", acc=acc, time=when, etype=etype, qty=qty, user=user)
+
+    fail = idx[m.failed[idx]]
+    if len(fail):
+        tries = rng.integers(1, 4, len(fail))
+        acc_f = np.repeat(fail, tries)
+        k = np.arange(len(acc_f)) - np.repeat(np.cumsum(tries) - tries, tries)
+        # Card declined on the billing day (1st-3rd), retried every three days.
+        when_f = (
+            m0
+            + rng.integers(0, 3, len(acc_f)) * US_PER_DAY
+            + k * 3 * US_PER_DAY
+            + rng.integers(0, US_PER_DAY, len(acc_f)) // 1_000_000 * 1_000_000
+        )
+        rows.add(
+            "events",
+            acc=acc_f,
+            time=when_f,
+            etype=np.full(len(acc_f), USAGE_TYPES, dtype=np.int8),
+            qty=np.ones(len(acc_f)),
+            user=np.full(len(acc_f), -1, dtype=np.int64),
+        )
+
+
+def _emit_support(
+    rows: _Rows,
+    rng: np.random.Generator,
+    idx: np.ndarray,
+    m: _Month,
+    m0: int,
+    mon_us: int,
+    as_of_us: int,
+) -> None:
+    """Tickets (priority, time to close, CSAT) and NPS responses of active accounts."""
+    n_t = m.tickets[idx]
+    acc = np.repeat(idx, n_t)
+    k = np.arange(len(acc)) - np.repeat(np.cumsum(n_t) - n_t, n_t)
+    urgent = k < np.repeat(m.urgent[idx], n_t)
+    hs = m.h[acc]
+    other = rng.choice(3, len(acc), p=[0.25, 0.55, 0.2])  # low, normal, high
+    prio = np.where(urgent, 3, other).astype(np.int8)
+    opened = m0 + (rng.random(len(acc)) * mon_us).astype(np.int64) // 1_000_000 * 1_000_000
+    mean_hours = np.array([96.0, 48.0, 20.0, 6.0])[prio] * np.exp(-0.3 * hs)
+    hours = rng.exponential(mean_hours)
+    closed = opened + (hours * US_PER_HOUR).astype(np.int64) // 1_000_000 * 1_000_000
+    is_closed = closed < as_of_us
+    rated = is_closed & (rng.random(len(acc)) < 0.65)
+    csat = np.clip(
+        np.rint(3.7 + 0.8 * hs - 0.3 * np.log1p(hours / 24) + 0.9 * rng.standard_normal(len(acc))),
+        1,
+        5,
+    )
+    rows.add(
+        "tickets",
+        acc=acc,
+        opened=opened,
+        closed=np.where(is_closed, closed, -1),
+        prio=prio,
+        csat=np.where(rated, csat, np.nan),
+    )
+
+    resp = idx[m.responded[idx]]
+    score = m.score[resp]
+    cat = np.where(score <= 6, 1, np.where(score <= 8, 2, 3))
+    has_comment = rng.random(len(resp)) < 0.35
+    pick = rng.random(len(resp))
+    comment_code = np.full(len(resp), -1, dtype=np.int64)
+    base = 0
+    for c in (1, 2, 3):
+        n_c = len(COMMENTS[c])
+        sel = has_comment & (cat == c)
+        comment_code[sel] = base + (pick[sel] * n_c).astype(np.int64)
+        base += n_c
+    rows.add(
+        "nps",
+        acc=resp,
+        time=m0 + (rng.random(len(resp)) * mon_us).astype(np.int64) // 1_000_000 * 1_000_000,
+        score=score.astype(np.float64),
+        comment=comment_code,
+    )
+
+
+def _emit_campaigns(
+    rows: _Rows,
+    rng: np.random.Generator,
+    t: int,
+    cal: int,
+    m0: int,
+    mon_us: int,
+    act: np.ndarray,
+    off_months: np.ndarray,
+    unsub: np.ndarray,
+    m: _Month,
+    as_of_us: int,
+) -> None:
+    """A monthly newsletter to customers and a rotating targeted campaign."""
+    n = len(act)
+    kind = CAMPAIGN_ROTATION[t % len(CAMPAIGN_ROTATION)]
+    reach = ~unsub[:n]
+    if kind == "winback":
+        target = ~act & (off_months >= 1) & (off_months <= 12) & reach
+    elif kind == "upsell_offer":
+        target = act & reach & (rng.random(n) < 0.5)
+    else:
+        target = act & reach
+    for c, (ctype, recipients) in enumerate(
+        (("newsletter", np.flatnonzero(act & reach)), (kind, np.flatnonzero(target)))
+    ):
+        if len(recipients) == 0:
+            continue
+        code = t * 2 + c
+        sent = m0 + (3 + 11 * c) * US_PER_DAY + 10 * US_PER_HOUR
+        sent = min(sent, m0 + mon_us - US_PER_HOUR)
+        k = len(recipients)
+        hs = m.h[recipients]
+        bounce = rng.random(k) < 0.02
+        opened = ~bounce & (rng.random(k) < _sigmoid(-0.8 + 0.45 * hs))
+        clicked = opened & (rng.random(k) < _sigmoid(-1.6 + 0.4 * hs))
+        unsubbed = opened & (rng.random(k) < _sigmoid(-4.5 - 0.6 * hs))
+        t_open = sent + (rng.exponential(30.0, k) * US_PER_HOUR).astype(np.int64)
+        t_click = t_open + (rng.exponential(0.3, k) * US_PER_HOUR).astype(np.int64)
+        parts = [
+            (recipients, np.full(k, sent), 0, np.ones(k, dtype=bool)),
+            (recipients, t_open, 1, opened),
+            (recipients, t_click, 2, clicked),
+            (recipients, t_click + US_PER_HOUR, 3, unsubbed),
+            (recipients, np.full(k, sent + 60_000_000), 4, bounce),
+        ]
+        for acc, when, action, mask in parts:
+            when = when // 1_000_000 * 1_000_000
+            keep = mask & (when < as_of_us)
+            rows.add(
+                "campaign_events",
+                acc=acc[keep],
+                time=when[keep],
+                campaign=np.full(int(keep.sum()), code, dtype=np.int64),
+                action=np.full(int(keep.sum()), action, dtype=np.int8),
+                ctype=np.full(int(keep.sum()), _CAMPAIGN_TYPES.index(ctype), dtype=np.int8),
+            )
+        unsub[recipients[unsubbed]] = True
+
+
+_CAMPAIGN_TYPES = ["newsletter", *CAMPAIGN_ROTATION]
+ORDER_KINDS = np.array(["new", "renewal", "upsell", "cross_sell", "services", "refund"])
+ORDER_PRODUCTS = np.array(
+    [
+        "onboarding",
+        "reactivation",
+        "premium_support",
+        "seats",
+        "plan_growth",
+        "plan_scale",
+        *ADDONS,
+        *SERVICES,
+        "subscription_refund",
+    ]
+)
+_P_ONBOARD, _P_REACT, _P_SUPPORT, _P_SEATS, _P_PLAN = 0, 1, 2, 3, 4
+_P_ADDON = 6
+_P_SERVICE = 6 + len(ADDONS)
+_P_REFUND = _P_SERVICE + len(SERVICES)
+
+
+def _emit_expansion(
+    rows: _Rows,
+    rng: np.random.Generator,
+    st: _State,
+    idx: np.ndarray,
+    m0: int,
+    mon_us: int,
+    exp_orders: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Plan upgrades, seat expansions (upsell orders) and add-ons (cross-sell orders).
+
+    Returns the drop in seat demand ``g`` per expanding account (applied after the month's
+    latent update).
+    """
+    n = len(idx)
+    if n == 0:
+        return np.zeros(0)
+    before = _mrr(st.take(idx))
+    u = rng.random(n)
+    plan_up = (st.plan[idx] < 2) & (u < 0.35)
+    seats_up = ~plan_up & (u < 0.75)
+    addon = ~plan_up & ~seats_up
+    factor = rng.uniform(1.15, 1.6, n)
+    st.plan[idx] = np.where(plan_up, st.plan[idx] + 1, st.plan[idx])
+    st.seats[idx] = np.where(
+        seats_up, np.ceil(st.seats[idx] * factor).astype(st.seats.dtype), st.seats[idx]
+    )
+    after = _mrr(st.take(idx))
+    amount = np.where(
+        addon,
+        np.round(ADDON_PRICE[st.seg[idx]] * rng.uniform(0.7, 1.3, n), 2),
+        np.round(12 * (after - before), 2),
+    )
+    kind = np.where(addon, 3, 2).astype(np.int8)
+    product = np.where(
+        plan_up,
+        _P_PLAN + st.plan[idx] - 1,
+        np.where(seats_up, _P_SEATS, _P_ADDON + rng.integers(0, len(ADDONS), n)),
+    ).astype(np.int8)
+    when = m0 + (rng.random(n) * mon_us).astype(np.int64) // 1_000_000 * 1_000_000
+    rows.add("orders", acc=idx, time=when, amount=amount, kind=kind, product=product)
+    exp_orders.append((idx, when))
+    # Seat pressure is relieved by new seats.
+    return np.where(seats_up, 2.0 * np.log(factor), 0.0)
+
+
+def _emit_other_orders(
+    rows: _Rows,
+    rng: np.random.Generator,
+    st: _State,
+    act: np.ndarray,
+    churn: np.ndarray,
+    mrr_now: np.ndarray,
+    m0: int,
+    mon_us: int,
+    as_of: np.datetime64,
+) -> None:
+    """Annual renewal fees, services, and refunds after some churns."""
+    n = len(act)
+    renew = np.flatnonzero(act & (st.tenure[:n] > 0) & (st.tenure[:n] % 12 == 0))
+    if len(renew):
+        rows.add(
+            "orders",
+            acc=renew,
+            time=m0 + rng.integers(0, 5 * US_PER_DAY, len(renew)) // 1_000_000 * 1_000_000,
+            amount=np.round(mrr_now[renew] * 1.0, 2),
+            kind=np.full(len(renew), 1, dtype=np.int8),
+            product=np.full(len(renew), _P_SUPPORT, dtype=np.int8),
+        )
+    p_serv = np.array([0.01, 0.03, 0.07])[st.seg[:n]]
+    serv = np.flatnonzero(act & (rng.random(n) < p_serv))
+    if len(serv):
+        rows.add(
+            "orders",
+            acc=serv,
+            time=m0 + (rng.random(len(serv)) * mon_us).astype(np.int64) // 1_000_000 * 1_000_000,
+            amount=np.round(
+                np.array([800.0, 3000.0, 12000.0])[st.seg[serv]] * rng.lognormal(0, 0.4, len(serv)),
+                2,
+            ),
+            kind=np.full(len(serv), 4, dtype=np.int8),
+            product=(_P_SERVICE + rng.integers(0, len(SERVICES), len(serv))).astype(np.int8),
+        )
+    ref = np.flatnonzero(churn & (rng.random(n) < 0.25))
+    when = m0 + mon_us + rng.integers(1, 10, len(ref)) * US_PER_DAY
+    keep = when < int(as_of.astype(np.int64))
+    ref, when = ref[keep], when[keep]
+    if len(ref):
+        rows.add(
+            "orders",
+            acc=ref,
+            time=when,
+            amount=-np.round(mrr_now[ref] * rng.uniform(0.2, 1.0, len(ref)), 2),
+            kind=np.full(len(ref), 5, dtype=np.int8),
+            product=np.full(len(ref), _P_REFUND, dtype=np.int8),
+        )
+
+
+def _account_ids(n: int) -> pa.Array:
+    width = max(6, len(str(n)))
+    return pa.array([f"A{i + 1:0{width}d}" for i in range(n)], pa.string())
+
+
+def _dict_take(dictionary: pa.Array | np.ndarray, codes: np.ndarray) -> pa.Array:
+    """Strings by code (-1 -> null), built in Arrow (no per-row Python objects)."""
+    if not isinstance(dictionary, pa.Array):
+        dictionary = pa.array(list(dictionary), pa.string())
+    codes = np.asarray(codes)
+    mask = codes < 0
+    indices = pa.array(np.where(mask, 0, codes).astype(np.int32), mask=mask if mask.any() else None)
+    return pc.take(dictionary, indices)
+
+
+def _ts(us: np.ndarray) -> pa.Array:
+    us = np.asarray(us, dtype=np.int64)
+    mask = us < 0
+    return pa.array(
+        us.view("datetime64[us]"), pa.timestamp("us"), mask=mask if mask.any() else None
+    )
+
+
+def _build_tables(
+    rows: _Rows,
+    ids: pa.Array,
+    created_us: np.ndarray,
+    seg: np.ndarray,
+    ind: np.ndarray,
+    country: np.ndarray,
+    chan: np.ndarray,
+    as_of_us: int,
+) -> dict[str, pa.Table]:
+    out: dict[str, pa.Table] = {}
+    out["accounts"] = pa.table(
+        {
+            "account_id": ids,
+            "created_at": _ts(created_us),
+            "segment": _dict_take(SEGMENTS, seg),
+            "industry": _dict_take(INDUSTRIES, ind),
+            "country": _dict_take(COUNTRIES, country),
+            "acquisition_channel": _dict_take(CHANNELS, chan),
+        }
+    )
+    s = rows.cat("subscriptions")
+    out["subscriptions"] = pa.table(
+        {
+            "account_id": _dict_take(ids, s["acc"]),
+            "start_at": _ts(s["start"]),
+            "end_at": _ts(s["end"]),
+            "mrr": pa.array(s["mrr"], pa.float64()),
+            "plan": _dict_take(PLANS, s["plan"]),
+            "seats": pa.array(s["seats"].astype(np.int32), pa.int32()),
+        }
+    )
+    o = rows.cat("orders")
+    order = np.lexsort((o["acc"], o["time"]))
+    o = {k: v[order] for k, v in o.items()}
+    out["orders"] = pa.table(
+        {
+            "account_id": _dict_take(ids, o["acc"]),
+            "ordered_at": _ts(o["time"]),
+            "amount": pa.array(o["amount"], pa.float64()),
+            "kind": _dict_take(ORDER_KINDS, o["kind"]),
+            "product": _dict_take(ORDER_PRODUCTS, o["product"]),
+        }
+    )
+    e = rows.cat("events")
+    rows.parts.pop("events", None)  # free the chunks early: events dominate memory
+    user_code = np.where(e["user"] < 0, -1, e["user"] + 1)
+    width = max(3, len(str(int(user_code.max()) if len(user_code) else 1)))
+    users = pa.array([f"-U{i:0{width}d}" for i in range(int(user_code.max(initial=0)) + 1)])
+    acc_str = _dict_take(ids, e["acc"])
+    user_str = pc.binary_join_element_wise(
+        acc_str, _dict_take(users, np.where(user_code < 0, -1, user_code)), ""
+    )
+    out["events"] = pa.table(
+        {
+            "account_id": acc_str,
+            "occurred_at": _ts(e["time"]),
+            "event_type": _dict_take(EVENT_TYPES, e["etype"]),
+            "quantity": pa.array(e["qty"], pa.float64()),
+            "user_id": user_str,
+        }
+    )
+    c = rows.cat("campaign_events")
+    order = np.lexsort((c["action"], c["acc"], c["time"]))
+    c = {k: v[order] for k, v in c.items()}
+    camp_ids = _campaign_ids(c["campaign"], c["ctype"], as_of_us)
+    out["campaign_events"] = pa.table(
+        {
+            "account_id": _dict_take(ids, c["acc"]),
+            "occurred_at": _ts(c["time"]),
+            "campaign_id": camp_ids,
+            "action": _dict_take(np.array(_ACTIONS), c["action"]),
+            "campaign_type": _dict_take(np.array(_CAMPAIGN_TYPES), c["ctype"]),
+        }
+    )
+    k = rows.cat("tickets")
+    out["tickets"] = pa.table(
+        {
+            "account_id": _dict_take(ids, k["acc"]),
+            "opened_at": _ts(k["opened"]),
+            "closed_at": _ts(k["closed"]),
+            "priority": _dict_take(np.array(["low", "normal", "high", "urgent"]), k["prio"]),
+            "csat": pa.array(k["csat"], pa.float64(), from_pandas=True),
+        }
+    )
+    n = rows.cat("nps")
+    comments = [c for cat in (1, 2, 3) for c in COMMENTS[cat]]
+    out["nps"] = pa.table(
+        {
+            "account_id": _dict_take(ids, n["acc"]),
+            "responded_at": _ts(n["time"]),
+            "score": pa.array(n["score"], pa.float64()),
+            "comment": _dict_take(np.array(comments), n["comment"]),
+        }
+    )
+    for name, table in out.items():
+        expected = list(TABLES[name].column_names)
+        assert table.column_names[: len(expected)] == expected, name
+    return out
+
+
+_ACTIONS = ("sent", "open", "click", "unsubscribe", "bounce")
+
+
+def _campaign_ids(code: np.ndarray, ctype: np.ndarray, as_of_us: int) -> pa.Array:
+    # code = month index * 2 + slot; ids like CMP-0007-product_update are stable per world.
+    n_codes = int(code.max(initial=-1)) + 1
+    type_of = np.zeros(max(n_codes, 1), dtype=np.int64)
+    type_of[code] = ctype
+    names = pa.array(
+        [f"CMP-{i // 2 + 1:04d}-{_CAMPAIGN_TYPES[type_of[i]]}" for i in range(max(n_codes, 1))]
+    )
+    return _dict_take(names, code)
+
+
+def _build_oracle(
+    parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]], ids: pa.Array, ms: np.ndarray
+) -> pa.Table:
+    acc = np.concatenate([p[0] for p in parts])
+    cutoff = np.concatenate([np.full(len(p[0]), ms[p[1]].astype(np.int64)) for p in parts])
+    order = np.lexsort((cutoff, acc))
+    return pa.table(
+        {
+            "account_id": _dict_take(ids, acc[order]),
+            "cutoff": _ts(cutoff[order]),
+            "p_churn": pa.array(np.concatenate([p[2] for p in parts])[order]),
+            "p_expansion": pa.array(np.concatenate([p[3] for p in parts])[order]),
+        }
+    )
+
+
+def _build_realised(
+    act: np.ndarray,
+    mrr: np.ndarray,
+    exp_orders: list[tuple[np.ndarray, np.ndarray]],
+    ids: pa.Array,
+    created_us: np.ndarray,
+    ms: np.ndarray,
+    n_months: int,
+) -> pa.Table:
+    """Realised outcomes per account and month start, from the world's own records."""
+    n_acc = act.shape[1]
+    cut_us = ms[: n_months + 1].astype(np.int64)
+    ends = ms[: n_months + 1] + np.timedelta64(HORIZON_DAYS, "D")
+    m90 = np.searchsorted(ms, ends, side="right") - 1
+    labelled = ends <= ms[n_months]  # the label needs the world up to T + 90 days
+    # Expansion orders: flag every cutoff T with T <= time < T + 90 days.
+    has_order = np.zeros((n_months + 1, n_acc), dtype=bool)
+    if exp_orders:
+        o_acc = np.concatenate([a for a, _ in exp_orders])
+        o_time = np.concatenate([w for _, w in exp_orders])
+        horizon_us = HORIZON_DAYS * US_PER_DAY
+        for t in range(n_months + 1):
+            inside = (o_time >= cut_us[t]) & (o_time < cut_us[t] + horizon_us)
+            has_order[t, o_acc[inside]] = True
+    rows_t, rows_a = np.nonzero(created_us[None, :] < cut_us[:, None])
+    a_t = act[rows_t, rows_a]
+    nxt = np.minimum(rows_t + 1, n_months)
+    churned_month = np.where(
+        a_t & (rows_t < n_months), (~act[nxt, rows_a]).astype(np.float64), np.nan
+    )
+    lab = a_t & labelled[rows_t]
+    m90_r = np.minimum(m90[rows_t], n_months)
+    churn = np.where(lab, (~act[m90_r, rows_a]).astype(np.float64), np.nan)
+    grew = mrr[m90_r, rows_a] >= (1 + EXPANSION_MIN_FRACTION) * mrr[rows_t, rows_a]
+    expansion = np.where(lab, (grew | has_order[rows_t, rows_a]).astype(np.float64), np.nan)
+    order = np.lexsort((rows_t, rows_a))
+    return pa.table(
+        {
+            "account_id": _dict_take(ids, rows_a[order]),
+            "cutoff": _ts(cut_us[rows_t][order]),
+            "active": pa.array(a_t[order]),
+            "churned_in_month": pa.array(churned_month[order], from_pandas=True),
+            "churn_90d": pa.array(churn[order], from_pandas=True),
+            "expansion_90d": pa.array(expansion[order], from_pandas=True),
+            "mrr": pa.array(mrr[rows_t, rows_a][order]),
+        }
+    )
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a pandas frame with contract dtypes (str ids, datetime64[us])."""
+    frame = table.to_pandas()
+    if "seats" in frame.columns:
+        # Nullable in the contract, never null here: keep a plain integer column.
+        frame["seats"] = frame["seats"].astype("int32")
+    return frame
+
+
+def generate(params: SynthParams) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """Generate the synthetic world in memory.
+
+    Parameters
+    ----------
+    params : SynthParams
+        The ``synth`` section of params.yaml.
+
+    Returns
+    -------
+    tables : dict of str to DataFrame
+        The seven contract tables, with contract column names and dtypes.
+    oracle : DataFrame
+        ``account_id``, ``cutoff``, ``p_churn``, ``p_expansion`` per active account and month start.
+    realised : DataFrame
+        ``account_id``, ``cutoff``, ``active``, ``churned_in_month``, ``churn_90d``,
+        ``expansion_90d``, ``mrr``.
+    """
+    world = simulate(params)
+    tables = {name: to_pandas(t) for name, t in world.tables.items()}
+    return tables, to_pandas(world.oracle), to_pandas(world.realised)
+
+
+def write(world: World, out: Path | str) -> None:
+    """Write a world to ``out`` atomically: a temporary sibling folder, then swapped in."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        (tmp / "oracle").mkdir()
+        for name, table in world.tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
+        pq.write_table(world.oracle, tmp / "oracle" / "oracle.parquet")
+        pq.write_table(world.realised, tmp / "oracle" / "realised.parquet")
+        replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def summarise(world: World) -> dict[str, Any]:
+    """Row counts and headline rates of a world (JSON-serialisable)."""
+    real = world.realised
+    churn = real.column("churn_90d").to_numpy(zero_copy_only=False)
+    exp = real.column("expansion_90d").to_numpy(zero_copy_only=False)
+    act = real.column("active").to_numpy(zero_copy_only=False)
+    oracle_p = world.oracle.column("p_churn").to_numpy()
+    return {
+        "as_of": world.as_of.isoformat(),
+        "rows": {name: t.num_rows for name, t in world.tables.items()},
+        "oracle_rows": world.oracle.num_rows,
+        "active_account_months": int(act.sum()),
+        "churn_90d_rate": float(np.nanmean(churn)) if np.isfinite(churn).any() else None,
+        "expansion_90d_rate": float(np.nanmean(exp)) if np.isfinite(exp).any() else None,
+        "mean_oracle_p_churn": float(oracle_p.mean()) if len(oracle_p) else None,
+    }
+
+
+def run(
+    params: SynthParams, out: Path | str | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Generate the world and write it to ``out`` (default ``params.out``).
+
+    Parameters
+    ----------
+    params : SynthParams
+        The ``synth`` section of params.yaml.
+    out : Path, optional
+        Target folder; replaced atomically (earlier output survives a failure).
+    progress : callable, optional
+        ``progress(stage, done, total)``; stages ``simulate`` then ``write``.
+
+    Returns
+    -------
+    dict
+        Summary: ``out``, ``as_of``, ``rows`` per table, ``oracle_rows``,
+        ``active_account_months``, ``churn_90d_rate``, ``expansion_90d_rate``,
+        ``mean_oracle_p_churn``.
+    """
+    target = Path(out if out is not None else params.out)
+    world = simulate(params, progress)
+    if progress is not None:
+        progress("write", 0, 1)
+    write(world, target)
+    if progress is not None:
+        progress("write", 1, 1)
+    return {"out": str(target), **summarise(world)}
