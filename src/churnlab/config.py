@@ -53,7 +53,7 @@ class SynthParams(_Section):
     seed: int = 42
     start: dt.date = dt.date(2024, 1, 1)
     out: str = "data/synthetic"
-    oracle_draws: int = Field(24, gt=0)
+    oracle_draws: int = Field(32, gt=0)
     """Monte Carlo paths per account and cutoff for the oracle probabilities."""
 
 
