@@ -372,6 +372,182 @@ def build_dataset(
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+@expected_errors
+def demo(
+    accounts: Annotated[
+        int | None,
+        typer.Option("--accounts", min=1, help="Synthetic accounts (default: synth.accounts)."),
+    ] = None,
+    months: Annotated[
+        int | None,
+        typer.Option("--months", min=1, help="Synthetic months (default: synth.months)."),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Run every stage end to end on the embedded defaults.
+
+    1 synth (a synthetic SaaS company into synth.out), 2 validate it against the data contract,
+    3 build-dataset (point-in-time training set), 4 train (churn and expansion models, SHAP,
+    registry; the retention KPIs are logged in the same MLflow run), 5 kpis (tables and plots
+    into kpis.out). The data source is always the synthetic world, whatever data.source says.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from churnlab import dataset, synth
+    from churnlab import kpis as kpis_mod
+    from churnlab import train as train_mod
+    from churnlab.validate import report_ok, validate_source
+
+    p = get_params(params)
+    synth_params = p.synth.model_copy(
+        update={k: v for k, v in {"accounts": accounts, "months": months}.items() if v}
+    )
+    p = p.model_copy(
+        update={"synth": synth_params, "data": p.data.model_copy(update={"source": p.synth.out})}
+    )
+
+    def stage(title: str) -> Progress:
+        console.rule(title)
+        return Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=err_console, transient=True,
+        )
+
+    with stage(f"1/5 synth: {p.synth.accounts:,} accounts x {p.synth.months} months") as bar:
+        t = bar.add_task("simulating", total=None)
+        s = synth.run(
+            p.synth,
+            progress=lambda stage, done, total: bar.update(t, description=f"{stage} {done}/{total}"),
+        )
+    console.print(
+        f"wrote {sum(s['rows'].values()):,} rows to {s['out']}/ "
+        f"({', '.join(f'{k} {v:,}' for k, v in s['rows'].items())})",
+        highlight=False,
+    )
+
+    console.rule("2/5 validate")
+    report_ok(validate_source(p.data), console)
+
+    with stage("3/5 build-dataset") as bar:
+        t = bar.add_task("building the training set", total=None)
+        d = dataset.run(
+            p.dataset, p.data, progress=lambda msg: bar.update(t, description=msg)
+        )
+    m = d["manifest"]
+    console.print(
+        f"{m['rows']:,} rows x {len(m['features'])} features over {len(m['cutoffs'])} cutoffs "
+        f"({m['mode']} mode) -> {d['out']}",
+        highlight=False,
+    )
+    for message in d["warnings"].values():
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    with stage("4/5 train") as bar:
+        t = bar.add_task("training", total=None)
+        summary = train_mod.run(
+            p, params_path=params, progress=lambda msg: bar.update(t, description=msg)
+        )
+    for line in train_mod.format_summary(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+
+    with stage("5/5 kpis") as bar:
+        t = bar.add_task("computing KPIs", total=None)
+        done = kpis_mod.run(
+            p.kpis, p.data, p.tracking,
+            dataset_dir=Path(p.dataset.out), models_dir=Path(p.train.out),
+            progress=lambda msg: bar.update(t, description=msg),
+        )
+    console.print(kpis_mod.summary_table(done.result))
+    console.print(f"KPI tables and {len(done.plots)} plots in {done.out}/", highlight=False)
+    console.rule("done")
+    console.print(
+        f"See every run in MLflow: mlflow ui --backend-store-uri {summary['tracking_uri']}",
+        highlight=False,
+    )
+
+
+@app.command("synth")
+@expected_errors
+def synth_cmd(
+    accounts: Annotated[
+        int | None,
+        typer.Option("--accounts", min=1, help="Number of accounts (default: synth.accounts)."),
+    ] = None,
+    months: Annotated[
+        int | None,
+        typer.Option("--months", min=1, help="Months to simulate (default: synth.months)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed (default: synth.seed).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="First month, YYYY-MM-01 (default: synth.start)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder, replaced atomically (default: synth.out)."),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Generate a synthetic B2B SaaS company: the seven contract tables plus oracle/.
+
+    Writes OUT/<table>.parquet and OUT/oracle/{oracle,realised}.parquet (the true churn and
+    expansion probabilities per account and month start, ignored by loading). The same seed
+    gives byte-identical files.
+    """
+    import datetime as dt
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from churnlab import synth
+
+    p = get_params(params)
+    update: dict[str, Any] = {"accounts": accounts, "months": months, "seed": seed}
+    if start is not None:
+        try:
+            update["start"] = dt.date.fromisoformat(start)
+        except ValueError:
+            raise ChurnlabError(
+                f"--start {start!r} is not a date: use YYYY-MM-01, e.g. 2024-01-01"
+            ) from None
+    update = {k: v for k, v in update.items() if v is not None}
+    sp = p.synth.model_copy(update=update)
+    if sp.start.day != 1:
+        raise ChurnlabError(f"--start {sp.start} must be the first day of a month, e.g. 2024-01-01")
+    target = out if out is not None else Path(sp.out)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("simulating months", total=sp.months)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            label = "simulating months" if stage == "simulate" else "writing parquet"
+            bar.update(task, description=label, completed=done, total=total)
+
+        summary = synth.run(sp, target, progress=progress)
+    table = Table(title=f"synthetic world in {summary['out']} (as of {summary['as_of'][:10]})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in summary["rows"].items():
+        table.add_row(name, f"{n:,}")
+    table.add_row("oracle/oracle", f"{summary['oracle_rows']:,}")
+    console.print(table)
+    rates = [
+        f"{label} {summary[key]:.1%}"
+        for key, label in (
+            ("churn_90d_rate", "90-day churn"),
+            ("expansion_90d_rate", "90-day expansion"),
+            ("mean_oracle_p_churn", "mean oracle p_churn"),
+        )
+        if summary[key] is not None
+    ]
+    console.print(", ".join(rates) or "no complete 90-day windows (add months)", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point for `python -m churnlab`
     app()
     sys.exit(0)
