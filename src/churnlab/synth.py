@@ -29,49 +29,59 @@ exist at the start (created up to three years earlier); the rest arrive every mo
 
 Planted mechanisms
 ------------------
-Each account carries a latent **health** ``h``: a stationary AR(1) (``h_t = 0.92 h_{t-1} +
-0.39 e_t``, sd 1) with occasional "champion left" shocks (-1.2, 2% a month), a latent **seat
-demand** ``g`` (AR(1), relieved by seat expansions) and a static **sophistication** ``s``.
+Each account carries a latent **health** ``h``: a slowly drifting stationary AR(1)
+(``h_t = 0.95 h_{t-1} + 0.31 e_t``, sd 1) with occasional "champion left" shocks (-1.2, 2% a
+month), a latent **seat demand** ``g`` (AR(1), relieved by seat expansions) and a static
+**sophistication** ``s``.
 
-What the data shows (the observable channels):
+What the data shows (the observable channels), month ``t``:
 
-- *Usage*: each month ``A ~ Binomial(seats, sigmoid(0.4 + 0.8 h + 0.9 g))`` users are active
-  (seat utilisation = A / seats); each active user has at least one login row, plus
-  ``Poisson(A exp(0.2 + 0.5 h) * season)`` more daily rows (one row per user, day and event
-  type, with a ``quantity``). Event types are drawn with weights that favour the advanced
-  features (api_call, integration_sync, dashboard_edit, export) when ``h + s`` is high, so
-  breadth of feature use reflects health and sophistication. Usage dips in August and December.
+- *Usage*: ``A_t ~ Binomial(seats, sigmoid(0.4 + 1.1 h + 0.8 g))`` users are active (seat
+  utilisation ``util_t = A_t / seats``); each active user has at least one login row, plus
+  ``Poisson(A_t exp(-0.45 + h) * season)`` more daily rows (one row per user, day and event
+  type) whose ``quantity`` is ``1 + Poisson(k_type exp(0.8 h))``. Intensity
+  ``I_t = log((1 + rows) / (1 + A_t))`` (rows per active user). Event types are drawn with
+  weights that favour the advanced features (api_call, integration_sync, dashboard_edit,
+  export) when ``h + s`` is high, so breadth of feature use reflects health and sophistication.
+  Usage dips in August and December.
 - *Support*: ``Poisson(base_segment * exp(-0.7 h))`` tickets a month, urgent more likely when
   unhealthy; time to close and CSAT worsen with low health.
 - *NPS*: surveyed once a quarter (account-specific phase), answered more by healthy accounts;
   ``score = round(7 + 1.5 h + N(0, 1.2))`` clipped to 0-10; a third leave a short comment.
-- *Failed payments*: ``payment_failed`` events (1-3 retries) with probability
+- *Failed payments*: ``payment_failed`` events (1-3 retries, user_id null) with probability
   ``sigmoid(base_segment - 0.5 h)``; 30% are never recovered (involuntary churn).
 
-Monthly hazards (decided at the end of the month, on the same draws):
+Monthly hazards, decided at the end of month ``t`` (``h`` is this month's health; lagged terms
+are what the tables showed last month):
 
-- **Churn** ``logit q = c + segment + channel + season - 0.9 h - 1.2 (util_{t-1} - 0.6)
-  + 0.7 max(0, h_{t-3} - h_t) + 0.25 min(tickets, 4) + 0.5 min(urgent, 2)
+- **Churn** ``logit q = -4.85 + segment + channel + season - 0.25 h - 1.5 (I_{t-1} - 0.75)
+  - 1.8 (util_{t-1} - 0.6) + 1.0 max(0, I_{t-3} - I_{t-1}) + 0.3 max(0, h_{t-3} - h)
+  + 0.25 min(tickets_t, 4) + 0.3 min(tickets_{t-1}, 3) + 0.5 min(urgent_t, 2)
   + 0.55 [last NPS detractor] - 0.4 [last NPS promoter] + 0.6 [failed payment in the 3 months
-  before] + 0.8 exp(-tenure / 6)``; involuntary churn adds ``0.3 [failed payment this month]``.
-  January and December are renewal/budget months with a higher hazard.
-- **Expansion** ``logit e = c + segment + season + 0.5 h + 2.5 (util_t - 0.6) + 0.4 s
-  + 0.6 [promoter] - 0.5 [detractor]``: a plan upgrade, a seat expansion of 15-60% (both with an
-  ``upsell`` order) or an add-on (``cross_sell`` order). An account that churns that month does
-  not expand. Q4 budget flush raises it.
-- **Downgrade** (seats -15..40% or one plan down) when health or utilisation is low.
+  before] + 0.8 exp(-tenure / 6)``; an unrecovered failed payment this month churns the
+  account (``q = 1 - (1 - q_vol)(1 - 0.3 [failed])``). January and December (renewals and
+  budget cuts) raise it; SMB and paid-search accounts churn more, enterprise and partner less.
+- **Expansion** ``logit e = -3.35 + segment + season + 0.15 h + 1.2 (I_{t-1} - 0.75)
+  + 2.5 (util_{t-1} - 0.6) + 0.2 s + 0.6 [last NPS promoter] - 0.5 [detractor]``: a plan
+  upgrade, a seat expansion of 15-60% (both with an ``upsell`` order of 12 x the MRR increase)
+  or an add-on (``cross_sell`` order). An account that churns that month does not expand. The
+  Q4 budget flush raises it.
+- **Downgrade** (15-40% fewer seats, or one plan down) when health or utilisation is low.
 - **Reactivation**: a churned account returns with 2% a month during its first year away
   (a new subscription row and a ``new`` order for the reactivation fee).
 
 Other orders: ``new`` onboarding fee when an account starts, an annual ``renewal`` support fee,
-occasional ``services`` (training, consulting), and ``refund`` (negative) after some churns.
-Email campaigns (monthly newsletter plus a rotating targeted campaign; sent, open, click,
-unsubscribe, bounce) weakly reflect health.
+occasional ``services`` (training, consulting, implementation), and ``refund`` (negative)
+after some churns. Email campaigns (monthly newsletter plus a rotating product_update /
+upsell_offer / webinar / winback campaign; sent, open, click, unsubscribe, bounce) weakly
+reflect health.
 
 The hazards depend on the latent state mostly through what the tables show over the previous
-90 days (usage level and trend, utilisation, tickets, NPS, failed payments, tenure, segment),
-so a model on 7/30/90-day features can get close to the oracle; the month's own fresh
+90 days (usage intensity and its trend, utilisation, tickets, NPS, failed payments, tenure,
+segment), so a model on 7/30/90-day features can get close to the oracle; the month's fresh
 innovations, ticket and payment draws and the final coin flips keep it from being separable.
+Measured (10k accounts x 24 months, LightGBM on ~30 such features, last three labelled
+cutoffs): churn ROC-AUC 0.786 vs oracle 0.804, expansion 0.804 vs 0.821 (gaps about 0.018).
 
 Oracle
 ------
@@ -167,7 +177,7 @@ RHO_G, SIG_G = 0.85, 0.5 * float(np.sqrt(1 - 0.85**2))
 P_SHOCK, SHOCK = 0.02, 1.2
 P_INVOLUNTARY = 0.3
 P_REACTIVATE, REACTIVATE_MONTHS = 0.02, 12
-C_CHURN, C_EXP, C_DOWN = -4.55, -3.35, -4.4
+C_CHURN, C_EXP, C_DOWN = -4.85, -3.35, -4.4
 NPS_CHURN = np.array([0.0, 0.55, 0.0, -0.4])  # none, detractor, passive, promoter
 NPS_EXP = np.array([0.0, -0.5, 0.0, 0.6])
 
@@ -220,6 +230,7 @@ class _State:
     inten: np.ndarray  # last month's realised usage intensity (log rows per active user)
     inten2: np.ndarray  # the month before
     inten3: np.ndarray  # three months back
+    tix: np.ndarray  # last month's support tickets
     tenure: np.ndarray  # months since creation
     nps: np.ndarray  # last NPS category: 0 none, 1 detractor, 2 passive, 3 promoter
     fp_age: np.ndarray  # months since the last failed payment (99: never)
@@ -297,6 +308,7 @@ def _draw_month(
         + 1.0 * np.maximum(st.inten3 - st.inten, 0.0)
         + 0.3 * drop
         + 0.25 * np.minimum(tickets, 4)
+        + 0.3 * np.minimum(st.tix, 3)
         + 0.5 * np.minimum(urgent, 2)
         + NPS_CHURN[nps]
         + 0.6 * (st.fp_age <= 2)
@@ -336,6 +348,7 @@ def _advance(st: _State, m: _Month) -> None:
     st.g = m.g
     st.util = m.util
     st.inten3, st.inten2, st.inten = st.inten2, st.inten, m.inten
+    st.tix = m.tickets
     st.tenure = st.tenure + 1
     cat = np.where(m.score <= 6, 1, np.where(m.score <= 8, 2, 3)).astype(np.int8)
     st.nps = np.where(m.responded, cat, st.nps).astype(np.int8)
@@ -523,6 +536,7 @@ def simulate(params: SynthParams, progress: Progress | None = None) -> World:
         inten=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h1)), 0.75),
         inten2=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h2)), 0.75),
         inten3=np.where(first == 0, np.log1p(np.exp(-0.45 + 1.0 * h3)), 0.75),
+        tix=np.zeros(n_acc, dtype=np.int64),
         tenure=tenure0,
         nps=np.zeros(n_acc, dtype=np.int8),
         fp_age=np.full(n_acc, 99, dtype=np.int16),
@@ -576,7 +590,7 @@ def simulate(params: SynthParams, progress: Progress | None = None) -> World:
             rows.add(
                 "orders",
                 acc=new,
-                time=m0 + rng.integers(0, 3 * US_PER_DAY, len(new)),
+                time=m0 + rng.integers(0, 3 * US_PER_DAY // 1_000_000, len(new)) * 1_000_000,
                 amount=fee,
                 kind=np.zeros(len(new), dtype=np.int8),
                 product=np.zeros(len(new), dtype=np.int8),
@@ -625,8 +639,9 @@ def simulate(params: SynthParams, progress: Progress | None = None) -> World:
             rows.add(
                 "orders",
                 acc=back_idx,
+                # Signed in the last days of the month; billing restarts next month.
                 time=int(ms[t + 1].astype(np.int64))
-                + rng.integers(0, 3 * US_PER_DAY, len(back_idx)),
+                - rng.integers(1, 3 * US_PER_DAY // 1_000_000, len(back_idx)) * 1_000_000,
                 amount=np.round(_mrr(st.take(back_idx)), 2),
                 kind=np.zeros(len(back_idx), dtype=np.int8),
                 product=np.full(len(back_idx), 1, dtype=np.int8),
