@@ -418,7 +418,7 @@ def demo(
         t = bar.add_task("simulating", total=None)
         s = synth.run(
             p.synth,
-            progress=lambda stage, done, total: bar.update(t, description=f"{stage} {done}/{total}"),
+            progress=lambda step, done, total: bar.update(t, description=f"{step} {done}/{total}"),
         )
     console.print(
         f"wrote {sum(s['rows'].values()):,} rows to {s['out']}/ "

@@ -171,7 +171,7 @@ def _describe(err: ValidationError, path: Path) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see params.yaml in the repository for valid keys)"
+            msg = "unknown key (check the spelling; the repository's params.yaml lists valid keys)"
         else:
             msg = f"{e['msg']} (got {e.get('input')!r})"
         lines.append(f"{path}: {key}: {msg}")

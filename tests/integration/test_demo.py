@@ -1,0 +1,55 @@
+"""`churnlab demo` (what `make demo` runs) end to end on a small synthetic world."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnlab.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    return tmp_path
+
+
+def test_demo_runs_every_stage_and_leaves_its_outputs(in_tmp: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--accounts", "400", "--months", "15"])
+    assert result.exit_code == 0, result.output
+    for stage in ("1/5 synth", "2/5 validate", "3/5 build-dataset", "4/5 train", "5/5 kpis"):
+        assert stage in result.output
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in result.output
+
+    assert (in_tmp / "data/synthetic/events.parquet").exists()
+    assert (in_tmp / "data/synthetic/oracle/oracle.parquet").exists()
+    ds = pd.read_parquet(in_tmp / "data/dataset/dataset.parquet")
+    assert {"account_id", "cutoff", "churn", "expansion"} <= set(ds.columns)
+    monthly = pd.read_csv(in_tmp / "reports/kpis/monthly.csv")
+    assert len(monthly) >= 14 and "churn_rate" in monthly.columns
+
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    for task in ("churn", "expansion"):
+        champion = client.get_model_version_by_alias(f"churnlab-{task}", "champion")
+        assert int(champion.version) == 1
+    runs = mlflow.search_runs(experiment_names=["churnlab"])
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1
+    assert any(c.startswith("metrics.kpi.") for c in runs.columns)
+    assert os.path.exists(in_tmp / "models")
+
+
+def test_demo_help_lists_the_stages() -> None:
+    result = CliRunner().invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    assert "build-dataset" in result.output and "kpis" in result.output
