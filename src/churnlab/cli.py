@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 import_app = typer.Typer(help="Import real datasets into contract tables.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -71,7 +72,7 @@ def validate(
     data: Annotated[
         str | None,
         typer.Argument(
-            help="A folder of <table>.parquet/.csv files, a DuckDB file, or a database URL "
+            help="A folder of TABLE.parquet/TABLE.csv files, a DuckDB file, or a database URL "
             "(default: data.source from params.yaml)."
         ),
     ] = None,
@@ -150,8 +151,9 @@ def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
     Splits by cutoff (train earlier / validate next / test on the latest labeled cutoff), fits
     LightGBM with early stopping, calibrates on the validation cutoff, scores both baselines on
     the same test rows, explains with TreeSHAP, logs everything to MLflow, registers
-    <prefix>-churn / <prefix>-expansion and moves the `champion` alias only if the new version
-    is not worse than the current champion. Bundles are also saved under train.out.
+    PREFIX-churn / PREFIX-expansion (PREFIX: tracking.registry_prefix) and moves the
+    champion alias only if the new version is not worse than the current champion. Bundles
+    are also saved under train.out.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -493,7 +495,7 @@ def synth_cmd(
 ) -> None:
     """Generate a synthetic B2B SaaS company: the seven contract tables plus oracle/.
 
-    Writes OUT/<table>.parquet and OUT/oracle/{oracle,realised}.parquet (the true churn and
+    Writes OUT/TABLE.parquet and OUT/oracle/{oracle,realised}.parquet (the true churn and
     expansion probabilities per account and month start, ignored by loading). The same seed
     gives byte-identical files.
     """
