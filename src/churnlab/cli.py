@@ -352,8 +352,8 @@ def build_dataset(
     manifest = result["manifest"]
     table = Table(title=f"training set ({manifest['mode']} mode, horizon "
                         f"{manifest['horizon_days']} days)")
-    for col in ("cutoff", "rows", "labeled", "churn +", "churn rate", "expansion +",
-                "expansion rate"):
+    # Short headers: the table must fit an 80-column terminal without truncating values.
+    for col in ("cutoff", "rows", "labels", "churn+", "churn%", "expand+", "expand%"):
         table.add_column(col, justify="left" if col == "cutoff" else "right", no_wrap=True)
 
     def rate(v: float | None) -> str:
@@ -361,7 +361,7 @@ def build_dataset(
 
     for r in manifest["per_cutoff"]:
         table.add_row(
-            r["cutoff"][:10], f"{r['rows']:,}", "yes" if r["labeled"] else "score only",
+            r["cutoff"][:10], f"{r['rows']:,}", "yes" if r["labeled"] else "no",
             str(r["churn_positives"]), rate(r["churn_rate"]), str(r["expansion_positives"]),
             rate(r["expansion_rate"]),
         )
