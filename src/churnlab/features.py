@@ -139,8 +139,17 @@ def _setup(ctx: _Ctx, spine: pd.DataFrame) -> None:
     days = pd.date_range(b[0], b[-1] - dt.timedelta(days=1), freq="D")
     seg = np.searchsorted(np.array(b, dtype="datetime64[us]"), days.values, side="right")
     offset = (days - pd.Timestamp(b[0])).days.to_numpy()
+    # The single-bit masks are precomputed as UBIGINT: shifting in SQL promotes to HUGEINT
+    # (INTEGER shift amount), which made the big aggregations over events measurably slower.
+    one = np.uint64(1)
     segday = pd.DataFrame(
-        {"d": days.date, "seg": seg.astype("int32"), "bit": (offset % _MASK_BITS).astype("int32")}
+        {
+            "d": days.date,
+            "seg": seg.astype("int32"),
+            "daybit": one << (offset % _MASK_BITS).astype("uint64"),
+            "chunk": (seg // _MASK_BITS).astype("int32"),
+            "segbit": one << (seg % _MASK_BITS).astype("uint64"),
+        }
     )
     con.register("_cl_segday_df", segday)
     con.execute("CREATE OR REPLACE TEMP TABLE _cl_segday AS SELECT * FROM _cl_segday_df")
@@ -216,7 +225,7 @@ def _window_sums(
     con = ctx.con
     aggs = [f"{sql} AS {m}" for m, sql in measures.items()]
     if daymask is not None:
-        aggs.append(f"bit_or(CASE WHEN {daymask} THEN CAST(1 AS UBIGINT) << sd.bit END) AS daymask")
+        aggs.append(f"bit_or(CASE WHEN {daymask} THEN sd.daybit END) AS daymask")
     if last_at is not None:
         aggs.append(f"max({ts}) FILTER (WHERE {last_at}) AS last_at")
     # Rows inside the segmented range [first boundary, last cutoff) are bucketed by day; rows
@@ -336,10 +345,19 @@ def _engagement(ctx: _Ctx) -> None:
         lit = t.replace("'", "''")
         measures[f"ev_t{i}"] = f"count(*) FILTER (WHERE event_type = '{lit}')"
     measures["ev_fail"] = f"count(*) FILTER (WHERE event_type = '{FAILED_PAYMENT_EVENT}')"
+    # Quantity (units per event: rows exported, calls made) says how deeply the product is used,
+    # which row counts alone do not; optional in the contract, so only when it has values.
+    has_qty = "quantity" in _columns(ctx.con, "events") and _has_values(
+        ctx, "events", "quantity", "occurred_at"
+    )
+    if has_qty:
+        measures["ev_qty"] = f"sum(quantity) FILTER (WHERE {usage})"
     rel = _window_sums(
         ctx,
         "events",
-        "SELECT account_id, occurred_at, event_type FROM main.events",
+        "SELECT account_id, occurred_at, event_type"
+        + (", CAST(quantity AS DOUBLE) AS quantity" if has_qty else "")
+        + " FROM main.events",
         "occurred_at",
         measures,
         {m: ws for m in measures},
@@ -375,6 +393,26 @@ def _engagement(ctx: _Ctx) -> None:
                 fill_zero=True,
             )
         )
+        if has_qty:
+            feats.append(
+                Feature(
+                    f"event_quantity_{w}d",
+                    f"units of product use (summed event quantity) in the last {w} days",
+                    "engagement",
+                    kind="amount",
+                    fill_zero=True,
+                )
+            )
+            renames[f"ev_qty_{w}d"] = f"event_quantity_{w}d"
+            feats.append(
+                Feature(
+                    f"quantity_per_event_{w}d",
+                    f"units of product use per event in the last {w} days",
+                    "engagement",
+                    kind="ratio",
+                    expr=_ratio(f"event_quantity_{w}d", f"events_{w}d"),
+                )
+            )
         used = " + ".join(f"(events_{slugs[t]}_{w}d > 0)::INTEGER" for t in types) or "0"
         feats.append(
             Feature(
@@ -451,6 +489,17 @@ def _engagement(ctx: _Ctx) -> None:
                 ],
             )
         )
+        # How intensely the active users use the product, apart from how many of them there are.
+        derived += [
+            Feature(
+                f"events_per_active_user_{w}d",
+                f"product events per active user in the last {w} days",
+                "engagement",
+                kind="ratio",
+                expr=_ratio(f"events_{w}d", f"active_users_{w}d"),
+            )
+            for w in ws
+        ]
         if "subscriptions" in ctx.tables and _has_values(ctx, "subscriptions", "seats", "start_at"):
             derived += [
                 Feature(
@@ -469,8 +518,7 @@ def _active_users(ctx: _Ctx) -> str:
     con = ctx.con
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cl_users AS
-        SELECT e.account_id, e.user_id, sd.seg // {_MASK_BITS} AS chunk,
-               bit_or(CAST(1 AS UBIGINT) << (sd.seg % {_MASK_BITS})) AS m
+        SELECT e.account_id, e.user_id, sd.chunk, bit_or(sd.segbit) AS m
         FROM main.events e JOIN _cl_segday sd ON CAST(e.occurred_at AS DATE) = sd.d
         WHERE e.occurred_at >= {_ts(ctx.bounds[0])} AND e.occurred_at < {_ts(ctx.last)}
           AND e.user_id IS NOT NULL

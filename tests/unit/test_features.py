@@ -50,20 +50,20 @@ def subscriptions() -> pd.DataFrame:
 
 def events() -> pd.DataFrame:
     rows = [
-        ("a", "2024-03-31 23:00", "login", "u1"),
-        ("a", "2024-03-31 10:00", "login", "u1"),
-        ("a", "2024-03-28 12:00", "export", "u2"),
-        ("a", "2024-03-10 09:00", "login", "u3"),
-        ("a", "2024-02-20 09:00", "login", "u1"),
-        ("a", "2024-04-01 00:00", "login", "u9"),  # at the cutoff: not seen
-        ("a", "2024-03-15 00:00", "payment_failed", None),
+        ("a", "2024-03-31 23:00", "login", "u1", 2.0),
+        ("a", "2024-03-31 10:00", "login", "u1", 1.0),
+        ("a", "2024-03-28 12:00", "export", "u2", 5.0),
+        ("a", "2024-03-10 09:00", "login", "u3", 1.0),
+        ("a", "2024-02-20 09:00", "login", "u1", 3.0),
+        ("a", "2024-04-01 00:00", "login", "u9", 7.0),  # at the cutoff: not seen
+        ("a", "2024-03-15 00:00", "payment_failed", None, 1.0),  # billing, not product use
     ]
     return pd.DataFrame(
         {
             "account_id": [r[0] for r in rows],
             "occurred_at": ts(*[r[1] for r in rows]),
             "event_type": [r[2] for r in rows],
-            "quantity": [1.0] * len(rows),
+            "quantity": [r[4] for r in rows],
             "user_id": [r[3] for r in rows],
         }
     )
@@ -168,6 +168,12 @@ def test_engagement_exact():
                 "days_since_last_event": 1 / 24,
                 "seat_utilisation_7d": 2 / 6,
                 "seat_utilisation_30d": 3 / 6,
+                "events_per_active_user_7d": 3 / 2,
+                "events_per_active_user_30d": 4 / 3,
+                "event_quantity_7d": 2 + 1 + 5,
+                "event_quantity_30d": 2 + 1 + 5 + 1,
+                "quantity_per_event_7d": 8 / 3,
+                "quantity_per_event_30d": 9 / 4,
                 "failed_payments_7d": 0,
                 "failed_payments_30d": 1,
             },
@@ -177,6 +183,9 @@ def test_engagement_exact():
                 "events_trend_7d": NAN,
                 "days_since_last_event": NAN,
                 "seat_utilisation_30d": 0.0,
+                "events_per_active_user_30d": NAN,
+                "event_quantity_30d": 0,
+                "quantity_per_event_30d": NAN,
             },
             "c": {"seat_utilisation_30d": NAN},  # no seats just before the cutoff
         },
