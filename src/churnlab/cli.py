@@ -7,10 +7,11 @@ usage), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -59,6 +60,19 @@ def expected_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def spinner(description: str, transient: bool = False) -> Iterator[Callable[[str], None]]:
+    """A rich spinner on stderr for a step of unknown length; yields ``progress(message)``."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err_console, transient=transient,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda message: bar.update(task, description=message)
 
 
 def get_params(path: Path | None) -> Params:
@@ -155,20 +169,15 @@ def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
     champion alias only if the new version is not worse than the current champion. Bundles
     are also saved under train.out.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from churnlab import train as train_mod
 
     p = get_params(params)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as bar:
-        step = bar.add_task("reading the training set", total=None)
+    with spinner("reading the training set") as progress:
         summary = train_mod.run(
             p,
             params_path=params,
             dataset_dir=dataset,
-            progress=lambda msg: bar.update(step, description=msg),
+            progress=progress,
         )
     for line in train_mod.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
@@ -189,22 +198,17 @@ def backtest(
     Each fold retrains from scratch with the same params; results are logged to MLflow (one
     child run per task, fold number as the metric step) and printed.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from churnlab import train as train_mod
 
     p = get_params(params)
     k = folds if folds is not None else p.train.backtest_folds
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as bar:
-        step = bar.add_task("reading the training set", total=None)
+    with spinner("reading the training set") as progress:
         result = train_mod.run_backtest(
             p,
             k,
             params_path=params,
             dataset_dir=dataset,
-            progress=lambda msg: bar.update(step, description=msg),
+            progress=progress,
         )
     for line in train_mod.format_backtest(result):
         console.print(line, highlight=False, soft_wrap=True)
@@ -267,8 +271,6 @@ def kpis(
     records the latest complete period's KPIs as kpi.* metrics in MLflow. Partial periods at the
     edges of the data are flagged and never reported as the latest complete one.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from churnlab import kpis as kpis_mod
     from churnlab.config import KpiParams
 
@@ -288,10 +290,7 @@ def kpis(
         raise kpis_mod.KpiError(
             f"--period must be month, quarter or week (got {period!r})"
         ) from err
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as bar:
-        step = bar.add_task("computing KPIs", total=None)
+    with spinner("computing KPIs") as progress:
         done = kpis_mod.run(
             kp,
             p.data,
@@ -300,7 +299,7 @@ def kpis(
             log=log,
             dataset_dir=Path(p.dataset.out) if predicted else None,
             models_dir=Path(p.train.out) if predicted else None,
-            progress=lambda msg: bar.update(step, description=msg),
+            progress=progress,
         )
     console.print(kpis_mod.summary_table(done.result))
     predicted_vs_realised = kpis_mod.predicted_table(done.result)
@@ -335,19 +334,15 @@ def build_dataset(
     feature descriptions, data fingerprint, params) to the output folder atomically, prints a
     summary per cutoff and warns when a task has too few positives or negatives to train.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from churnlab import dataset
 
     p = get_params(params)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as bar:
-        task = bar.add_task("building the training set", total=None)
+    with spinner("building the training set") as progress:
         result = dataset.run(
             p.dataset, p.data, source=source, out=out,
-            progress=lambda msg: bar.update(task, description=msg),
+            progress=progress,
         )
     manifest = result["manifest"]
     table = Table(title=f"training set ({manifest['mode']} mode, horizon "
@@ -394,8 +389,6 @@ def demo(
     registry; the retention KPIs are logged in the same MLflow run), 5 kpis (tables and plots
     into kpis.out). The data source is always the synthetic world, whatever data.source says.
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from churnlab import dataset, synth
     from churnlab import kpis as kpis_mod
     from churnlab import train as train_mod
@@ -409,18 +402,13 @@ def demo(
         update={"synth": synth_params, "data": p.data.model_copy(update={"source": p.synth.out})}
     )
 
-    def stage(title: str) -> Progress:
+    def stage(title: str) -> contextlib.AbstractContextManager[Callable[[str], None]]:
         console.rule(title)
-        return Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=err_console, transient=True,
-        )
+        return spinner("starting", transient=True)
 
-    with stage(f"1/5 synth: {p.synth.accounts:,} accounts x {p.synth.months} months") as bar:
-        t = bar.add_task("simulating", total=None)
+    with stage(f"1/5 synth: {p.synth.accounts:,} accounts x {p.synth.months} months") as progress:
         s = synth.run(
-            p.synth,
-            progress=lambda step, done, total: bar.update(t, description=f"{step} {done}/{total}"),
+            p.synth, progress=lambda step, done, total: progress(f"{step} {done}/{total}")
         )
     console.print(
         f"wrote {sum(s['rows'].values()):,} rows to {s['out']}/ "
@@ -431,11 +419,8 @@ def demo(
     console.rule("2/5 validate")
     report_ok(validate_source(p.data), console)
 
-    with stage("3/5 build-dataset") as bar:
-        t = bar.add_task("building the training set", total=None)
-        d = dataset.run(
-            p.dataset, p.data, progress=lambda msg: bar.update(t, description=msg)
-        )
+    with stage("3/5 build-dataset") as progress:
+        d = dataset.run(p.dataset, p.data, progress=progress)
     m = d["manifest"]
     console.print(
         f"{m['rows']:,} rows x {len(m['features'])} features over {len(m['cutoffs'])} cutoffs "
@@ -445,20 +430,15 @@ def demo(
     for message in d["warnings"].values():
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
-    with stage("4/5 train") as bar:
-        t = bar.add_task("training", total=None)
-        summary = train_mod.run(
-            p, params_path=params, progress=lambda msg: bar.update(t, description=msg)
-        )
+    with stage("4/5 train") as progress:
+        summary = train_mod.run(p, params_path=params, progress=progress)
     for line in train_mod.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
 
-    with stage("5/5 kpis") as bar:
-        t = bar.add_task("computing KPIs", total=None)
+    with stage("5/5 kpis") as progress:
         done = kpis_mod.run(
             p.kpis, p.data, p.tracking,
-            dataset_dir=Path(p.dataset.out), models_dir=Path(p.train.out),
-            progress=lambda msg: bar.update(t, description=msg),
+            dataset_dir=Path(p.dataset.out), models_dir=Path(p.train.out), progress=progress,
         )
     console.print(kpis_mod.summary_table(done.result))
     console.print(f"KPI tables and {len(done.plots)} plots in {done.out}/", highlight=False)
