@@ -48,7 +48,7 @@ class DataParams(_Section):
 class SynthParams(_Section):
     """The synthetic B2B SaaS world."""
 
-    accounts: int = Field(2000, gt=0)
+    accounts: int = Field(10000, gt=0)
     months: int = Field(24, gt=0)
     seed: int = 42
     start: dt.date = dt.date(2024, 1, 1)
