@@ -125,7 +125,8 @@ def _event_types(feats: list[features.Feature]) -> list[str]:
 def per_cutoff(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows, labeled flag, positives, negatives and positive rate per cutoff and task."""
     out = []
-    for cutoff, g in frame.groupby("cutoff", sort=True):
+    narrow = frame[["cutoff", "labeled", *TASKS]]  # grouping the wide frame copies every column
+    for cutoff, g in narrow.groupby("cutoff", sort=True):
         lab = g[g["labeled"]]
         row: dict[str, Any] = {
             "cutoff": pd.Timestamp(cutoff).isoformat(),

@@ -428,3 +428,67 @@ def test_cutoffs_must_be_midnight():
     )
     with pytest.raises(features.FeatureError, match="midnight"):
         features.compute(con, spine, PARAMS)
+
+
+def test_rows_stay_aligned_on_a_spine_large_enough_for_parallel_scans():
+    """Every value belongs to its own row when DuckDB scans and joins in parallel.
+
+    DuckDB does not keep row order in parallel plans (and churnlab turns insertion order off), so
+    a frame assembled by position would scramble rows on large inputs only; tiny tables never
+    show it. 300k spine rows span many row groups and vectors. Each account's values are made
+    distinct (1 + i % 4 events, 1 + i % 7 seats, quantity 1 + i % 3) so that derived features
+    checked against their inputs, and inputs checked against the account, expose any shuffle.
+    """
+    n = 150_000
+    ids = np.array([f"acct{i:06d}" for i in range(n)])
+    i = np.arange(n)
+    start = np.datetime64("2024-01-01T00:00:00", "us")
+    n_ev = 1 + i % 4  # 1..4 events per account, 1 + (i % 4 > 1) of them exports
+    acc = np.repeat(i, n_ev)
+    k = np.arange(len(acc)) - np.repeat(np.cumsum(n_ev) - n_ev, n_ev)  # index within account
+    frames = {
+        "accounts": pd.DataFrame(
+            {"account_id": ids, "created_at": pd.Series([start] * n, dtype="datetime64[us]")}
+        ),
+        "subscriptions": pd.DataFrame(
+            {
+                "account_id": ids,
+                "start_at": pd.Series([start] * n, dtype="datetime64[us]"),
+                "end_at": pd.Series([pd.NaT] * n, dtype="datetime64[us]"),
+                "mrr": (100 + i % 50).astype("float64"),
+                "plan": "basic",
+                "seats": pd.array(1 + i % 7, dtype="Int32"),
+            }
+        ),
+        "events": pd.DataFrame(
+            {
+                "account_id": ids[acc],
+                "occurred_at": pd.Series(
+                    np.datetime64("2024-03-20T10:00:00", "us")
+                    + (k * 3_600_000_000).astype("timedelta64[us]"),
+                    dtype="datetime64[us]",
+                ),
+                "event_type": np.where(k < 1 + (acc % 4 > 1), "export", "login"),
+                "quantity": (1 + acc % 3).astype("float64"),
+                "user_id": np.char.add(ids[acc], np.char.add("-u", k.astype(str))),
+            }
+        ),
+    }
+    con = load.connect_frames(frames)
+    spine = pd.DataFrame(
+        [(a, c) for a in ids for c in (T, T + dt.timedelta(days=7))],
+        columns=["account_id", "cutoff"],
+    ).astype({"cutoff": "datetime64[us]"})
+    frame, _ = features.compute(con, spine, PARAMS, event_types=["export", "login"])
+    assert len(frame) == 2 * n
+    idx = frame["account_id"].str[4:].astype(int).to_numpy()
+    expect_events = 1 + idx % 4
+    np.testing.assert_array_equal(frame["events_30d"], expect_events)
+    np.testing.assert_array_equal(frame["events_export_30d"], 1 + (idx % 4 > 1))
+    np.testing.assert_array_equal(frame["seats"], 1 + idx % 7)
+    np.testing.assert_array_equal(frame["mrr_current"], 100 + idx % 50)
+    # derived features against their own row's inputs
+    np.testing.assert_array_equal(frame["active_users_30d"], expect_events)
+    np.testing.assert_allclose(frame["seat_utilisation_30d"], expect_events / (1 + idx % 7))
+    np.testing.assert_allclose(frame["quantity_per_event_30d"], 1 + idx % 3)
+    np.testing.assert_array_equal(frame["event_types_30d"], 1 + (idx % 4 > 0))
