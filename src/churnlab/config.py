@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from churnlab.errors import ChurnlabError
 
@@ -86,6 +93,24 @@ class DatasetParams(_Section):
     @classmethod
     def _list_to_tuple(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("windows")
+    @classmethod
+    def _positive_windows(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or min(v) <= 0:
+            raise ValueError(
+                f"feature windows must be positive whole days, e.g. [7, 30, 90] (got {list(v)})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _cutoffs_in_order(self) -> DatasetParams:
+        if self.cutoff_start and self.cutoff_end and self.cutoff_start > self.cutoff_end:
+            raise ValueError(
+                f"cutoff_start {self.cutoff_start} is after cutoff_end {self.cutoff_end}: "
+                "swap them or leave one out"
+            )
+        return self
 
 
 class TrainParams(_Section):
@@ -172,6 +197,8 @@ def _describe(err: ValidationError, path: Path) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; the repository's params.yaml lists valid keys)"
+        elif e["type"] == "value_error":  # our own checks: the message says what was given
+            msg = str(e["msg"]).removeprefix("Value error, ")
         else:
             msg = f"{e['msg']} (got {e.get('input')!r})"
         lines.append(f"{path}: {key}: {msg}")

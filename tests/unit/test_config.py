@@ -47,6 +47,23 @@ def test_out_of_range_is_rejected() -> None:
         parse_params({"synth": {"accounts": 0}})
 
 
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ({"windows": [0, 30]}, r"dataset.windows: .* must be positive .* \(got \[0, 30\]\)"),
+        ({"windows": []}, r"dataset.windows: .*\(got \[\]\)"),
+        (
+            {"cutoff_start": dt.date(2025, 6, 1), "cutoff_end": dt.date(2025, 1, 1)},
+            "dataset: cutoff_start 2025-06-01 is after cutoff_end 2025-01-01",
+        ),
+    ],
+)
+def test_inconsistent_dataset_settings_are_rejected_up_front(dataset, expected) -> None:
+    with pytest.raises(ConfigError, match=expected) as err:
+        parse_params({"dataset": dataset}, Path("my.yaml"))
+    assert str(err.value).startswith("my.yaml: ") and "Value error" not in str(err.value)
+
+
 def test_yaml_dates_and_lists_are_accepted() -> None:
     p = parse_params({"dataset": {"windows": [14, 28], "cutoff_start": dt.date(2024, 6, 1)},
                       "data": {"as_of": dt.date(2025, 1, 1)}})
