@@ -301,7 +301,7 @@ def kpis(
             models_dir=Path(p.train.out) if predicted else None,
             progress=progress,
         )
-    console.print(kpis_mod.summary_table(done.result))
+    console.print(kpis_mod.summary_table(done.result, width=console.width))
     predicted_vs_realised = kpis_mod.predicted_table(done.result)
     if predicted_vs_realised is not None:
         console.print(predicted_vs_realised)
@@ -440,7 +440,7 @@ def demo(
             p.kpis, p.data, p.tracking,
             dataset_dir=Path(p.dataset.out), models_dir=Path(p.train.out), progress=progress,
         )
-    console.print(kpis_mod.summary_table(done.result))
+    console.print(kpis_mod.summary_table(done.result, width=console.width))
     console.print(f"KPI tables and {len(done.plots)} plots in {done.out}/", highlight=False)
     console.rule("done")
     console.print(

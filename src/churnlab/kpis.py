@@ -1740,38 +1740,64 @@ def _fmt(value: float, unit: str) -> str:
         return "-"
     if unit == "ratio":
         return f"{100 * value:.1f}%"
-    if unit.startswith("currency"):
+    if unit.startswith("currency"):  # compact, so that a period column stays narrow
+        for above, scale, suffix, digits in (
+            (1e9, 1e9, "B", 2),
+            (1e6, 1e6, "M", 2),
+            (1e4, 1e3, "k", 1),
+        ):
+            if abs(value) >= above:
+                return f"{value / scale:.{digits}f}{suffix}"
         return f"{value:,.0f}"
     if unit.startswith("points") or unit.startswith("score"):
         return f"{value:.1f}"
     return f"{value:,.0f}"
 
 
-def summary_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
-    """A rich table of the last ``last`` periods: one row per applicable KPI, one column per period.
+def summary_table(result: dict[str, pd.DataFrame], last: int = 6, width: int | None = None) -> Any:
+    """A rich table of the latest periods: one row per applicable KPI, one column per period.
 
-    Partial periods are marked with ``*`` in the header; undefined values show as ``-``.
+    Shows the last ``last`` periods, fewer when a ``width`` (the terminal's) cannot hold them
+    without cutting values short; every period is in the CSV/Parquet files. Partial periods are
+    marked with ``*`` in the header; undefined values show as ``-``.
     """
     from rich.table import Table
 
     period = str(result["info"]["period"].iloc[0])
     mode = str(result["info"]["mode"].iloc[0])
-    m = result["monthly"].tail(last)
     units = {x.name: x.unit for x in METRICS}
     kinds = {x.name: x.kind for x in METRICS}
+    monthly = result["monthly"]
+    rows = {
+        kind: [n for n in _TABLE_ROWS if kinds[n] == kind and monthly[n].notna().any()]
+        for kind in ("outcome", "activity")
+    }
+    m = monthly.tail(last)
+    cells = {n: [_fmt(v, units[n]) for v in m[n].tolist()] for kind in rows for n in rows[kind]}
+    headers = [
+        _label(pd.Timestamp(ts), period) + ("*" if partial else "")
+        for ts, partial in zip(m.index, m["partial"], strict=True)
+    ]
+    if width is not None and headers:
+        # Box-drawing: 1 border + per column (2 padding + 1 separator); never cut a value.
+        name_w = max([len("KPI"), *(len(n) for n in cells)])
+        col_w = max(len(x) for x in [*headers, *(c for v in cells.values() for c in v)])
+        fit = max(1, (width - name_w - 4) // (col_w + 3))
+        if fit < len(headers):
+            headers = headers[-fit:]
+            cells = {n: v[-fit:] for n, v in cells.items()}
+    shown = "" if len(headers) == len(monthly) else f"last {len(headers)} of {len(monthly)}; "
     table = Table(
-        title=f"Retention KPIs per {period} ({mode}; * = partial period; "
+        title=f"Retention KPIs per {period} ({mode}; {shown}* = partial period; "
         "activity metrics below the line)"
     )
     table.add_column("KPI", no_wrap=True)
-    for ts, partial in zip(m.index, m["partial"], strict=True):
-        label = _label(pd.Timestamp(ts), period) + ("*" if partial else "")
+    for label in headers:
         table.add_column(label, justify="right", no_wrap=True)
     for kind in ("outcome", "activity"):
-        rows = [n for n in _TABLE_ROWS if kinds[n] == kind and m[n].notna().any()]
-        for name in rows:
-            table.add_row(name, *(_fmt(v, units[name]) for v in m[name].tolist()))
-        if rows and kind == "outcome":
+        for name in rows[kind]:
+            table.add_row(name, *cells[name])
+        if rows[kind] and kind == "outcome":
             table.add_section()
     return table
 

@@ -168,3 +168,32 @@ def test_cli_errors_are_one_line(tmp_path):
     )
     assert empty.exit_code == 1 and "widen --from/--to" in empty.output
     assert not (tmp_path / "o").exists()
+
+
+def test_money_is_compact_in_the_terminal_table():
+    assert kpis._fmt(4_012_345.0, "currency") == "4.01M"
+    assert kpis._fmt(14_149.0, "currency") == "14.1k"
+    assert kpis._fmt(-165_300.0, "currency") == "-165.3k"
+    assert kpis._fmt(9_381.4, "currency") == "9,381"
+    assert kpis._fmt(2.5e9, "currency") == "2.50B"
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_summary_table_fits_the_terminal_without_cutting_values(result, width):
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None)
+    console.print(kpis.summary_table(result, width=width))
+    text = console.export_text()
+    assert "…" not in text  # no value or header cut short
+    assert max(len(line) for line in text.splitlines()) <= width
+    monthly = result["monthly"]
+    last = kpis._label(pd.Timestamp(monthly.index[-1]), "month")
+    header = next(line for line in text.splitlines() if "┃ KPI " in line)
+    assert last in header  # the latest period is always shown
+    shown = sum(kpis._label(pd.Timestamp(ts), "month") in header for ts in monthly.index[-6:])
+    assert shown >= 1
+    if width >= 120:
+        assert shown == min(6, len(monthly))
+    if shown < len(monthly):
+        assert f"last {shown} of {len(monthly)}" in text
