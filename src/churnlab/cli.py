@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,10 @@ from rich.markup import escape
 
 from churnlab.config import Params, load_params
 from churnlab.errors import ChurnlabError
+
+# MLflow's INFO lines (database migrations, experiment creation) interleave with the command's
+# own output; warnings still show. MLFLOW_LOGGING_LEVEL set by the user wins.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(
     help="churnlab: point-in-time churn and expansion models, reasons, and retention KPIs.",
