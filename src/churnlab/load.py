@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -157,6 +158,29 @@ def _open_duckdb(con: duckdb.DuckDBPyConnection, path: Path, tables: dict[str, s
             con.execute(f"CREATE VIEW {RAW}.{name} AS SELECT * FROM src.{quote(user)}")
 
 
+# Rows fetched from a SQL database per round trip: the whole table never sits in memory at once.
+SQL_CHUNK_ROWS = 200_000
+
+
+def _duckdb_type(column: Any) -> str:
+    """The DuckDB type for a database column, as pandas would have typed its values."""
+    import sqlalchemy as sa
+
+    t = column.type
+    if isinstance(t, sa.DateTime):
+        return "TIMESTAMPTZ" if t.timezone else "TIMESTAMP"
+    if isinstance(t, sa.Date):
+        return "DATE"
+    if isinstance(t, sa.Boolean):
+        return "BOOLEAN"
+    if isinstance(t, sa.Integer):
+        return "BIGINT"
+    if isinstance(t, (sa.Float, sa.Numeric)):
+        return "DOUBLE"
+    # Text is what every contract type can be validated and cast from.
+    return "VARCHAR"
+
+
 def _open_url(con: duckdb.DuckDBPyConnection, url: str, tables: dict[str, str]) -> None:
     import sqlalchemy as sa
 
@@ -168,27 +192,48 @@ def _open_url(con: duckdb.DuckDBPyConnection, url: str, tables: dict[str, str]) 
         raise SourceError(f"cannot connect to {_redact(url)}: {err}".splitlines()[0]) from None
     try:
         with engine.connect() as conn:
+            # A server-side cursor where the driver has one (PostgreSQL): rows arrive in chunks.
+            stream = conn.execution_options(stream_results=True, max_row_buffer=SQL_CHUNK_ROWS)
             for name in TABLES:
                 user = tables.get(name, name)
                 if not is_identifier(user) or user not in existing:
                     continue  # a bad name is reported by validation
                 try:
                     table = sa.Table(user, sa.MetaData(), autoload_with=conn)
-                    frame = pd.read_sql(sa.select(table), conn)
+                    _copy_table(con, name, table, stream)
                 except Exception as err:  # any driver error: report it in one line
                     raise SourceError(
                         f"cannot read table {user} from {_redact(url)}: {err}".splitlines()[0]
                     ) from None
-                # A column that is entirely NULL arrives without a type; text is what every
-                # contract type can be validated and cast from.
-                empty = [c for c in frame.columns if frame[c].isna().all()]
-                if empty:
-                    frame = frame.astype(dict.fromkeys(empty, "str"))
-                con.register(f"_src_{name}", frame)
-                con.execute(f"CREATE TABLE {RAW}.{name} AS SELECT * FROM _src_{name}")
-                con.unregister(f"_src_{name}")
     finally:
         engine.dispose()
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, name: str, table: Any, conn: Any) -> None:
+    """Copy a database table into ``raw.<name>`` chunk by chunk."""
+    import sqlalchemy as sa
+
+    types = {c.name: _duckdb_type(c) for c in table.columns}
+    created = False
+    for frame in pd.read_sql(sa.select(table), conn, chunksize=SQL_CHUNK_ROWS):
+        con.register(f"_src_{name}", frame)
+        try:
+            if not created:
+                con.execute(f"CREATE TABLE {RAW}.{name} AS SELECT * FROM _src_{name}")
+                # A column with no value in the first chunk arrives without a type: take the
+                # database's, so that later chunks' values keep theirs.
+                for c in frame.columns:
+                    if frame[c].isna().all():
+                        typ = types.get(c, "VARCHAR")
+                        con.execute(f"ALTER TABLE {RAW}.{name} ALTER {quote(c)} TYPE {typ}")
+                created = True
+            else:
+                con.execute(f"INSERT INTO {RAW}.{name} BY NAME SELECT * FROM _src_{name}")
+        finally:
+            con.unregister(f"_src_{name}")
+    if not created:  # an empty table: its columns, typed as the database types them
+        cols = ", ".join(f"{quote(c)} {t}" for c, t in types.items())
+        con.execute(f"CREATE TABLE {RAW}.{name} ({cols})")
 
 
 def _redact(url: str) -> str:

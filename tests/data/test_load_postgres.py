@@ -122,3 +122,27 @@ def test_postgres_zones_mapping_and_validation(pg_url: str) -> None:
         ("orders.ordered_at", "timestamps after the as-of date 2026-01-01 00:00:00"),
         ("orders.amount", "negative amount"),
     }
+
+
+def test_postgres_tables_are_read_in_chunks(
+    pg_url: str,
+    contract_frames: dict[str, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One row per chunk: a column with no value in the first chunk (rows reversed, so the NULLs
+    come first) keeps the type of its later values, and an empty table keeps its columns."""
+    frames = {name: f.iloc[::-1].reset_index(drop=True) for name, f in contract_frames.items()}
+    frames["nps"] = frames["nps"].iloc[0:0]
+    assert frames["events"]["quantity"].isna().iloc[0]  # the case under test
+    assert frames["tickets"]["closed_at"].isna().iloc[0]
+    to_postgres(pg_url, frames)
+    monkeypatch.setattr(load, "SQL_CHUNK_ROWS", 1)
+    from_pg = read(pg_url)
+    load.write_tables(frames, tmp_path / "pq")
+    from_parquet = read(str(tmp_path / "pq"))
+    assert list(from_pg) == list(from_parquet)
+    for name in from_pg:
+        pd.testing.assert_frame_equal(from_pg[name], from_parquet[name], obj=name)
+    assert from_pg["nps"].empty and "score" in from_pg["nps"].columns
+    assert from_pg["events"]["quantity"].notna().sum() == 2
