@@ -54,7 +54,8 @@ class Feature:
     description: str
     group: str
     dtype: str = "float64"  # float64 or category
-    kind: str = "count"  # count, amount, days, ratio, change, value, category
+    # count, amount, days, ratio (a share, worded as a percentage), change, value, category
+    kind: str = "count"
     categories: tuple[str, ...] | None = None
     fill_zero: bool = False  # a count: 0 when the table is present and nothing happened
     expr: str | None = None  # derived from other feature columns (SQL over them)
@@ -410,7 +411,7 @@ def _engagement(ctx: _Ctx) -> None:
                     f"quantity_per_event_{w}d",
                     f"units of product use per event in the last {w} days",
                     "engagement",
-                    kind="ratio",
+                    kind="value",
                     expr=_ratio(f"event_quantity_{w}d", f"events_{w}d"),
                 )
             )
@@ -496,7 +497,7 @@ def _engagement(ctx: _Ctx) -> None:
                 f"events_per_active_user_{w}d",
                 f"product events per active user in the last {w} days",
                 "engagement",
-                kind="ratio",
+                kind="value",
                 expr=_ratio(f"events_{w}d", f"active_users_{w}d"),
             )
             for w in ws

@@ -341,6 +341,17 @@ def test_every_feature_has_metadata_that_reads_as_a_sentence():
         assert first.islower() or first.isupper(), meta  # lower case or an acronym (MRR, NPS)
         assert not meta["description"].endswith(".")
     assert {f.group for f in feats.values()} == set(features.GROUPS)
+    # "ratio" features are shares, worded as percentages in reasons; per-unit rates are values
+    # ("units of product use per event is 25.1", not "2507%").
+    ratios = {n for n, f in feats.items() if f.kind == "ratio"}
+    assert ratios == {
+        *(f"seat_utilisation_{w}d" for w in (7, 30)),
+        "open_rate_30d",
+        "click_rate_30d",
+    }
+    for w in (7, 30):
+        assert feats[f"quantity_per_event_{w}d"].kind == "value"
+        assert feats[f"events_per_active_user_{w}d"].kind == "value"
     described = features.describe("events_login_30d", [f.meta() for f in feats.values()])
     assert described["description"] == "login events in the last 30 days"
     with pytest.raises(features.FeatureError):
