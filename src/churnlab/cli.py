@@ -45,6 +45,13 @@ ParamsOpt = Annotated[
     typer.Option("--params", help="params.yaml to read (default: ./params.yaml if present)."),
 ]
 
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source", help="Data folder, DuckDB file or database URL (default: data.source)."
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -242,12 +249,7 @@ def kpis(
         str | None,
         typer.Option("--period", help="month, quarter or week (default: kpis.period)."),
     ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source", help="Data folder, DuckDB file or database URL (default: data.source)."
-        ),
-    ] = None,
+    source: SourceOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output folder for tables and plots (default: kpis.out)."),
@@ -320,12 +322,7 @@ def kpis(
 @app.command("build-dataset")
 @expected_errors
 def build_dataset(
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source", help="Data folder, DuckDB file or database URL (default: data.source)."
-        ),
-    ] = None,
+    source: SourceOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output folder (default: dataset.out from params.yaml)."),
