@@ -107,7 +107,8 @@ def main() -> None:
 
     from churnlab import dataset
     from churnlab.config import DataParams, DatasetParams
-    from churnlab.load import open_source, typed_views
+    from churnlab.load import typed_views
+    from churnlab.sources import open_source
 
     data = DataParams(source=str(world))
     con = open_source(data)

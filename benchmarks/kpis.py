@@ -184,7 +184,8 @@ def _generate(folder: Path, accounts: int, months: int, force_numpy: bool) -> st
 
 def _child(folder: str, as_of: str) -> None:
     from churnlab.config import DataParams, KpiParams
-    from churnlab.load import open_source, typed_views
+    from churnlab.load import typed_views
+    from churnlab.sources import open_source
 
     data = DataParams(source=folder, as_of=dt.datetime.fromisoformat(as_of))
     con = open_source(data)

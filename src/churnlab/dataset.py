@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +21,10 @@ import duckdb
 import pandas as pd
 
 from churnlab import features, labels, spine
+from churnlab.atomic import atomic_dir
 from churnlab.config import DataParams, DatasetParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import data_end, present_tables, replace_dir
+from churnlab.load import data_end, present_tables
 from churnlab.schema import TABLES
 
 DATASET_FILE = "dataset.parquet"
@@ -206,17 +206,9 @@ def require_sufficient(manifest: dict[str, Any], params: DatasetParams, task: st
 def write(frame: pd.DataFrame, manifest: dict[str, Any], out: Path | str) -> Path:
     """Write ``<out>/dataset.parquet`` and ``<out>/manifest.json`` atomically (both or neither)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         frame.to_parquet(tmp / DATASET_FILE, index=False)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

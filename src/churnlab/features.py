@@ -32,8 +32,9 @@ import pyarrow as pa
 
 from churnlab.config import DatasetParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import present_tables, quote
+from churnlab.load import present_tables
 from churnlab.schema import FAILED_PAYMENT_EVENT, TICKET_PRIORITIES
+from churnlab.sources import quote
 
 GROUPS = ("engagement", "commercial", "support", "marketing", "sentiment", "profile")
 NPS_CATEGORIES = ("detractor", "passive", "promoter")

@@ -81,7 +81,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,9 +91,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from churnlab.atomic import atomic_dir, write_file
 from churnlab.config import DataParams, KpiParams, TrackingParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import data_end, present_tables, replace_dir
+from churnlab.load import data_end, present_tables
 
 Period = Literal["month", "quarter", "week"]
 Kind = Literal["outcome", "activity"]
@@ -1191,19 +1191,6 @@ def _plot_pvr(result: dict[str, pd.DataFrame], save: Callable[[Any, str], None])
 # Outputs
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same directory, then rename over ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _flat(result: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
     frame = result[name]
     return frame.reset_index() if name == "monthly" else frame
@@ -1238,15 +1225,15 @@ def write(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
     paths = []
     for name in ("monthly", "cohorts"):
         frame = _flat(result, name)
-        _atomic_write(out / f"{name}.csv", _csv_writer(frame))
-        _atomic_write(out / f"{name}.parquet", _parquet_writer(frame))
+        write_file(out / f"{name}.csv", _csv_writer(frame))
+        write_file(out / f"{name}.parquet", _parquet_writer(frame))
         paths += [out / f"{name}.csv", out / f"{name}.parquet"]
     target = out / "metrics.csv"
-    _atomic_write(target, _csv_writer(result["metrics"]))
+    write_file(target, _csv_writer(result["metrics"]))
     paths.append(target)
     for name in (PVR_OVERALL, PVR_BANDS):
         if name in result:
-            _atomic_write(out / f"{name}.csv", _csv_writer(result[name]))
+            write_file(out / f"{name}.csv", _csv_writer(result[name]))
             paths.append(out / f"{name}.csv")
     return paths
 
@@ -1300,7 +1287,7 @@ def plot(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
 
     def save(fig: Any, name: str) -> None:
         target = out / name
-        _atomic_write(target, lambda tmp: fig.savefig(tmp, format="png"))
+        write_file(target, lambda tmp: fig.savefig(tmp, format="png"))
         paths.append(target)
 
     def ticks(ax: Any) -> None:
@@ -1668,19 +1655,11 @@ def run(
             frame, _manifest = dataset.read(dataset_dir)
             result.update(predicted_vs_realised(frame, ModelBundle.load(bundle_dir)))
     out = Path(params.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         step("writing tables")
         write(result, tmp)
         step("drawing plots")
         plot(result, tmp / "plots")
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(p for p in out.iterdir() if p.is_file())
     plots = sorted((out / "plots").glob("*.png"))
     run_id = None

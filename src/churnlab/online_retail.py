@@ -57,8 +57,6 @@ Lines are aggregated to invoices with DuckDB SQL.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +64,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from churnlab import load
+from churnlab import load, sources
+from churnlab.atomic import atomic_dir
 from churnlab.errors import ChurnlabError
 
 
@@ -174,7 +173,7 @@ def _open_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise OnlineRetailError(
             f"{path}: unsupported file type {path.suffix!r}; give a .parquet, .csv or .xlsx file"
         )
-    m = {k: load.quote(v) for k, v in _resolve_columns(_file_columns(con, "src"), path).items()}
+    m = {k: sources.quote(v) for k, v in _resolve_columns(_file_columns(con, "src"), path).items()}
     # Ids: text without a float's trailing '.0' (CSV exports of a nullable int column write
     # 13085.0); blanks are missing.
     customer = (
@@ -204,7 +203,7 @@ _TEXT_DATE_FORMATS = {
 
 def _date_expr(con: duckdb.DuckDBPyConnection, col: str, path: Path) -> str:
     """SQL turning the invoice date column into a TIMESTAMP, choosing a text format if needed."""
-    types = {load.quote(r[0]): r[1] for r in con.execute("DESCRIBE src").fetchall()}
+    types = {sources.quote(r[0]): r[1] for r in con.execute("DESCRIBE src").fetchall()}
     if types[col] != "VARCHAR":
         return f"CAST({col} AS TIMESTAMP)"
     text = f"NULLIF(trim({col}), '')"
@@ -419,15 +418,8 @@ def _contract_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 
 def _write(out: Path, frames: dict[str, pd.DataFrame]) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         load.write_tables(frames, tmp)
-        load.replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def format_summary(summary: dict[str, Any]) -> list[str]:

@@ -116,8 +116,6 @@ inside 90 days use an as-if-active state after the return (negligible).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -130,8 +128,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.special import expit
 
+from churnlab.atomic import atomic_dir
 from churnlab.config import SynthParams
-from churnlab.load import replace_dir
 from churnlab.schema import TABLES
 
 Progress = Callable[[str, int, int], None]
@@ -1254,19 +1252,12 @@ def generate(params: SynthParams) -> tuple[dict[str, pd.DataFrame], pd.DataFrame
 
 def write(world: World, out: Path | str) -> None:
     """Write a world to ``out`` atomically: a temporary sibling folder, then swapped in."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "oracle").mkdir()
         for name, table in world.tables.items():
             pq.write_table(table, tmp / f"{name}.parquet")
         pq.write_table(world.oracle, tmp / "oracle" / "oracle.parquet")
         pq.write_table(world.realised, tmp / "oracle" / "realised.parquet")
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def summarise(world: World) -> dict[str, Any]:

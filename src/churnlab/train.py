@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnlab import evaluate
+from churnlab.atomic import atomic_dir
 from churnlab.config import ConfigError, TrainParams
 from churnlab.errors import ChurnlabError
 
@@ -715,19 +715,11 @@ def train_task(
 
 def save_bundles(bundles: dict[str, ModelBundle], out: Path | str) -> dict[str, Path]:
     """Save each task's bundle to ``<out>/<task>/`` atomically (temp dir, then swap)."""
-    from churnlab.load import replace_dir
-
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for task, bundle in bundles.items():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{task}.", dir=out))
-        try:
+        with atomic_dir(out / task) as tmp:
             bundle.save(tmp)
-            replace_dir(tmp, out / task)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         paths[task] = out / task
     return paths
 

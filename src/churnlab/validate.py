@@ -1,6 +1,6 @@
 """Validation of raw contract tables: every problem at once, all in DuckDB SQL.
 
-:func:`validate` runs over the raw views made by :func:`churnlab.load.open_source` (schema
+:func:`validate` runs over the raw views made by :func:`churnlab.sources.open_source` (schema
 ``raw``, the user's own column names) and returns one :class:`Problem` per kind of violation:
 table, column, what is wrong, how many rows, up to five examples and how to fix it. The checks
 follow the data contract of DESIGN.md section 3 and the column definitions in
@@ -36,7 +36,8 @@ from rich.table import Table as RichTable
 
 from churnlab.config import DataParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import (
+from churnlab.schema import REVENUE_TABLES, TABLES, Column
+from churnlab.sources import (
     RAW,
     is_identifier,
     open_source,
@@ -46,7 +47,6 @@ from churnlab.load import (
     source_kind,
     timestamp_expr,
 )
-from churnlab.schema import REVENUE_TABLES, TABLES, Column
 
 MAX_EXAMPLES = 5
 _TEXT_MAX = 60
@@ -171,7 +171,7 @@ def validate(
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
-        A connection made by :func:`churnlab.load.open_source` (raw views in schema ``raw``).
+        A connection made by :func:`churnlab.sources.open_source` (raw views in schema ``raw``).
     data : DataParams
         The ``data`` section of params.yaml: column mapping (contract column -> user column),
         table mapping, as-of date.

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churnlab import load
+from churnlab import load, sources
 from churnlab.config import DataParams
 from churnlab.validate import ValidationFailed, validate_source
 
@@ -137,7 +137,7 @@ def test_postgres_tables_are_read_in_chunks(
     assert frames["events"]["quantity"].isna().iloc[0]  # the case under test
     assert frames["tickets"]["closed_at"].isna().iloc[0]
     to_postgres(pg_url, frames)
-    monkeypatch.setattr(load, "SQL_CHUNK_ROWS", 1)
+    monkeypatch.setattr(sources, "SQL_CHUNK_ROWS", 1)
     from_pg = read(pg_url)
     load.write_tables(frames, tmp_path / "pq")
     from_parquet = read(str(tmp_path / "pq"))

@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from churnlab import load
+from churnlab import load, sources
 from churnlab.config import DataParams
-from churnlab.load import SourceError
 from churnlab.schema import TABLES
+from churnlab.sources import SourceError
 from churnlab.validate import ValidationFailed
 
 NOW = dt.datetime(2026, 1, 1)
@@ -120,7 +120,7 @@ def test_naive_text_is_read_as_utc_whatever_the_machine_zone(tmp_path: Path) -> 
     (folder / "accounts.csv").write_text("account_id,created_at\na1,2024-06-01 12:00:00\n")
     (folder / "orders.csv").write_text("account_id,ordered_at,amount\na1,2024-06-02,1\n")
     # DuckDB's default zone is the machine's; the loader pins UTC so naive text means UTC.
-    con = load.open_source(DataParams(source=str(folder)))
+    con = sources.open_source(DataParams(source=str(folder)))
     assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
     con.close()
     assert read(str(folder))["accounts"]["created_at"].tolist() == [
@@ -192,13 +192,13 @@ def test_data_end_uses_latest_timestamp(contract_frames: dict[str, pd.DataFrame]
 )
 def test_unopenable_sources_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
-        load.open_source(DataParams(source=source))
+        sources.open_source(DataParams(source=source))
 
 
 def test_corrupt_parquet_is_a_source_error(tmp_path: Path) -> None:
     (tmp_path / "accounts.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(SourceError, match="accounts.parquet"):
-        load.open_source(DataParams(source=str(tmp_path)))
+        sources.open_source(DataParams(source=str(tmp_path)))
 
 
 def test_bad_table_mapping_is_never_put_into_sql(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from churnlab import load
+from churnlab import load, sources
 from churnlab.config import DataParams
 from churnlab.errors import ChurnlabError
 from churnlab.validate import (
@@ -31,7 +31,7 @@ def problems_for(
     folder = tmp_path / "src"
     load.write_tables(frames, folder)
     data = DataParams(source=str(folder), **data_kw)
-    con = load.open_source(data)
+    con = sources.open_source(data)
     try:
         return validate(con, data, now=now)
     finally:
@@ -131,7 +131,7 @@ def test_not_finite_and_nested_values(tmp_path: Path) -> None:
     )
     load.write_tables({"events": events}, folder)
     data = DataParams(source=str(folder))
-    con = load.open_source(data)
+    con = sources.open_source(data)
     found = validate(con, data, now=NOW)
     assert [(p.where, p.rows) for p in found] == [
         ("subscriptions.mrr", 2),
