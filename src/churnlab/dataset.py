@@ -20,16 +20,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from churnlab import features, labels, spine
+from churnlab import features, labels, spine, timeline
 from churnlab.atomic import atomic_dir
 from churnlab.config import DataParams, DatasetParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import data_end, present_tables
-from churnlab.schema import TABLES
+from churnlab.load import data_end, drop_temp_tables, present_tables
+from churnlab.schema import LABEL_COLUMNS, TABLES, TASKS
 
 DATASET_FILE = "dataset.parquet"
 MANIFEST_FILE = "manifest.json"
-TASKS = ("churn", "expansion")
 
 
 class DatasetError(ChurnlabError):
@@ -86,13 +85,18 @@ def build(
         )
     timings["spine"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
-    x, feats = features.compute(con, sp, params)
-    timings["features"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    say("computing labels")
-    y = labels.compute(con, sp, params, mode, end, reuse_steps=True)
-    timings["labels"] = time.perf_counter() - t2
+    # Features and labels read the same subscription timeline: build it once for both.
+    steps = timeline.subscription_steps(con) if mode == "contractual" else None
+    try:
+        say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
+        x, feats = features.compute(con, sp, params, steps=steps)
+        timings["features"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        say("computing labels")
+        y = labels.compute(con, sp, params, mode, end, steps=steps)
+        timings["labels"] = time.perf_counter() - t2
+    finally:
+        drop_temp_tables(con)
     if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
         raise DatasetError("internal error: feature and label rows are out of step")
     frame = pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1)
@@ -107,7 +111,7 @@ def build(
         "rows": int(len(frame)),
         "features": [f.meta() for f in feats],
         "event_types": _event_types(feats),
-        "label_columns": list(labels.LABEL_COLUMNS),
+        "label_columns": list(LABEL_COLUMNS),
         "tables": present_tables(con),
         "data_fingerprint": fingerprint(con),
         "params": params.model_dump(mode="json"),

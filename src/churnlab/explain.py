@@ -36,11 +36,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from churnlab.config import ExplainParams  # noqa: E402
+from churnlab.schema import TASK_WORDS  # noqa: E402
 
 if TYPE_CHECKING:
     from churnlab.train import ModelBundle, TaskResult
 
-_TASK_WORDS = {"churn": "churn risk", "expansion": "expansion likelihood"}
 
 
 def contributions(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
@@ -207,7 +207,7 @@ def reasons(
     order = np.argsort(-np.take_along_axis(points, part, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(part, order, axis=1)
     X = bundle.matrix(frame)
-    word = _TASK_WORDS.get(bundle.task, bundle.task)
+    word = TASK_WORDS.get(bundle.task, bundle.task)
     out: dict[str, Any] = {}
     for key in ("account_id", "cutoff"):
         if key in frame.columns:

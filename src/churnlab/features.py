@@ -32,11 +32,17 @@ import pyarrow as pa
 
 from churnlab.config import DatasetParams
 from churnlab.errors import ChurnlabError
-from churnlab.load import present_tables
-from churnlab.schema import FAILED_PAYMENT_EVENT, TICKET_PRIORITIES
+from churnlab.load import drop_temp_tables, present_tables
+from churnlab.schema import (
+    DRIVER_GROUPS,
+    FAILED_PAYMENT_EVENT,
+    TICKET_PRIORITIES,
+    UPSELL_KINDS,
+    sql_list,
+)
 from churnlab.sources import quote
+from churnlab.timeline import subscription_steps
 
-GROUPS = ("engagement", "commercial", "support", "marketing", "sentiment", "profile")
 NPS_CATEGORIES = ("detractor", "passive", "promoter")
 _MASK_BITS = 64  # bit masks are UBIGINT
 _MAX_SEGMENT_DAYS = 63  # a segment's days must fit one 64-bit day mask
@@ -85,6 +91,8 @@ class _Ctx:
     tables: set[str]
     event_types: tuple[str, ...] | None
     categories: dict[str, tuple[str, ...]]
+    steps: str | None = None  # the subscription timeline table (churnlab.timeline)
+    keep: tuple[str, ...] = ()  # temporary tables owned by the caller
     relations: list[tuple[str, list[Feature]]] = field(default_factory=list)
 
     @property
@@ -586,7 +594,7 @@ def _commercial(ctx: _Ctx) -> None:
             "spend": f"sum(CAST(amount AS DECIMAL(38, 6))) FILTER (WHERE NOT {refund})",
             "refunds": f"count(*) FILTER (WHERE {refund})",
             "refund_amount": f"sum(abs(CAST(amount AS DECIMAL(38, 6)))) FILTER (WHERE {refund})",
-            "upsell_orders": "count(*) FILTER (WHERE kind IN ('upsell', 'cross_sell'))",
+            "upsell_orders": f"count(*) FILTER (WHERE kind IN {sql_list(UPSELL_KINDS)})",
         }
         windows = {
             "orders": ws,
@@ -689,37 +697,16 @@ def _commercial(ctx: _Ctx) -> None:
         )
 
 
-def subscription_steps(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table ``_cl_steps``: each account's MRR, seats and active count after every change.
-
-    Built from +/- deltas at every start_at/end_at, summed exactly (DECIMAL) so that MRR at any
-    instant is the running total of deltas up to it, however subscriptions overlap.
-    """
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _cl_steps AS
-        SELECT account_id, step_at, dm,
-               sum(dm) OVER w AS mrr_after, sum(ds) OVER w AS seats_after,
-               sum(dn) OVER w AS active_after
-        FROM (SELECT account_id, step_at, sum(dm) AS dm, sum(ds) AS ds, sum(dn) AS dn FROM (
-                SELECT account_id, start_at AS step_at, CAST(mrr AS DECIMAL(38, 6)) AS dm,
-                       coalesce(seats, 0) AS ds, 1 AS dn FROM main.subscriptions
-                UNION ALL
-                SELECT account_id, end_at, -CAST(mrr AS DECIMAL(38, 6)), -coalesce(seats, 0), -1
-                FROM main.subscriptions WHERE end_at IS NOT NULL)
-              GROUP BY ALL)
-        WINDOW w AS (PARTITION BY account_id ORDER BY step_at
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
-    )
-
-
 def _subscription_features(ctx: _Ctx) -> None:
     con, ws = ctx.con, ctx.windows
-    subscription_steps(con)
+    if ctx.steps is None:
+        ctx.steps = subscription_steps(con, "_cl_fsteps")
+    steps = ctx.steps
     has_seats = _has_values(ctx, "subscriptions", "seats", "start_at")
     rel = _window_sums(
         ctx,
         "steps",
-        "SELECT account_id, step_at, dm, mrr_after FROM _cl_steps",
+        f"SELECT account_id, step_at, dm, mrr_after FROM {steps}",
         "step_at",
         {
             "mrr_delta": "sum(dm)",
@@ -776,7 +763,7 @@ def _subscription_features(ctx: _Ctx) -> None:
     ctx.relations.append(
         (
             f"""(SELECT sp.account_id, sp.cutoff, s.mrr_after AS mrr_current{seats_sql}
-            FROM _cl_spine sp ASOF LEFT JOIN _cl_steps s
+            FROM _cl_spine sp ASOF LEFT JOIN {steps} s
               ON sp.account_id = s.account_id AND sp.cutoff > s.step_at)""",
             cur,
         )
@@ -1116,6 +1103,7 @@ def compute(
     *,
     event_types: tuple[str, ...] | list[str] | None = None,
     categories: dict[str, list[str] | tuple[str, ...]] | None = None,
+    steps: str | None = None,
 ) -> tuple[pd.DataFrame, list[Feature]]:
     """Features for every (account_id, cutoff) row of ``spine``, from rows before its cutoff.
 
@@ -1133,6 +1121,9 @@ def compute(
         Pass the training manifest's list when scoring so the columns match.
     categories : dict, optional
         Category levels per categorical feature (default: values seen before the last cutoff).
+    steps : str, optional
+        The subscription timeline table (:func:`churnlab.timeline.subscription_steps`) when the
+        caller has built it; it is left in place. By default the timeline is built and dropped.
 
     Returns
     -------
@@ -1157,6 +1148,8 @@ def compute(
         tables=set(present_tables(con)),
         event_types=tuple(event_types) if event_types is not None else None,
         categories={k: tuple(v) for k, v in (categories or {}).items()},
+        steps=steps,
+        keep=(steps,) if steps is not None else (),
     )
     spine = (
         spine[["account_id", "cutoff"]]
@@ -1237,7 +1230,7 @@ def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Featur
             column = block[:, position[f.name]]
             column[:] = 0.0 if f.fill_zero else np.nan
             column[rid] = np.ma.filled(np.ma.asarray(values).astype("float64"), np.nan)
-    drop_temp_tables(con, keep=("_cl_steps",))
+    drop_temp_tables(con, keep=ctx.keep)
     derived = [f for f in floats if f.expr is not None]
     if derived:
         # Derived features are SQL over the stored ones (ratios, trends, counts of types used).
@@ -1271,20 +1264,9 @@ def _assemble(ctx: _Ctx, spine: pd.DataFrame) -> tuple[pd.DataFrame, list[Featur
     return frame, feats
 
 
-def drop_temp_tables(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
-    """Drop churnlab's temporary tables (``_cl_*``) from a connection, except ``keep``."""
-    names = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE '\\_cl\\_%' "
-        "ESCAPE '\\'"
-    ).fetchall()
-    for (name,) in names:
-        if name not in keep:
-            con.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
-
-
 def _ordered(feats: list[Feature]) -> list[Feature]:
     """Group features by driver group (stable within a group)."""
-    return sorted(feats, key=lambda f: GROUPS.index(f.group))
+    return sorted(feats, key=lambda f: DRIVER_GROUPS.index(f.group))
 
 
 def describe(name: str, features: list[dict[str, Any]]) -> dict[str, Any]:

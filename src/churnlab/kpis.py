@@ -95,6 +95,7 @@ from churnlab.atomic import atomic_dir, write_file
 from churnlab.config import DataParams, KpiParams, TrackingParams
 from churnlab.errors import ChurnlabError
 from churnlab.load import data_end, present_tables
+from churnlab.schema import UPSELL_KINDS, sql_list
 
 Period = Literal["month", "quarter", "week"]
 Kind = Literal["outcome", "activity"]
@@ -597,7 +598,7 @@ def compute(
                        sum(CASE WHEN kind = 'refund' THEN -abs(amount) ELSE amount END) AS net,
                        sum(CASE WHEN kind = 'refund' THEN abs(amount) ELSE 0 END) AS refunds,
                        count(*) FILTER (WHERE kind IS DISTINCT FROM 'refund') AS n_orders,
-                       coalesce(sum(amount) FILTER (WHERE kind IN ('upsell', 'cross_sell')), 0)
+                       coalesce(sum(amount) FILTER (WHERE kind IN {sql_list(UPSELL_KINDS)}), 0)
                            AS upsell
                 FROM main.orders GROUP BY ALL
                 """,

@@ -25,9 +25,11 @@ import duckdb
 import pandas as pd
 
 from churnlab.config import DatasetParams
+from churnlab.load import drop_temp_tables
+from churnlab.schema import UPSELL_KINDS, sql_list
 from churnlab.spine import MODES, SpineError
+from churnlab.timeline import subscription_steps
 
-LABEL_COLUMNS = ("churn", "expansion", "expansion_amount", "mrr", "arr", "labeled")
 DAYS_PER_MONTH = 365.25 / 12
 
 
@@ -38,7 +40,7 @@ def compute(
     mode: str,
     data_end: dt.datetime,
     *,
-    reuse_steps: bool = False,
+    steps: str | None = None,
 ) -> pd.DataFrame:
     """Labels for every spine row, all cutoffs in one query.
 
@@ -54,9 +56,9 @@ def compute(
         'contractual' or 'orders'.
     data_end : datetime
         End of observation (``load.data_end``): windows ending after it are unlabeled.
-    reuse_steps : bool
-        Reuse the subscription step table that ``features.compute`` just built on this
-        connection (``dataset.build`` does; the data must not have changed in between).
+    steps : str, optional
+        The subscription timeline table (:func:`churnlab.timeline.subscription_steps`) when the
+        caller has built it; it is left in place. By default the timeline is built and dropped.
 
     Returns
     -------
@@ -80,7 +82,7 @@ def compute(
     )
     con.unregister("_cl_lspine_df")
     if mode == "contractual":
-        sql = _contractual(con, frac, reuse_steps)
+        sql = _contractual(con, frac, steps or subscription_steps(con, "_cl_lsteps"))
     else:
         sql = _orders(h, int(params.lookback_days), frac)
     frame = con.execute(
@@ -91,9 +93,7 @@ def compute(
                CAST(mrr AS DOUBLE) AS mrr, 12 * CAST(mrr AS DOUBLE) AS arr, labeled
         FROM ({sql}) ORDER BY account_id, cutoff"""
     ).df()
-    from churnlab.features import drop_temp_tables
-
-    drop_temp_tables(con)
+    drop_temp_tables(con, keep=(steps,) if steps is not None else ())
     frame["account_id"] = frame["account_id"].astype(str)
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     frame["labeled"] = frame["labeled"].astype(bool)
@@ -102,14 +102,7 @@ def compute(
     return frame
 
 
-def _contractual(con: duckdb.DuckDBPyConnection, frac: float, reuse_steps: bool) -> str:
-    from churnlab.features import subscription_steps
-
-    built = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_cl_steps'"
-    ).fetchall()[0][0]
-    if not (reuse_steps and built):
-        subscription_steps(con)
+def _contractual(con: duckdb.DuckDBPyConnection, frac: float, steps: str) -> str:
     has_orders = bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables "
@@ -117,10 +110,10 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float, reuse_steps: bool)
         ).fetchall()[0][0]
     )
     upsell = (
-        """(SELECT sp.account_id, sp.cutoff, count(*) AS n
+        f"""(SELECT sp.account_id, sp.cutoff, count(*) AS n
             FROM _cl_lspine sp JOIN main.orders o ON sp.account_id = o.account_id
              AND o.ordered_at >= sp.cutoff AND o.ordered_at < sp.window_end
-            WHERE o.kind IN ('upsell', 'cross_sell') GROUP BY ALL)"""
+            WHERE o.kind IN {sql_list(UPSELL_KINDS)} GROUP BY ALL)"""
         if has_orders
         else "(SELECT NULL::VARCHAR AS account_id, NULL::TIMESTAMP AS cutoff, 0 AS n WHERE false)"
     )
@@ -136,8 +129,8 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float, reuse_steps: bool)
                coalesce(e.mrr_after, 0) - coalesce(s.mrr_after, 0) AS amount,
                coalesce(s.mrr_after, 0) AS mrr
         FROM _cl_lspine sp
-        ASOF LEFT JOIN _cl_steps s ON sp.account_id = s.account_id AND sp.cutoff >= s.step_at
-        ASOF LEFT JOIN _cl_steps e ON sp.account_id = e.account_id AND sp.window_end >= e.step_at
+        ASOF LEFT JOIN {steps} s ON sp.account_id = s.account_id AND sp.cutoff >= s.step_at
+        ASOF LEFT JOIN {steps} e ON sp.account_id = e.account_id AND sp.window_end >= e.step_at
         LEFT JOIN {upsell} u ON u.account_id = sp.account_id AND u.cutoff = sp.cutoff"""
 
 

@@ -196,3 +196,14 @@ def write_tables(frames: dict[str, pd.DataFrame], out: Path | str) -> None:
     for name, frame in frames.items():
         with atomic_file(out / f"{name}.parquet") as tmp:
             frame.to_parquet(tmp, index=False)
+
+
+def drop_temp_tables(con: duckdb.DuckDBPyConnection, keep: tuple[str, ...] = ()) -> None:
+    """Drop churnlab's temporary tables (``_cl_*``) from a connection, except ``keep``."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE '\\_cl\\_%' "
+        "ESCAPE '\\'"
+    ).fetchall()
+    for (name,) in names:
+        if name not in keep:
+            con.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")

@@ -60,9 +60,30 @@ class Table:
 
 
 ORDER_KINDS = ("new", "renewal", "upsell", "cross_sell", "services", "refund")
+UPSELL_KINDS = ("upsell", "cross_sell")
+"""Order kinds that are expansion revenue (upsell revenue share, the expansion label)."""
 CAMPAIGN_ACTIONS = ("sent", "open", "click", "unsubscribe", "bounce")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 FAILED_PAYMENT_EVENT = "payment_failed"
+
+# Vocabulary of the training set and the models, shared by every stage.
+TASKS = ("churn", "expansion")
+"""The prediction tasks; each is a label column of the training set."""
+KEY_COLUMNS = ("account_id", "cutoff")
+"""The key of every training and scoring row."""
+LABEL_COLUMNS = ("churn", "expansion", "expansion_amount", "mrr", "arr", "labeled")
+"""Columns of the training set that are outcomes or revenue, never features."""
+TASK_VALUE = {"churn": "arr", "expansion": "expansion_amount"}
+"""The money behind each task (what "value captured in the top k%" sums)."""
+TASK_WORDS = {"churn": "churn risk", "expansion": "expansion likelihood"}
+"""How a task's probability is named in sentences."""
+DRIVER_GROUPS = ("engagement", "commercial", "support", "marketing", "sentiment", "profile")
+"""Driver groups of features, in display order."""
+
+
+def sql_list(values: tuple[str, ...]) -> str:
+    """A SQL list literal of contract values, e.g. ``('upsell', 'cross_sell')``."""
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 ACCOUNTS = Table(
     "accounts",

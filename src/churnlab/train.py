@@ -41,12 +41,8 @@ from churnlab import evaluate
 from churnlab.atomic import atomic_dir
 from churnlab.config import ConfigError, TrainParams
 from churnlab.errors import ChurnlabError
+from churnlab.schema import LABEL_COLUMNS, TASK_VALUE, TASKS
 
-TASKS = ("churn", "expansion")
-LABEL_COLUMNS = ("churn", "expansion", "expansion_amount", "mrr", "arr", "labeled")
-KEY_COLUMNS = ("account_id", "cutoff")
-# Value behind each task's "captured in the top 10%" metric.
-TASK_VALUE = {"churn": "arr", "expansion": "expansion_amount"}
 # LightGBM names (and aliases) that re-weight classes and so distort probabilities.
 _FORBIDDEN = {
     "is_unbalance": "is_unbalance",

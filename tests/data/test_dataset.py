@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from churnlab import dataset, load
 from churnlab.config import DataParams, DatasetParams, SynthParams
+from churnlab.schema import LABEL_COLUMNS
 
 ONLINE_RETAIL = (
     Path(__file__).resolve().parents[2].parent
@@ -67,7 +68,7 @@ def test_contractual_rates_match_the_generators_realised_outcomes(world, built):
 def test_frame_layout_and_manifest(built):
     frame, manifest = built
     names = [f["name"] for f in manifest["features"]]
-    assert list(frame.columns) == ["account_id", "cutoff", *names, *dataset.labels.LABEL_COLUMNS]
+    assert list(frame.columns) == ["account_id", "cutoff", *names, *LABEL_COLUMNS]
     assert not frame.duplicated(["account_id", "cutoff"]).any()
     assert frame["account_id"].map(type).eq(str).all()
     assert str(frame["cutoff"].dtype) == "datetime64[us]"

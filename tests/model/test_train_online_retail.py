@@ -14,6 +14,7 @@ import pytest
 
 from churnlab import dataset, load, online_retail, train
 from churnlab.config import DataParams, DatasetParams, TrainParams
+from churnlab.schema import TASKS
 
 SOURCE = Path("/work/shared/data/online_retail/transactions.parquet")
 PARAMS = TrainParams(lightgbm={**TrainParams().lightgbm, "num_threads": 1})
@@ -28,7 +29,7 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> dict[str, train.TaskResu
     data = DataParams(source=str(out), as_of=dt.datetime(2011, 12, 9, 12, 50))
     frame, manifest = dataset.build(load.load(data), DatasetParams(), data)
     assert manifest["mode"] == "orders" and manifest["horizon_days"] == 90
-    return {t: train.train_task(frame, manifest, t, PARAMS) for t in train.TASKS}
+    return {t: train.train_task(frame, manifest, t, PARAMS) for t in TASKS}
 
 
 def test_latest_complete_cutoff_and_purged_split(retail) -> None:
@@ -40,7 +41,7 @@ def test_latest_complete_cutoff_and_purged_split(retail) -> None:
         assert res.heuristic == {"recency": "days_since_last_order", "activity": "orders_30d"}
 
 
-@pytest.mark.parametrize("task", train.TASKS)
+@pytest.mark.parametrize("task", TASKS)
 def test_lightgbm_ranks_better_than_the_baselines(retail, task: str) -> None:
     m = retail[task].metrics
     assert m["test.roc_auc"] > m["baseline_heuristic.roc_auc"] + 0.05

@@ -1,0 +1,52 @@
+"""Each account's subscription timeline: MRR, seats and active subscriptions after every change.
+
+Features (MRR just before a cutoff, MRR changes) and labels (active at the cutoff and at the end
+of the label window, MRR growth) both read the same timeline, so it is built once here. A caller
+that computes both builds it once with :func:`subscription_steps` and passes the table name to
+each; either computes its own when it is given none.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+STEPS = "_cl_steps"
+"""Default name of the temporary timeline table."""
+
+
+def subscription_steps(con: duckdb.DuckDBPyConnection, name: str = STEPS) -> str:
+    """Create the temporary table ``name``: one row per account and instant its state changes.
+
+    Columns: ``account_id``, ``step_at``, ``dm`` (MRR change at that instant), ``mrr_after``,
+    ``seats_after``, ``active_after`` (number of active subscription rows). Built from +/- deltas
+    at every ``start_at`` / ``end_at``, summed exactly (DECIMAL), so that the state at any
+    instant is the running total of the deltas up to it, however subscription rows overlap.
+
+    Parameters
+    ----------
+    con : DuckDBPyConnection
+        Connection holding the typed ``subscriptions`` table.
+    name : str
+        Name of the temporary table to create (replaced if it exists).
+
+    Returns
+    -------
+    str
+        ``name``.
+    """
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
+        SELECT account_id, step_at, dm,
+               sum(dm) OVER w AS mrr_after, sum(ds) OVER w AS seats_after,
+               sum(dn) OVER w AS active_after
+        FROM (SELECT account_id, step_at, sum(dm) AS dm, sum(ds) AS ds, sum(dn) AS dn FROM (
+                SELECT account_id, start_at AS step_at, CAST(mrr AS DECIMAL(38, 6)) AS dm,
+                       coalesce(seats, 0) AS ds, 1 AS dn FROM main.subscriptions
+                UNION ALL
+                SELECT account_id, end_at, -CAST(mrr AS DECIMAL(38, 6)), -coalesce(seats, 0), -1
+                FROM main.subscriptions WHERE end_at IS NOT NULL)
+              GROUP BY ALL)
+        WINDOW w AS (PARTITION BY account_id ORDER BY step_at
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
+    )
+    return name
