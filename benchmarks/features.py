@@ -177,11 +177,11 @@ def main() -> None:
         frame, manifest = dataset.build(con, params, data)
         build = time.perf_counter() - t
         build_cpu = _cpu() - c
-    n_feat = len(manifest["features"])
+    n_feat = len(manifest.features)
     print(
-        f"full build ({len(manifest['cutoffs'])} cutoffs, {len(frame):,} rows, {n_feat} "
+        f"full build ({len(manifest.cutoffs)} cutoffs, {len(frame):,} rows, {n_feat} "
         f"features, both labels): {build:.2f} s wall, {build_cpu:.2f} s CPU; "
-        f"stages {manifest['timings_s']}",
+        f"stages {manifest.timings_s}",
         flush=True,
     )
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024

@@ -33,7 +33,7 @@ def main() -> None:
         frame, manifest = dataset.build(load.load(data), DatasetParams(), data)
         print(
             f"world: {args.accounts} accounts x {SynthParams().months} months; training set "
-            f"{len(frame):,} rows x {len(manifest['features'])} features "
+            f"{len(frame):,} rows x {len(manifest.features)} features "
             f"(built in {time.perf_counter() - t0:.1f} s)"
         )
         oracle = evaluate.load_oracle(out)

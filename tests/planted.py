@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churnlab.manifest import Feature, Manifest
+
 
 def planted_training_set(n_accounts=800, n_cutoffs=12, seed=0, unlabeled=2):
     rng = np.random.default_rng(seed)
@@ -60,36 +62,33 @@ def planted_training_set(n_accounts=800, n_cutoffs=12, seed=0, unlabeled=2):
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     oracle = frame[["account_id", "cutoff", "p_churn", "p_expansion"]].copy()
     frame = frame.drop(columns=["p_churn", "p_expansion"])
-    manifest = {
-        "mode": "contractual",
-        "horizon_days": 90,
-        "features": [
-            {
-                "name": "logins_30d",
-                "description": "logins in the last 30 days",
-                "group": "engagement",
-                "dtype": "float64",
-            },
-            {
-                "name": "days_since_last_login",
-                "description": "days since the last login",
-                "group": "engagement",
-                "dtype": "float64",
-            },
-            {
-                "name": "tickets_90d",
-                "description": "support tickets in the last 90 days",
-                "group": "support",
-                "dtype": "float64",
-            },
-            {
-                "name": "nps_last",
-                "description": "latest NPS score",
-                "group": "sentiment",
-                "dtype": "float64",
-            },
-            {"name": "segment", "description": "segment", "group": "profile", "dtype": "category"},
-        ],
-        "cutoffs": [str(c.date()) for c in cutoffs],
-    }
+    manifest = Manifest(
+        mode="contractual",
+        horizon_days=90,
+        windows=(30, 90),
+        data_end=str(cutoffs[-1]),
+        cutoffs=tuple(str(c.date()) for c in cutoffs),
+        per_cutoff=(),
+        rows=len(frame),
+        features=(
+            # Logins are product events: the heuristic baseline's activity and recency.
+            Feature(
+                "logins_30d", "logins in the last 30 days", "engagement",
+                table="events", measure="events", window=30,
+            ),
+            Feature(
+                "days_since_last_login", "days since the last login", "engagement", kind="days",
+                table="events", measure="days_since_last_event",
+            ),
+            Feature(
+                "tickets_90d", "support tickets in the last 90 days", "support",
+                table="tickets", measure="tickets", window=90,
+            ),
+            Feature("nps_last", "latest NPS score", "sentiment", kind="value", table="nps"),
+            Feature(
+                "segment", "segment", "profile", dtype="category", kind="category",
+                table="accounts",
+            ),
+        ),
+    )
     return frame, manifest, oracle

@@ -80,8 +80,11 @@ def spinner(description: str, transient: bool = False) -> Iterator[Callable[[str
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err_console, transient=transient,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
     ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda message: bar.update(task, description=message)
@@ -109,7 +112,8 @@ def validate(
     Prints a summary and exits 0 if the data is valid; otherwise prints one line per problem
     (table.column, what is wrong, how many rows, examples, how to fix it) and exits 1.
     """
-    from churnlab.validate import ValidationFailed, print_problems, report_ok, validate_source
+    from churnlab.terminal import print_problems, report_ok
+    from churnlab.validate import ValidationFailed, validate_source
 
     p = get_params(params)
     try:
@@ -181,17 +185,17 @@ def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
     champion alias only if the new version is not worse than the current champion. Bundles
     are also saved under train.out.
     """
-    from churnlab import train as train_mod
+    from churnlab import pipeline, terminal
 
     p = get_params(params)
     with spinner("reading the training set") as progress:
-        summary = train_mod.run(
+        summary = pipeline.train_models(
             p,
             params_path=params,
             dataset_dir=dataset,
             progress=progress,
         )
-    for line in train_mod.format_summary(summary):
+    for line in terminal.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -210,19 +214,19 @@ def backtest(
     Each fold retrains from scratch with the same params; results are logged to MLflow (one
     child run per task, fold number as the metric step) and printed.
     """
-    from churnlab import train as train_mod
+    from churnlab import pipeline, terminal
 
     p = get_params(params)
     k = folds if folds is not None else p.train.backtest_folds
     with spinner("reading the training set") as progress:
-        result = train_mod.run_backtest(
+        result = pipeline.backtest(
             p,
             k,
             params_path=params,
             dataset_dir=dataset,
             progress=progress,
         )
-    for line in train_mod.format_backtest(result):
+    for line in terminal.format_backtest(result):
         console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -278,8 +282,9 @@ def kpis(
     records the latest complete period's KPIs as kpi.* metrics in MLflow. Partial periods at the
     edges of the data are flagged and never reported as the latest complete one.
     """
-    from churnlab import kpis as kpis_mod
+    from churnlab import pipeline, terminal
     from churnlab.config import KpiParams
+    from churnlab.kpi_catalogue import KpiError
 
     p = get_params(params)
     update: dict[str, Any] = p.kpis.model_dump()
@@ -294,11 +299,9 @@ def kpis(
     try:
         kp = KpiParams.model_validate(update)
     except ValueError as err:
-        raise kpis_mod.KpiError(
-            f"--period must be month, quarter or week (got {period!r})"
-        ) from err
+        raise KpiError(f"--period must be month, quarter or week (got {period!r})") from err
     with spinner("computing KPIs") as progress:
-        done = kpis_mod.run(
+        done = pipeline.compute_kpis(
             kp,
             p.data,
             p.tracking,
@@ -308,8 +311,8 @@ def kpis(
             models_dir=Path(p.train.out) if predicted else None,
             progress=progress,
         )
-    console.print(kpis_mod.summary_table(done.result, width=console.width))
-    predicted_vs_realised = kpis_mod.predicted_table(done.result)
+    console.print(terminal.summary_table(done.result, width=console.width))
+    predicted_vs_realised = terminal.predicted_table(done.result)
     if predicted_vs_realised is not None:
         console.print(predicted_vs_realised)
     for note in done.notes:
@@ -336,38 +339,17 @@ def build_dataset(
     feature descriptions, data fingerprint, params) to the output folder atomically, prints a
     summary per cutoff and warns when a task has too few positives or negatives to train.
     """
-    from rich.table import Table
-
-    from churnlab import dataset
+    from churnlab import pipeline, terminal
 
     p = get_params(params)
     with spinner("building the training set") as progress:
-        result = dataset.run(
-            p.dataset, p.data, source=source, out=out,
-            progress=progress,
-        )
-    manifest = result["manifest"]
-    table = Table(title=f"training set ({manifest['mode']} mode, horizon "
-                        f"{manifest['horizon_days']} days)")
-    # Short headers: the table must fit an 80-column terminal without truncating values.
-    for col in ("cutoff", "rows", "labels", "churn+", "churn%", "expand+", "expand%"):
-        table.add_column(col, justify="left" if col == "cutoff" else "right", no_wrap=True)
-
-    def rate(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1%}"
-
-    for r in manifest["per_cutoff"]:
-        table.add_row(
-            r["cutoff"][:10], f"{r['rows']:,}", "yes" if r["labeled"] else "no",
-            str(r["churn_positives"]), rate(r["churn_rate"]), str(r["expansion_positives"]),
-            rate(r["expansion_rate"]),
-        )
-    console.print(table)
+        result = pipeline.build_dataset(p, source=source, out=out, progress=progress)
+    console.print(terminal.dataset_table(result.manifest))
     console.print(
-        f"{manifest['rows']:,} rows, {len(manifest['features'])} features -> {result['out']}",
+        f"{result.manifest.rows:,} rows, {len(result.manifest.features)} features -> {result.out}",
         highlight=False,
     )
-    for message in result["warnings"].values():
+    for message in result.warnings.values():
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
@@ -391,10 +373,8 @@ def demo(
     registry; the retention KPIs are logged in the same MLflow run), 5 kpis (tables and plots
     into kpis.out). The data source is always the synthetic world, whatever data.source says.
     """
-    from churnlab import dataset, synth
-    from churnlab import kpis as kpis_mod
-    from churnlab import train as train_mod
-    from churnlab.validate import report_ok, validate_source
+    from churnlab import pipeline, synth, terminal
+    from churnlab.validate import validate_source
 
     p = get_params(params)
     synth_params = p.synth.model_copy(
@@ -419,30 +399,34 @@ def demo(
     )
 
     console.rule("2/5 validate")
-    report_ok(validate_source(p.data), console)
+    terminal.report_ok(validate_source(p.data), console)
 
     with stage("3/5 build-dataset") as progress:
-        d = dataset.run(p.dataset, p.data, progress=progress)
-    m = d["manifest"]
+        d = pipeline.build_dataset(p, progress=progress)
+    m = d.manifest
     console.print(
-        f"{m['rows']:,} rows x {len(m['features'])} features over {len(m['cutoffs'])} cutoffs "
-        f"({m['mode']} mode) -> {d['out']}",
+        f"{m.rows:,} rows x {len(m.features)} features over {len(m.cutoffs)} cutoffs "
+        f"({m.mode} mode) -> {d.out}",
         highlight=False,
     )
-    for message in d["warnings"].values():
+    for message in d.warnings.values():
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     with stage("4/5 train") as progress:
-        summary = train_mod.run(p, params_path=params, progress=progress)
-    for line in train_mod.format_summary(summary):
+        summary = pipeline.train_models(p, params_path=params, progress=progress)
+    for line in terminal.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
 
     with stage("5/5 kpis") as progress:
-        done = kpis_mod.run(
-            p.kpis, p.data, p.tracking,
-            dataset_dir=Path(p.dataset.out), models_dir=Path(p.train.out), progress=progress,
+        done = pipeline.compute_kpis(
+            p.kpis,
+            p.data,
+            p.tracking,
+            dataset_dir=Path(p.dataset.out),
+            models_dir=Path(p.train.out),
+            progress=progress,
         )
-    console.print(kpis_mod.summary_table(done.result, width=console.width))
+    console.print(terminal.summary_table(done.result, width=console.width))
     console.print(f"KPI tables and {len(done.plots)} plots in {done.out}/", highlight=False)
     console.rule("done")
     console.print(
@@ -503,8 +487,12 @@ def synth_cmd(
         raise ChurnlabError(f"--start {sp.start} must be the first day of a month, e.g. 2024-01-01")
     target = out if out is not None else Path(sp.out)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=err_console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
     ) as bar:
         task = bar.add_task("simulating months", total=sp.months)
 

@@ -1,17 +1,16 @@
 """The point-in-time training set: spine + features + labels, its manifest, and its files.
 
 ``build`` runs the three stages on a DuckDB connection holding the typed contract tables and
-returns the frame (one row per account and cutoff) and a JSON-serialisable manifest; ``write``
-stores both atomically as ``dataset.parquet`` + ``manifest.json``; ``read`` brings them back with
-the category dtypes restored; ``check_sufficiency`` says, per task, whether there are enough
-labeled positives and negatives to train.
+returns the frame (one row per account and cutoff) and its :class:`~churnlab.manifest.Manifest`;
+``write`` stores both atomically as ``dataset.parquet`` + ``manifest.json``; ``read`` brings them
+back with the category dtypes restored; ``check_sufficiency`` says, per task, whether there are
+enough labeled positives and negatives to train.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from churnlab.atomic import atomic_dir
 from churnlab.config import DataParams, DatasetParams
 from churnlab.errors import ChurnlabError
 from churnlab.load import data_end, drop_temp_tables, present_tables
+from churnlab.manifest import Feature, Manifest
 from churnlab.schema import LABEL_COLUMNS, TABLES, TASKS
 
 DATASET_FILE = "dataset.parquet"
@@ -44,8 +44,9 @@ def build(
     params: DatasetParams,
     data: DataParams,
     *,
+    source: str = "",
     progress: Callable[[str], None] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, Manifest]:
     """Build the training set: one row per (account_id, cutoff), features then labels.
 
     Parameters
@@ -56,12 +57,15 @@ def build(
         The ``dataset`` section of params.yaml.
     data : DataParams
         The ``data`` section (``as_of`` fixes the end of observation for label completeness).
+    source : str
+        The data source the connection was loaded from, recorded in the manifest (pass it with
+        any password masked).
     progress : callable, optional
         Called with a short message as each stage starts (the CLI shows it).
 
     Returns
     -------
-    (DataFrame, dict)
+    (DataFrame, Manifest)
         The frame (``account_id``, ``cutoff``, features, then ``churn``, ``expansion``,
         ``expansion_amount``, ``mrr``, ``arr``, ``labeled``) and the manifest.
     """
@@ -101,27 +105,28 @@ def build(
         raise DatasetError("internal error: feature and label rows are out of step")
     frame = pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1)
     say("fingerprinting the data")
-    manifest = {
-        "mode": mode,
-        "horizon_days": int(params.horizon_days),
-        "windows": [int(w) for w in sorted(set(params.windows))],
-        "data_end": end.isoformat(),
-        "cutoffs": [c.isoformat() for c in cuts],
-        "per_cutoff": per_cutoff(frame),
-        "rows": int(len(frame)),
-        "features": [f.meta() for f in feats],
-        "event_types": _event_types(feats),
-        "label_columns": list(LABEL_COLUMNS),
-        "tables": present_tables(con),
-        "data_fingerprint": fingerprint(con),
-        "params": params.model_dump(mode="json"),
-        "built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
+    manifest = Manifest(
+        mode=mode,
+        horizon_days=int(params.horizon_days),
+        windows=tuple(int(w) for w in sorted(set(params.windows))),
+        data_end=end.isoformat(),
+        cutoffs=tuple(c.isoformat() for c in cuts),
+        per_cutoff=tuple(per_cutoff(frame)),
+        rows=int(len(frame)),
+        features=tuple(feats),
+        event_types=tuple(_event_types(feats)),
+        label_columns=LABEL_COLUMNS,
+        tables=tuple(present_tables(con)),
+        data_fingerprint=fingerprint(con),
+        source=source,
+        params=params.model_dump(mode="json"),
+        built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
     return frame, manifest
 
 
-def _event_types(feats: list[features.Feature]) -> list[str]:
+def _event_types(feats: list[Feature]) -> list[str]:
     """The event types counted (scoring passes them back to ``features.compute``)."""
     return sorted({f.event_type for f in feats if f.event_type is not None})
 
@@ -161,12 +166,12 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def check_sufficiency(manifest: dict[str, Any], params: DatasetParams) -> dict[str, str]:
+def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, str]:
     """Tasks without enough labeled positives or negatives to train, with a message each.
 
     Parameters
     ----------
-    manifest : dict
+    manifest : Manifest
         The training set's manifest (``per_cutoff`` counts).
     params : DatasetParams
         ``min_positives`` and ``min_negatives``.
@@ -178,7 +183,7 @@ def check_sufficiency(manifest: dict[str, Any], params: DatasetParams) -> dict[s
         cutoff; empty when every task can be trained.
     """
     problems = {}
-    labeled = [r for r in manifest["per_cutoff"] if r.get("labeled_rows", 0) > 0]
+    labeled = [r for r in manifest.per_cutoff if r.get("labeled_rows", 0) > 0]
     for task in TASKS:
         pos = sum(r[f"{task}_positives"] for r in labeled)
         neg = sum(r[f"{task}_negatives"] for r in labeled)
@@ -200,23 +205,23 @@ def check_sufficiency(manifest: dict[str, Any], params: DatasetParams) -> dict[s
     return problems
 
 
-def require_sufficient(manifest: dict[str, Any], params: DatasetParams, task: str) -> None:
+def require_sufficient(manifest: Manifest, params: DatasetParams, task: str) -> None:
     """Raise :class:`InsufficientDataError` if ``task`` cannot be trained."""
     problems = check_sufficiency(manifest, params)
     if task in problems:
         raise InsufficientDataError(problems[task])
 
 
-def write(frame: pd.DataFrame, manifest: dict[str, Any], out: Path | str) -> Path:
+def write(frame: pd.DataFrame, manifest: Manifest, out: Path | str) -> Path:
     """Write ``<out>/dataset.parquet`` and ``<out>/manifest.json`` atomically (both or neither)."""
     out = Path(out)
     with atomic_dir(out) as tmp:
         frame.to_parquet(tmp / DATASET_FILE, index=False)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest.write(tmp / MANIFEST_FILE)
     return out
 
 
-def read(out: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read(out: Path | str) -> tuple[pd.DataFrame, Manifest]:
     """Read a training set written by :func:`write`, restoring category dtypes and levels.
 
     Raises
@@ -231,58 +236,14 @@ def read(out: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
             f"training set not found in {out} (expected {DATASET_FILE} and {MANIFEST_FILE}): "
             "run `churnlab build-dataset` first"
         )
-    manifest = json.loads(manifest_file.read_text())
+    manifest = Manifest.read(manifest_file)
     frame = pd.read_parquet(data_file)
     frame["account_id"] = frame["account_id"].astype(str)
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
-    for f in manifest["features"]:
-        if f["dtype"] == "category":
-            values = frame[f["name"]].astype(object)
-            frame[f["name"]] = pd.Categorical(
-                values.where(values.notna(), None), categories=f["categories"]
+    for f in manifest.features:
+        if f.dtype == "category":
+            values = frame[f.name].astype(object)
+            frame[f.name] = pd.Categorical(
+                values.where(values.notna(), None), categories=list(f.categories or ())
             )
     return frame, manifest
-
-
-def run(
-    params: DatasetParams,
-    data: DataParams,
-    *,
-    source: str | None = None,
-    out: Path | str | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Load the data, build the training set and write it (what ``churnlab build-dataset`` does).
-
-    Parameters
-    ----------
-    params : DatasetParams
-        The ``dataset`` section of params.yaml.
-    data : DataParams
-        The ``data`` section (``source`` unless overridden).
-    source : str, optional
-        Overrides ``data.source``.
-    out : Path, optional
-        Overrides ``dataset.out``.
-    progress : callable, optional
-        Called with a short message as each stage starts.
-
-    Returns
-    -------
-    dict
-        ``out`` (the folder written), ``manifest`` and ``warnings`` (task -> message from
-        :func:`check_sufficiency`; the set is written either way).
-    """
-    from churnlab.load import load
-
-    say = progress or (lambda _msg: None)
-    say("loading and validating the data")
-    con = load(data, source)
-    try:
-        frame, manifest = build(con, params, data, progress=say)
-    finally:
-        con.close()
-    target = Path(out if out is not None else params.out)
-    say(f"writing {target}")
-    write(frame, manifest, target)
-    return {"out": target, "manifest": manifest, "warnings": check_sufficiency(manifest, params)}

@@ -26,6 +26,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from churnlab import plots
+
 TOP_FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.20)
 ECE_BINS = 10
 _EPS = 1e-15
@@ -251,10 +253,6 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     task : str
         Used in the titles.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +265,8 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     scorers = {k: v for k, v in scorers.items() if v in predictions.columns}
     paths = []
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = plots.figure(5, 5, layout="tight")
+    ax = fig.subplots()
     for label, col in scorers.items():
         fpr, tpr, _ = roc_curve(y, predictions[col])
         ax.plot(fpr, tpr, label=label)
@@ -276,7 +275,8 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     ax.legend(loc="lower right", fontsize=8)
     paths.append(out_dir / "roc_curve.png")
 
-    fig2, ax2 = plt.subplots(figsize=(5, 5))
+    fig2 = plots.figure(5, 5, layout="tight")
+    ax2 = fig2.subplots()
     for label, col in scorers.items():
         prec, rec, _ = precision_recall_curve(y, predictions[col])
         ax2.plot(rec, prec, label=label)
@@ -285,7 +285,8 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     ax2.legend(loc="upper right", fontsize=8)
     paths.append(out_dir / "pr_curve.png")
 
-    fig3, ax3 = plt.subplots(figsize=(5, 5))
+    fig3 = plots.figure(5, 5, layout="tight")
+    ax3 = fig3.subplots()
     table = calibration_table(y, predictions["p"].to_numpy(dtype=float))
     ax3.plot([0, 1], [0, 1], "k:", lw=1)
     ax3.plot(table["mean_p"], table["rate"], "o-", label="LightGBM (calibrated)")
@@ -297,7 +298,8 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     ax3.legend(loc="upper left", fontsize=8)
     paths.append(out_dir / "calibration_curve.png")
 
-    fig4, (ax4, ax5) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig4 = plots.figure(10, 4.5, layout="tight")
+    ax4, ax5 = fig4.subplots(1, 2)
     for label, col in scorers.items():
         g = gains_table(y, predictions[col].to_numpy(dtype=float))
         ax4.plot(g["fraction"], g["gain"], label=label)
@@ -314,7 +316,5 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     paths.append(out_dir / "lift_gains.png")
 
     for f, path in zip((fig, fig2, fig3, fig4), paths, strict=True):
-        f.tight_layout()
-        f.savefig(path, dpi=100)
-        plt.close(f)
+        plots.save(f, path)
     return paths

@@ -39,8 +39,8 @@ from churnlab.config import ExplainParams  # noqa: E402
 from churnlab.schema import TASK_WORDS  # noqa: E402
 
 if TYPE_CHECKING:
-    from churnlab.train import ModelBundle, TaskResult
-
+    from churnlab.bundle import ModelBundle
+    from churnlab.manifest import Feature
 
 
 def contributions(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
@@ -65,8 +65,8 @@ def importance(bundle: ModelBundle, contrib: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "feature": bundle.feature_names,
-            "description": [f.get("description", f["name"]) for f in bundle.features],
-            "group": [f.get("group", "other") for f in bundle.features],
+            "description": [f.description for f in bundle.features],
+            "group": [f.group for f in bundle.features],
             "mean_abs_shap": values,
         }
     )
@@ -114,21 +114,22 @@ def _fmt(values: np.ndarray) -> np.ndarray:
 
 def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per feature, a phrase for every row of ``X`` (see :func:`_feature_phrases`)."""
-    return {f["name"]: _feature_phrases(bundle, f, X[f["name"]]) for f in bundle.features}
+    return {f.name: _feature_phrases(bundle, f, X[f.name]) for f in bundle.features}
 
 
-def _feature_phrases(bundle: ModelBundle, f: dict[str, Any], col: pd.Series) -> np.ndarray:
+def _feature_phrases(bundle: ModelBundle, f: Feature, col: pd.Series) -> np.ndarray:
     """The phrase for each value of one feature, built column-wise.
 
-    The wording follows the manifest's ``kind``: a ``change`` feature is already relative to
-    the account's own earlier level ("down 64%" for ``*_trend_*`` rate ratios, "down 3" for a
-    difference such as the NPS change); a ``ratio`` is shown as a percentage; ``days`` and
+    The wording follows the feature's ``kind``: ``trend`` and ``change`` features are already
+    relative to the account's own earlier level ("down 64%" for a ``trend``, a rate ratio minus
+    one; "down 3" for a ``change``, a difference such as the NPS change); a ``ratio`` is shown
+    as a percentage; ``days`` and
     ``value`` features against their usual level ("is 45 (usually 3)"); counts and amounts
     with their relative difference ("is 3 (-70% vs a usual 10)"). The usual level is the
     feature's median over the training rows.
     """
-    name = f["name"]
-    kind = f.get("kind", "count")
+    name = f.name
+    kind = f.kind
     if name in bundle.categories:
         text = col.astype(object).where(col.notna(), None).to_numpy()
         return np.array(["has no value" if v is None else f"is {v}" for v in text], dtype=object)
@@ -136,9 +137,8 @@ def _feature_phrases(bundle: ModelBundle, f: dict[str, Any], col: pd.Series) -> 
     ok = np.isfinite(v)
     ref = float(bundle.reference.get(name, float("nan")))
     phrase = np.full(len(v), "has no data", dtype=object)
-    if kind == "change":
-        # Trend features are relative (rate ratio - 1); other changes are differences.
-        relative = "trend" in name
+    if kind in ("trend", "change"):
+        relative = kind == "trend"
         step = np.round(v[ok] * 100) if relative else v[ok]
         unit = "%" if relative else ""
         mags = _fmt(np.abs(step))
@@ -197,8 +197,8 @@ def reasons(
     n, nf = points.shape
     k = min(top_k, nf)
     names = np.array(bundle.feature_names, dtype=object)
-    descs = np.array([f.get("description", f["name"]) for f in bundle.features], dtype=object)
-    groups = np.array([f.get("group", "other") for f in bundle.features], dtype=object)
+    descs = np.array([f.description for f in bundle.features], dtype=object)
+    groups = np.array([f.group for f in bundle.features], dtype=object)
     # Top k by points, largest first (argpartition then sort only the k picked).
     if k < nf:
         part = np.argpartition(-points, k - 1, axis=1)[:, :k]
@@ -223,7 +223,7 @@ def reasons(
         for jj in np.unique(j):
             sel = np.flatnonzero(j == jj)
             f = bundle.features[int(jj)]
-            value[sel] = _feature_phrases(bundle, f, X[f["name"]].iloc[sel])
+            value[sel] = _feature_phrases(bundle, f, X[f.name].iloc[sel])
         pts_s = np.array([f"{x:+.1f}" for x in pts], dtype=object)
         out[f"reason_{i + 1}"] = descs[j] + " " + value + ": " + pts_s + f" points of {word}"
         out[f"reason_{i + 1}_feature"] = names[j]
@@ -260,7 +260,7 @@ def plot_summary(
             for c in X.columns
         }
     )
-    labels = [f"{f['name']}" for f in bundle.features]
+    labels = [f.name for f in bundle.features]
     paths = []
     for kind, fname in (("dot", "shap_beeswarm.png"), ("bar", "shap_bar.png")):
         plt.figure()
@@ -281,8 +281,21 @@ def plot_summary(
     return paths
 
 
-def explain_task(result: TaskResult, params: ExplainParams, out_dir: Path) -> dict[str, Any]:
+def explain_task(
+    bundle: ModelBundle, test: pd.DataFrame, params: ExplainParams, out_dir: Path
+) -> dict[str, Any]:
     """SHAP plots, importance tables and reasons for one task's test rows, written to ``out_dir``.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The trained task model.
+    test : DataFrame
+        The test rows (``account_id``, ``cutoff`` and the model's features).
+    params : ExplainParams
+        The ``explain`` section of params.yaml.
+    out_dir : Path
+        Where the plots and tables go.
 
     Returns
     -------
@@ -290,8 +303,6 @@ def explain_task(result: TaskResult, params: ExplainParams, out_dir: Path) -> di
         ``importance`` and ``group_importance`` (DataFrames), ``reasons`` (DataFrame), ``files``
         (paths written: PNG plots and CSV tables).
     """
-    bundle = result.bundle
-    test = result.split.test
     contrib = contributions(bundle, test)
     imp = importance(bundle, contrib)
     groups = (

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -33,6 +34,7 @@ import pyarrow as pa
 from churnlab.config import DatasetParams
 from churnlab.errors import ChurnlabError
 from churnlab.load import drop_temp_tables, present_tables
+from churnlab.manifest import Feature
 from churnlab.schema import (
     DRIVER_GROUPS,
     FAILED_PAYMENT_EVENT,
@@ -53,32 +55,6 @@ class FeatureError(ChurnlabError):
     """Features cannot be computed for the spine or params given."""
 
 
-@dataclass(frozen=True)
-class Feature:
-    """One feature column and what it means."""
-
-    name: str
-    description: str
-    group: str
-    dtype: str = "float64"  # float64 or category
-    # count, amount, days, ratio (a share, worded as a percentage), change, value, category
-    kind: str = "count"
-    categories: tuple[str, ...] | None = None
-    fill_zero: bool = False  # a count: 0 when the table is present and nothing happened
-    expr: str | None = None  # derived from other feature columns (SQL over them)
-    event_type: str | None = None  # the event type counted, for per-type engagement features
-
-    def meta(self) -> dict[str, Any]:
-        """The manifest entry: name, description, group, dtype, kind (and categories)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("fill_zero", "expr")}
-        for key in ("categories", "event_type"):
-            if out[key] is None:
-                out.pop(key)
-        if self.categories is not None:
-            out["categories"] = list(self.categories)
-        return out
-
-
 @dataclass
 class _Ctx:
     """What every family needs: cutoffs, windows, segment tables, options."""
@@ -94,6 +70,12 @@ class _Ctx:
     steps: str | None = None  # the subscription timeline table (churnlab.timeline)
     keep: tuple[str, ...] = ()  # temporary tables owned by the caller
     relations: list[tuple[str, list[Feature]]] = field(default_factory=list)
+    family: str = ""  # the family being computed (stamped on its features)
+
+    def add(self, relation: str, feats: list[Feature], table: str | None) -> None:
+        """Register a relation (SQL or temp table; "" for derived features) and its features."""
+        stamped = [replace(f, table=table, family=self.family) for f in feats]
+        self.relations.append((relation, stamped))
 
     @property
     def last(self) -> dt.datetime:
@@ -111,6 +93,11 @@ def _ts(t: dt.datetime) -> str:
 def _days_since(cutoff: str, ts: str) -> str:
     """Days from ``ts`` to ``cutoff`` as an exact double (integer microseconds first)."""
     return f"CAST(epoch_us({cutoff}) - epoch_us({ts}) AS DOUBLE) / {_US_PER_DAY}"
+
+
+def _windowed(measure: str, window: int, description: str, group: str, **kw: Any) -> Feature:
+    """A feature of ``measure`` over the last ``window`` days, named ``<measure>_<window>d``."""
+    return Feature(f"{measure}_{window}d", description, group, measure=measure, window=window, **kw)
 
 
 def _ratio(num: str, den: str) -> str:
@@ -379,8 +366,8 @@ def _engagement(ctx: _Ctx) -> None:
     renames: dict[str, str] = {}
     for w in ws:
         feats.append(
-            Feature(
-                f"events_{w}d", f"product events in the last {w} days", "engagement", fill_zero=True
+            _windowed(
+                "events", w, f"product events in the last {w} days", "engagement", fill_zero=True
             )
         )
         renames[f"ev_all_{w}d"] = f"events_{w}d"
@@ -391,14 +378,17 @@ def _engagement(ctx: _Ctx) -> None:
                     n,
                     f"{t} events in the last {w} days",
                     "engagement",
+                    measure="events",
+                    window=w,
                     fill_zero=True,
                     event_type=t,
                 )
             )
             renames[f"ev_t{i}_{w}d"] = n
         feats.append(
-            Feature(
-                f"active_days_{w}d",
+            _windowed(
+                "active_days",
+                w,
                 f"days with product activity in the last {w} days",
                 "engagement",
                 fill_zero=True,
@@ -406,8 +396,9 @@ def _engagement(ctx: _Ctx) -> None:
         )
         if has_qty:
             feats.append(
-                Feature(
-                    f"event_quantity_{w}d",
+                _windowed(
+                    "event_quantity",
+                    w,
                     f"units of product use (summed event quantity) in the last {w} days",
                     "engagement",
                     kind="amount",
@@ -416,8 +407,9 @@ def _engagement(ctx: _Ctx) -> None:
             )
             renames[f"ev_qty_{w}d"] = f"event_quantity_{w}d"
             feats.append(
-                Feature(
-                    f"quantity_per_event_{w}d",
+                _windowed(
+                    "quantity_per_event",
+                    w,
                     f"units of product use per event in the last {w} days",
                     "engagement",
                     kind="value",
@@ -426,8 +418,9 @@ def _engagement(ctx: _Ctx) -> None:
             )
         used = " + ".join(f"(events_{slugs[t]}_{w}d > 0)::INTEGER" for t in types) or "0"
         feats.append(
-            Feature(
-                f"event_types_{w}d",
+            _windowed(
+                "event_types",
+                w,
                 f"distinct product features (event types) used in the last {w} days",
                 "engagement",
                 expr=used,
@@ -447,7 +440,9 @@ def _engagement(ctx: _Ctx) -> None:
                     f"{col}_trend_{a}d",
                     f"{label} per day in the last {a} days against the previous {b - a} days",
                     "engagement",
-                    kind="change",
+                    kind="trend",
+                    measure="events_trend",
+                    window=a,
                     expr=expr,
                     event_type=etype,
                 )
@@ -455,8 +450,9 @@ def _engagement(ctx: _Ctx) -> None:
     fail = []
     for w in ws:
         fail.append(
-            Feature(
-                f"failed_payments_{w}d",
+            _windowed(
+                "failed_payments",
+                w,
                 f"failed payments in the last {w} days",
                 "commercial",
                 fill_zero=True,
@@ -465,45 +461,45 @@ def _engagement(ctx: _Ctx) -> None:
         renames[f"ev_fail_{w}d"] = f"failed_payments_{w}d"
     cols = ", ".join(f"{k} AS {v}" for k, v in renames.items())
     days_cols = ", ".join(f"active_days_{w}d" for w in ws)
-    ctx.relations.append(
-        (
-            f"(SELECT account_id, cutoff, {cols}, {days_cols} FROM {rel})",
-            [f for f in feats if f.expr is None] + fail,
-        )
+    ctx.add(
+        f"(SELECT account_id, cutoff, {cols}, {days_cols} FROM {rel})",
+        [f for f in feats if f.expr is None] + fail,
+        "events",
     )
-    ctx.relations.append(
-        (
-            _last_before(ctx, "events", "days_since_last_event"),
-            [
-                Feature(
-                    "days_since_last_event",
-                    "days since the last product event",
-                    "engagement",
-                    kind="days",
-                )
-            ],
-        )
+    ctx.add(
+        _last_before(ctx, "events", "days_since_last_event"),
+        [
+            Feature(
+                "days_since_last_event",
+                "days since the last product event",
+                "engagement",
+                kind="days",
+                measure="days_since_last_event",
+            )
+        ],
+        "events",
     )
     derived = [f for f in feats if f.expr is not None]
     if _has_values(ctx, "events", "user_id", "occurred_at"):
-        ctx.relations.append(
-            (
-                _active_users(ctx),
-                [
-                    Feature(
-                        f"active_users_{w}d",
-                        f"active users in the last {w} days",
-                        "engagement",
-                        fill_zero=True,
-                    )
-                    for w in ws
-                ],
-            )
+        ctx.add(
+            _active_users(ctx),
+            [
+                _windowed(
+                    "active_users",
+                    w,
+                    f"active users in the last {w} days",
+                    "engagement",
+                    fill_zero=True,
+                )
+                for w in ws
+            ],
+            "events",
         )
         # How intensely the active users use the product, apart from how many of them there are.
         derived += [
-            Feature(
-                f"events_per_active_user_{w}d",
+            _windowed(
+                "events_per_active_user",
+                w,
                 f"product events per active user in the last {w} days",
                 "engagement",
                 kind="value",
@@ -513,8 +509,9 @@ def _engagement(ctx: _Ctx) -> None:
         ]
         if "subscriptions" in ctx.tables and _has_values(ctx, "subscriptions", "seats", "start_at"):
             derived += [
-                Feature(
-                    f"seat_utilisation_{w}d",
+                _windowed(
+                    "seat_utilisation",
+                    w,
                     f"share of paid seats used by active users in the last {w} days",
                     "engagement",
                     kind="ratio",
@@ -522,7 +519,7 @@ def _engagement(ctx: _Ctx) -> None:
                 )
                 for w in ws
             ]
-    ctx.relations.append(("", derived))
+    ctx.add("", derived, "events")
 
 
 def _active_users(ctx: _Ctx) -> str:
@@ -569,21 +566,20 @@ def _active_users(ctx: _Ctx) -> str:
 def _commercial(ctx: _Ctx) -> None:
     con, ws, wmax = ctx.con, ctx.windows, ctx.wmax
     if "accounts" in ctx.tables:
-        ctx.relations.append(
-            (
-                f"""(SELECT sp.account_id, sp.cutoff,
+        ctx.add(
+            f"""(SELECT sp.account_id, sp.cutoff,
                 CASE WHEN a.created_at < sp.cutoff
                      THEN {_days_since("sp.cutoff", "a.created_at")} END AS tenure_days
                 FROM _cl_spine sp JOIN main.accounts a ON sp.account_id = a.account_id)""",
-                [
-                    Feature(
-                        "tenure_days",
-                        "days since the account was created",
-                        "commercial",
-                        kind="days",
-                    )
-                ],
-            )
+            [
+                Feature(
+                    "tenure_days",
+                    "days since the account was created",
+                    "commercial",
+                    kind="days",
+                )
+            ],
+            "accounts",
         )
     if "subscriptions" in ctx.tables:
         _subscription_features(ctx)
@@ -609,11 +605,12 @@ def _commercial(ctx: _Ctx) -> None:
         feats = []
         for w in ws:
             feats += [
-                Feature(
-                    f"orders_{w}d", f"orders in the last {w} days", "commercial", fill_zero=True
+                _windowed(
+                    "orders", w, f"orders in the last {w} days", "commercial", fill_zero=True
                 ),
-                Feature(
-                    f"spend_{w}d",
+                _windowed(
+                    "spend",
+                    w,
                     f"order spend in the last {w} days",
                     "commercial",
                     kind="amount",
@@ -621,24 +618,26 @@ def _commercial(ctx: _Ctx) -> None:
                 ),
             ]
         feats += [
-            Feature(
-                f"refunds_{wmax}d", f"refunds in the last {wmax} days", "commercial", fill_zero=True
+            _windowed(
+                "refunds", wmax, f"refunds in the last {wmax} days", "commercial", fill_zero=True
             ),
-            Feature(
-                f"refund_amount_{wmax}d",
+            _windowed(
+                "refund_amount",
+                wmax,
                 f"amount refunded in the last {wmax} days",
                 "commercial",
                 kind="amount",
                 fill_zero=True,
             ),
-            Feature(
-                f"upsell_orders_{wmax}d",
+            _windowed(
+                "upsell_orders",
+                wmax,
                 f"upsell and cross-sell orders in the last {wmax} days",
                 "commercial",
                 fill_zero=True,
             ),
         ]
-        ctx.relations.append((rel, feats))
+        ctx.add(rel, feats, "orders")
         # Lifetime totals and the last order: running totals per account, read back with an
         # ASOF join (the latest order time strictly before each cutoff).
         con.execute(
@@ -651,49 +650,49 @@ def _commercial(ctx: _Ctx) -> None:
             WINDOW w AS (PARTITION BY account_id ORDER BY ordered_at
                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
         )
-        ctx.relations.append(
-            (
-                f"""(SELECT sp.account_id, sp.cutoff, r.n AS orders_lifetime,
+        ctx.add(
+            f"""(SELECT sp.account_id, sp.cutoff, r.n AS orders_lifetime,
                     r.s AS spend_lifetime,
                     {_days_since("sp.cutoff", "r.ordered_at")} AS days_since_last_order
                 FROM _cl_spine sp ASOF LEFT JOIN _cl_orders_run r
                   ON sp.account_id = r.account_id AND sp.cutoff > r.ordered_at)""",
-                [
-                    Feature(
-                        "orders_lifetime",
-                        "orders placed since the account started",
-                        "commercial",
-                        fill_zero=True,
-                    ),
-                    Feature(
-                        "spend_lifetime",
-                        "total order spend since the account started",
-                        "commercial",
-                        kind="amount",
-                        fill_zero=True,
-                    ),
-                    Feature(
-                        "days_since_last_order",
-                        "days since the last order",
-                        "commercial",
-                        kind="days",
-                    ),
-                ],
-            )
+            [
+                Feature(
+                    "orders_lifetime",
+                    "orders placed since the account started",
+                    "commercial",
+                    fill_zero=True,
+                ),
+                Feature(
+                    "spend_lifetime",
+                    "total order spend since the account started",
+                    "commercial",
+                    kind="amount",
+                    fill_zero=True,
+                ),
+                Feature(
+                    "days_since_last_order",
+                    "days since the last order",
+                    "commercial",
+                    kind="days",
+                    measure="days_since_last_order",
+                ),
+            ],
+            "orders",
         )
-        ctx.relations.append(
-            (
-                "",
-                [
-                    Feature(
-                        f"avg_order_value_{wmax}d",
-                        f"average order value in the last {wmax} days",
-                        "commercial",
-                        kind="amount",
-                        expr=_ratio(f"spend_{wmax}d", f"orders_{wmax}d"),
-                    ),
-                ],
-            )
+        ctx.add(
+            "",
+            [
+                _windowed(
+                    "avg_order_value",
+                    wmax,
+                    f"average order value in the last {wmax} days",
+                    "commercial",
+                    kind="amount",
+                    expr=_ratio(f"spend_{wmax}d", f"orders_{wmax}d"),
+                ),
+            ],
+            "orders",
         )
 
 
@@ -719,21 +718,24 @@ def _subscription_features(ctx: _Ctx) -> None:
     feats = []
     for w in ws:
         feats += [
-            Feature(
-                f"mrr_change_{w}d",
+            _windowed(
+                "mrr_change",
+                w,
                 f"change in MRR over the last {w} days",
                 "commercial",
                 kind="amount",
                 fill_zero=True,
             ),
-            Feature(
-                f"upgrades_{w}d",
+            _windowed(
+                "upgrades",
+                w,
                 f"subscription upgrades in the last {w} days",
                 "commercial",
                 fill_zero=True,
             ),
-            Feature(
-                f"downgrades_{w}d",
+            _windowed(
+                "downgrades",
+                w,
                 f"subscription downgrades in the last {w} days",
                 "commercial",
                 fill_zero=True,
@@ -742,7 +744,7 @@ def _subscription_features(ctx: _Ctx) -> None:
     cols = ", ".join(
         f"mrr_delta_{w}d AS mrr_change_{w}d, upgrades_{w}d, downgrades_{w}d" for w in ws
     )
-    ctx.relations.append((f"(SELECT account_id, cutoff, {cols} FROM {rel})", feats))
+    ctx.add(f"(SELECT account_id, cutoff, {cols} FROM {rel})", feats, "subscriptions")
     cur = [
         Feature(
             "mrr_current", "MRR just before the cutoff", "commercial", kind="amount", fill_zero=True
@@ -760,13 +762,12 @@ def _subscription_features(ctx: _Ctx) -> None:
             )
         )
         seats_sql = ", s.seats_after AS seats"
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff, s.mrr_after AS mrr_current{seats_sql}
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff, s.mrr_after AS mrr_current{seats_sql}
             FROM _cl_spine sp ASOF LEFT JOIN {steps} s
               ON sp.account_id = s.account_id AND sp.cutoff > s.step_at)""",
-            cur,
-        )
+        cur,
+        "subscriptions",
     )
     if _has_values(ctx, "subscriptions", "plan", "start_at"):
         levels = _categories(
@@ -777,25 +778,24 @@ def _subscription_features(ctx: _Ctx) -> None:
         )
         # The plan of the latest subscription row started before the cutoff; rows starting at
         # the same instant resolve to the higher MRR, then the plan name (deterministic).
-        ctx.relations.append(
-            (
-                """(SELECT sp.account_id, sp.cutoff, p.plan
+        ctx.add(
+            """(SELECT sp.account_id, sp.cutoff, p.plan
                 FROM _cl_spine sp ASOF LEFT JOIN (
                     SELECT account_id, start_at,
                            first(plan ORDER BY mrr DESC, plan) AS plan
                     FROM main.subscriptions WHERE plan IS NOT NULL GROUP BY ALL) p
                   ON sp.account_id = p.account_id AND sp.cutoff > p.start_at)""",
-                [
-                    Feature(
-                        "plan",
-                        "subscription plan",
-                        "commercial",
-                        dtype="category",
-                        kind="category",
-                        categories=levels,
-                    )
-                ],
-            )
+            [
+                Feature(
+                    "plan",
+                    "subscription plan",
+                    "commercial",
+                    dtype="category",
+                    kind="category",
+                    categories=levels,
+                )
+            ],
+            "subscriptions",
         )
 
 
@@ -808,8 +808,9 @@ def _support(ctx: _Ctx) -> None:
         for w in ws
     ]
     feats = [
-        Feature(
-            f"tickets_{w}d",
+        _windowed(
+            "tickets",
+            w,
             f"support tickets opened in the last {w} days",
             "support",
             fill_zero=True,
@@ -823,15 +824,16 @@ def _support(ctx: _Ctx) -> None:
                 f"tickets_{p}_{wmax}d",
                 f"{p}-priority support tickets in the last {wmax} days",
                 "support",
+                measure=f"tickets_{p}",
+                window=wmax,
                 fill_zero=True,
             )
         )
     # CSAT is given when a ticket closes, so it is known from closed_at (or opened_at if the
     # ticket has no close time), never earlier.
     known = "greatest(t.opened_at, coalesce(t.closed_at, t.opened_at))"
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff, {", ".join(counts)},
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff, {", ".join(counts)},
                 avg(epoch_us(t.closed_at) - epoch_us(t.opened_at))
                     FILTER (WHERE t.closed_at < sp.cutoff) / {_US_PER_DAY} AS days_to_close_mean,
                 CAST(avg(CAST(t.csat AS DECIMAL(18, 6)))
@@ -839,67 +841,58 @@ def _support(ctx: _Ctx) -> None:
             FROM _cl_spine sp JOIN main.tickets t ON sp.account_id = t.account_id
              AND t.opened_at < sp.cutoff AND t.opened_at >= sp.cutoff - INTERVAL {wmax} DAY
             GROUP BY ALL)""",
-            feats
-            + [
-                Feature(
-                    "days_to_close_mean",
-                    f"mean days to close support tickets opened in the last {wmax} days",
-                    "support",
-                    kind="days",
-                ),
-                Feature(
-                    f"csat_mean_{wmax}d",
-                    f"mean CSAT of support tickets in the last {wmax} days",
-                    "support",
-                    kind="value",
-                ),
-            ],
-        )
+        feats
+        + [
+            Feature(
+                "days_to_close_mean",
+                f"mean days to close support tickets opened in the last {wmax} days",
+                "support",
+                kind="days",
+                window=wmax,
+            ),
+            _windowed(
+                "csat_mean",
+                wmax,
+                f"mean CSAT of support tickets in the last {wmax} days",
+                "support",
+                kind="value",
+            ),
+        ],
+        "tickets",
     )
-    ctx.relations.append(
-        (
-            """(SELECT sp.account_id, sp.cutoff, count(*) AS tickets_open
+    ctx.add(
+        """(SELECT sp.account_id, sp.cutoff, count(*) AS tickets_open
             FROM _cl_spine sp JOIN main.tickets t ON sp.account_id = t.account_id
              AND t.opened_at < sp.cutoff AND (t.closed_at IS NULL OR t.closed_at >= sp.cutoff)
             GROUP BY ALL)""",
-            [
-                Feature(
-                    "tickets_open", "support tickets open at the cutoff", "support", fill_zero=True
-                )
-            ],
-        )
+        [Feature("tickets_open", "support tickets open at the cutoff", "support", fill_zero=True)],
+        "tickets",
     )
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff,
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff,
                 {_days_since("sp.cutoff", "t.opened_at")} AS days_since_last_ticket
             FROM _cl_spine sp ASOF LEFT JOIN
                 (SELECT DISTINCT account_id, opened_at FROM main.tickets) t
               ON sp.account_id = t.account_id AND sp.cutoff > t.opened_at)""",
-            [
-                Feature(
-                    "days_since_last_ticket",
-                    "days since the last support ticket",
-                    "support",
-                    kind="days",
-                )
-            ],
-        )
+        [
+            Feature(
+                "days_since_last_ticket",
+                "days since the last support ticket",
+                "support",
+                kind="days",
+            )
+        ],
+        "tickets",
     )
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff, c.csat AS csat_last
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff, c.csat AS csat_last
             FROM _cl_spine sp ASOF LEFT JOIN
                 (SELECT account_id, {known.replace("t.", "")} AS known_at,
                         CAST(avg(CAST(csat AS DECIMAL(18, 6))) AS DOUBLE) AS csat
                  FROM main.tickets WHERE csat IS NOT NULL GROUP BY ALL) c
               ON sp.account_id = c.account_id AND sp.cutoff > c.known_at)""",
-            [
-                Feature(
-                    "csat_last", "CSAT of the latest rated support ticket", "support", kind="value"
-                )
-            ],
-        )
+        [Feature("csat_last", "CSAT of the latest rated support ticket", "support", kind="value")],
+        "tickets",
     )
 
 
@@ -925,67 +918,71 @@ def _marketing(ctx: _Ctx) -> None:
     feats = []
     for w in ws:
         feats += [
-            Feature(
-                f"sends_{w}d",
+            _windowed(
+                "sends",
+                w,
                 f"campaign emails sent in the last {w} days",
                 "marketing",
                 fill_zero=True,
             ),
-            Feature(
-                f"opens_{w}d",
+            _windowed(
+                "opens",
+                w,
                 f"campaign email opens in the last {w} days",
                 "marketing",
                 fill_zero=True,
             ),
-            Feature(
-                f"clicks_{w}d",
+            _windowed(
+                "clicks",
+                w,
                 f"campaign email clicks in the last {w} days",
                 "marketing",
                 fill_zero=True,
             ),
         ]
     feats.append(
-        Feature(
-            f"unsubscribes_{wmax}d",
+        _windowed(
+            "unsubscribes",
+            wmax,
             f"campaign unsubscribes in the last {wmax} days",
             "marketing",
             fill_zero=True,
         )
     )
-    ctx.relations.append((rel, feats))
-    ctx.relations.append(
-        (
-            _last_before(ctx, "campaigns", "days_since_last_click"),
-            [
-                Feature(
-                    "days_since_last_click",
-                    "days since the last campaign click",
-                    "marketing",
-                    kind="days",
-                )
-            ],
-        )
+    ctx.add(rel, feats, "campaign_events")
+    ctx.add(
+        _last_before(ctx, "campaigns", "days_since_last_click"),
+        [
+            Feature(
+                "days_since_last_click",
+                "days since the last campaign click",
+                "marketing",
+                kind="days",
+            )
+        ],
+        "campaign_events",
     )
-    ctx.relations.append(
-        (
-            "",
-            [
-                Feature(
-                    f"open_rate_{wmax}d",
-                    f"campaign opens per email sent in the last {wmax} days",
-                    "marketing",
-                    kind="ratio",
-                    expr=_ratio(f"opens_{wmax}d", f"sends_{wmax}d"),
-                ),
-                Feature(
-                    f"click_rate_{wmax}d",
-                    f"campaign clicks per email sent in the last {wmax} days",
-                    "marketing",
-                    kind="ratio",
-                    expr=_ratio(f"clicks_{wmax}d", f"sends_{wmax}d"),
-                ),
-            ],
-        )
+    ctx.add(
+        "",
+        [
+            _windowed(
+                "open_rate",
+                wmax,
+                f"campaign opens per email sent in the last {wmax} days",
+                "marketing",
+                kind="ratio",
+                expr=_ratio(f"opens_{wmax}d", f"sends_{wmax}d"),
+            ),
+            _windowed(
+                "click_rate",
+                wmax,
+                f"campaign clicks per email sent in the last {wmax} days",
+                "marketing",
+                kind="ratio",
+                expr=_ratio(f"clicks_{wmax}d", f"sends_{wmax}d"),
+            ),
+        ],
+        "campaign_events",
     )
 
 
@@ -993,9 +990,8 @@ def _sentiment(ctx: _Ctx) -> None:
     if "nps" not in ctx.tables:
         return
     cats = ", ".join(f"'{c}'" for c in NPS_CATEGORIES)
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff, n.score AS nps_last,
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff, n.score AS nps_last,
                 n.score - n.prev AS nps_change,
                 {_days_since("sp.cutoff", "n.responded_at")} AS days_since_nps,
                 CASE WHEN n.score IS NULL THEN NULL WHEN n.score <= 6 THEN 'detractor'
@@ -1007,27 +1003,27 @@ def _sentiment(ctx: _Ctx) -> None:
                              CAST(avg(CAST(score AS DECIMAL(18, 6))) AS DOUBLE) AS score
                       FROM main.nps GROUP BY ALL)) n
               ON sp.account_id = n.account_id AND sp.cutoff > n.responded_at)""",
-            [
-                Feature("nps_last", "latest NPS score (0-10)", "sentiment", kind="value"),
-                Feature(
-                    "nps_change",
-                    "change in NPS score from the previous response",
-                    "sentiment",
-                    kind="change",
-                ),
-                Feature(
-                    "days_since_nps", "days since the latest NPS response", "sentiment", kind="days"
-                ),
-                Feature(
-                    "nps_category",
-                    f"latest NPS category ({cats.replace(chr(39), '')})",
-                    "sentiment",
-                    dtype="category",
-                    kind="category",
-                    categories=NPS_CATEGORIES,
-                ),
-            ],
-        )
+        [
+            Feature("nps_last", "latest NPS score (0-10)", "sentiment", kind="value"),
+            Feature(
+                "nps_change",
+                "change in NPS score from the previous response",
+                "sentiment",
+                kind="change",
+            ),
+            Feature(
+                "days_since_nps", "days since the latest NPS response", "sentiment", kind="days"
+            ),
+            Feature(
+                "nps_category",
+                f"latest NPS category ({cats.replace(chr(39), '')})",
+                "sentiment",
+                dtype="category",
+                kind="category",
+                categories=NPS_CATEGORIES,
+            ),
+        ],
+        "nps",
     )
 
 
@@ -1079,12 +1075,11 @@ def _profile(ctx: _Ctx) -> None:
     guarded = ", ".join(
         f"CASE WHEN a.created_at < sp.cutoff THEN {e} END AS {quote(n)}" for e, n in exprs
     )
-    ctx.relations.append(
-        (
-            f"""(SELECT sp.account_id, sp.cutoff, {guarded}
+    ctx.add(
+        f"""(SELECT sp.account_id, sp.cutoff, {guarded}
             FROM _cl_spine sp JOIN main.accounts a ON sp.account_id = a.account_id)""",
-            feats,
-        )
+        feats,
+        "accounts",
     )
 
 
@@ -1166,6 +1161,7 @@ def compute(
     try:
         _setup(ctx, spine)
         for family in FAMILIES:
+            ctx.family = family.__name__.lstrip("_")
             family(ctx)
         return _assemble(ctx, spine)
     finally:
@@ -1269,16 +1265,16 @@ def _ordered(feats: list[Feature]) -> list[Feature]:
     return sorted(feats, key=lambda f: DRIVER_GROUPS.index(f.group))
 
 
-def describe(name: str, features: list[dict[str, Any]]) -> dict[str, Any]:
-    """The metadata of one feature (name, description, group, dtype, kind).
+def describe(name: str, features: Sequence[Feature]) -> Feature:
+    """The definition of one feature.
 
     Parameters
     ----------
     name : str
         A feature column name.
-    features : list of dict
-        A manifest's ``features`` list (``dataset.read(out)[1]["features"]``); the feature set
-        depends on the data (tables present, event types), so the manifest is the reference.
+    features : sequence of Feature
+        A manifest's features (``dataset.read(out)[1].features``); the feature set depends on
+        the data (tables present, event types), so the manifest is the reference.
 
     Raises
     ------
@@ -1286,8 +1282,8 @@ def describe(name: str, features: list[dict[str, Any]]) -> dict[str, Any]:
         For a name that is not in the list.
     """
     for f in features:
-        if f["name"] == name:
-            return dict(f)
+        if f.name == name:
+            return f
     raise FeatureError(
         f"feature {name!r} is not in the manifest's feature list: rebuild the training set with "
         "`churnlab build-dataset`"

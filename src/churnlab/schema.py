@@ -85,6 +85,7 @@ def sql_list(values: tuple[str, ...]) -> str:
     """A SQL list literal of contract values, e.g. ``('upsell', 'cross_sell')``."""
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
+
 ACCOUNTS = Table(
     "accounts",
     (

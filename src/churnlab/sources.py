@@ -192,7 +192,9 @@ def _open_url(con: duckdb.DuckDBPyConnection, url: str, tables: dict[str, str]) 
         inspector = sa.inspect(engine)
         existing = set(inspector.get_table_names())
     except Exception as err:  # any driver error: report it in one line
-        raise SourceError(f"cannot connect to {_redact(url)}: {err}".splitlines()[0]) from None
+        raise SourceError(
+            f"cannot connect to {mask_password(url)}: {err}".splitlines()[0]
+        ) from None
     try:
         with engine.connect() as conn:
             # A server-side cursor where the driver has one (PostgreSQL): rows arrive in chunks.
@@ -206,7 +208,7 @@ def _open_url(con: duckdb.DuckDBPyConnection, url: str, tables: dict[str, str]) 
                     _copy_table(con, name, table, stream)
                 except Exception as err:  # any driver error: report it in one line
                     raise SourceError(
-                        f"cannot read table {user} from {_redact(url)}: {err}".splitlines()[0]
+                        f"cannot read table {user} from {mask_password(url)}: {err}".splitlines()[0]
                     ) from None
     finally:
         engine.dispose()
@@ -239,7 +241,8 @@ def _copy_table(con: duckdb.DuckDBPyConnection, name: str, table: Any, conn: Any
         con.execute(f"CREATE TABLE {RAW}.{name} ({cols})")
 
 
-def _redact(url: str) -> str:
+def mask_password(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log, print or store)."""
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 

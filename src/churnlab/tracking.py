@@ -1,10 +1,9 @@
-"""MLflow: runs, artifacts, the pyfunc model, the registry and champion promotion.
+"""MLflow, and only here: runs, what is logged into them, the pyfunc model and the registry.
 
-One parent run per ``churnlab train`` (params, params.yaml, dataset manifest, git commit, KPIs)
-with a child run per task (metrics of the model and both baselines, SHAP and evaluation plots,
-the feature list, the model). Each task's model is logged as an ``mlflow.pyfunc`` model wrapping
-the booster and the calibrator, so ``mlflow.pyfunc.load_model("models:/churnlab-churn@champion")``
-returns calibrated probabilities.
+Every other module describes what to log as a :class:`~churnlab.runlog.RunLog`; the pipeline
+opens runs with :func:`start` and writes the logs with :func:`log`. Each task's model is logged as
+an ``mlflow.pyfunc`` model wrapping the booster and the calibrator (:class:`ChurnlabModel`), so
+``mlflow.pyfunc.load_model("models:/churnlab-churn@champion")`` returns calibrated probabilities.
 
 Promotion: the new version takes the alias ``champion`` unless the current champion, re-scored
 on the new version's test rows, beats it on ``train.promotion_metric`` by more than
@@ -19,28 +18,30 @@ import contextlib
 import logging
 import math
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from churnlab import evaluate
-from churnlab.config import TrackingParams, TrainParams, flatten
+from churnlab.bundle import ModelBundle, model_input
+from churnlab.config import TrackingParams, TrainParams
 from churnlab.errors import ChurnlabError
-
-if TYPE_CHECKING:
-    from churnlab.train import ModelBundle, TaskResult
+from churnlab.runlog import RunLog
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
+_PARAM_MAX = 6000  # MLflow's limit on a param value
+
+
+class TrackingError(ChurnlabError):
+    """Logging to the tracking store is not possible as asked."""
 
 
 def resolve_uri(params: TrackingParams) -> str:
@@ -75,108 +76,73 @@ def registered_name(params: TrackingParams, task: str) -> str:
     return f"{params.registry_prefix}-{task}"
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 @contextlib.contextmanager
-def parent_run(
-    params: Any, params_path: Path | str | None, manifest: dict[str, Any], name: str
-) -> Iterator[mlflow.ActiveRun]:
-    """Start the parent run and log params, params.yaml, the manifest and the git commit."""
-    with mlflow.start_run(run_name=name) as run:
-        flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
-        mlflow.log_params(flat)
-        path = Path(params_path) if params_path is not None else Path("params.yaml")
-        if path.is_file():
-            mlflow.log_artifact(str(path))
-        else:
-            mlflow.log_text(yaml.safe_dump(params.model_dump(mode="json")), "params.yaml")
-        mlflow.log_dict(manifest, "dataset_manifest.json")
-        commit = _git_commit()
-        mlflow.set_tags(
-            {
-                "churnlab.command": name,
-                "git_commit": commit or "unknown (not a git checkout)",
-                "dataset.fingerprint": str(manifest.get("data_fingerprint", "")),
-                "dataset.mode": str(manifest.get("mode", "")),
-            }
-        )
-        yield run
+def start(name: str, *, nested: bool = False) -> Iterator[str]:
+    """Open a run (nested in the active one if asked); yields its run id.
 
-
-@contextlib.contextmanager
-def child_run(task: str) -> Iterator[mlflow.ActiveRun]:
-    """A nested run for one task."""
-    with mlflow.start_run(run_name=task, nested=True) as run:
-        mlflow.set_tag("task", task)
-        yield run
-
-
-def log_kpis(params: Any) -> str:
-    """Log retention KPIs into the active run via ``churnlab.kpis`` when that module exists.
-
-    Returns a short status ("logged", or why not) that is also set as the tag ``kpis.status``.
+    Parameters
+    ----------
+    name : str
+        Run name; it says what ran (``train 2025-10-01 churn+expansion``).
+    nested : bool
+        A child of the active run.
     """
-    from churnlab.load import load
+    with mlflow.start_run(run_name=name, nested=nested) as run:
+        yield run.info.run_id
 
-    try:
-        import churnlab.kpis as kpis_mod
-    except ImportError:
-        kpis: Any = None
-    else:
-        kpis = kpis_mod
-    log_fn = getattr(kpis, "log_to_mlflow", None)
-    if kpis is None or log_fn is None:
-        status = "skipped: churnlab.kpis.log_to_mlflow not available"
-    else:
-        try:
-            con = load(params.data)
-            result = kpis.compute(con, params.kpis, params.data)
-            with tempfile.TemporaryDirectory() as tmp:
-                log_fn(result, Path(tmp))
-            status = "logged"
-        except ChurnlabError as err:
-            status = f"skipped: {err}"[:500]
-    mlflow.set_tag("kpis.status", status)
-    return status
+
+def rename(name: str) -> None:
+    """Rename the active run (once what ran is known, e.g. the test cutoff)."""
+    mlflow.set_tag("mlflow.runName", name)
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
-def log_task(result: TaskResult, explanation: dict[str, Any], tmp: Path) -> None:
-    """Log one task's metrics, tags and artifacts into the active (child) run."""
-    mlflow.log_metrics(_finite(result.metrics))
-    cal = result.calibration
-    mlflow.set_tags(
-        {
-            "calibration.method": cal["calibration.method"],
-            "calibration.choice": cal["calibration.choice"],
-            "split.train_cutoffs": ",".join(str(c.date()) for c in result.split.train_cutoffs),
-            "split.valid_cutoff": str(result.split.valid_cutoff.date()),
-            "split.test_cutoff": str(result.split.test_cutoff.date()),
-            "baseline_heuristic.recency": str(result.heuristic.get("recency")),
-            "baseline_heuristic.activity": str(result.heuristic.get("activity")),
-        }
-    )
-    plots = evaluate.plot_evaluation(result.predictions, tmp / "evaluation", result.task)
-    for path in plots:
-        mlflow.log_artifact(str(path), "evaluation")
-    features = pd.DataFrame(result.bundle.features)
-    features.to_csv(tmp / "features.csv", index=False)
-    mlflow.log_artifact(str(tmp / "features.csv"))
-    result.predictions.to_csv(tmp / "test_predictions.csv", index=False)
-    mlflow.log_artifact(str(tmp / "test_predictions.csv"), "evaluation")
-    for path in explanation["files"]:
-        mlflow.log_artifact(str(path), "shap")
+def log(entry: RunLog) -> None:
+    """Write a :class:`~churnlab.runlog.RunLog` into the active run.
+
+    Non-finite metrics are skipped (never logged as 0); params are cut to MLflow's length limit.
+
+    Raises
+    ------
+    TrackingError
+        If there is no active run.
+    """
+    if mlflow.active_run() is None:
+        raise TrackingError(
+            "logging needs an active MLflow run (open one with churnlab.tracking.start)"
+        )
+    if entry.params:
+        mlflow.log_params({k: str(v)[:_PARAM_MAX] for k, v in entry.params.items()})
+    metrics = _finite(entry.metrics)
+    if metrics:
+        mlflow.log_metrics(metrics)
+    if entry.tags:
+        mlflow.set_tags(entry.tags)
+    if entry.tables or entry.texts:
+        with tempfile.TemporaryDirectory(prefix="churnlab-log-") as tmp:
+            root = Path(tmp)
+            for path, frame in entry.tables.items():
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(root / path, index=False)
+            for path, text in entry.texts.items():
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / path).write_text(text)
+            mlflow.log_artifacts(str(root))  # keeps each file's relative path
+    for folder, files in entry.files.items():
+        for f in files:
+            mlflow.log_artifact(str(f), folder or None)
+
+
+def log_metrics_at(metrics: dict[str, float], step: int) -> None:
+    """Log metrics at a step (backtest folds)."""
+    mlflow.log_metrics(_finite(metrics), step=step)
+
+
+# --------------------------------------------------------------------------------------------
+# The pyfunc model
 
 
 class ChurnlabModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
@@ -184,8 +150,6 @@ class ChurnlabModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
 
     def load_context(self, context: Any) -> None:
         """Read the bundle (booster, calibrator, features, category levels) from artifacts."""
-        from churnlab.train import ModelBundle
-
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
@@ -193,15 +157,7 @@ class ChurnlabModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         return self.bundle.predict(pd.DataFrame(model_input))
 
 
-def model_input(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
-    """The pyfunc input form of ``frame``: model features, categoricals as plain strings."""
-    X = bundle.matrix(frame)
-    for c in bundle.categories:
-        X[c] = X[c].astype(object).where(X[c].notna(), None)
-    return X
-
-
-def log_model(bundle: ModelBundle, test: pd.DataFrame, tmp: Path) -> str:
+def log_model(bundle: ModelBundle, test: pd.DataFrame) -> str:
     """Log the bundle as a pyfunc model (signature, input example) in the active run.
 
     Returns
@@ -209,30 +165,34 @@ def log_model(bundle: ModelBundle, test: pd.DataFrame, tmp: Path) -> str:
     str
         The logged model's URI (for registration).
     """
-    from mlflow.models import infer_signature
-
-    bundle_dir = bundle.save(tmp / "bundle")
-    example = model_input(bundle, test.head(5))
-    signature = infer_signature(example, bundle.predict(test.head(5)))
     import lightgbm
     import sklearn
+    from mlflow.models import infer_signature
 
-    with quiet_mlflow():
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ChurnlabModel(),
-            artifacts={"bundle": str(bundle_dir)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=[
-                f"lightgbm=={lightgbm.__version__}",
-                f"scikit-learn=={sklearn.__version__}",
-                f"pandas=={pd.__version__}",
-                f"numpy=={np.__version__}",
-                "churnlab",
-            ],
-        )
+    with tempfile.TemporaryDirectory(prefix="churnlab-model-") as tmp:
+        bundle_dir = bundle.save(Path(tmp) / "bundle")
+        example = model_input(bundle, test.head(5))
+        signature = infer_signature(example, bundle.predict(test.head(5)))
+        with quiet_mlflow():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnlabModel(),
+                artifacts={"bundle": str(bundle_dir)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=[
+                    f"lightgbm=={lightgbm.__version__}",
+                    f"scikit-learn=={sklearn.__version__}",
+                    f"pandas=={pd.__version__}",
+                    f"numpy=={np.__version__}",
+                    "churnlab",
+                ],
+            )
     return str(info.model_uri)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
 
 
 def _champion(client: MlflowClient, name: str) -> Any | None:
@@ -265,13 +225,45 @@ def promotion_decision(
     return True, f"not worse than the champion: {verdict}"
 
 
+def _champion_score(name: str, test: pd.DataFrame, task: str, metric: str) -> float:
+    """The current champion re-scored on the new version's test rows."""
+    with quiet_mlflow():
+        old = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    cols = [c.name for c in old.metadata.get_input_schema().inputs]
+    X = test[cols].copy()
+    for c in cols:
+        if isinstance(X[c].dtype, pd.CategoricalDtype):
+            X[c] = X[c].astype(object).where(X[c].notna(), None)
+    p_old = np.asarray(old.predict(X), dtype=float).ravel()
+    y = test[task].to_numpy(dtype=float)
+    return float(evaluate.score_metrics(y, p_old)[metric])
+
+
 def register_and_promote(
-    result: TaskResult, model_uri: str, tracking: TrackingParams, train: TrainParams
+    task: str,
+    metrics: dict[str, float],
+    test: pd.DataFrame,
+    model_uri: str,
+    tracking: TrackingParams,
+    train: TrainParams,
 ) -> dict[str, Any]:
     """Register the logged model and move ``champion`` or ``challenger`` to it.
 
     The current champion is loaded from the registry and re-scored on this run's test rows, so
     both versions are compared on the same cutoff and accounts.
+
+    Parameters
+    ----------
+    task : str
+        The task (label column of ``test``).
+    metrics : dict
+        The new version's metrics (``test.<metric>``).
+    test : DataFrame
+        The test rows (features and the label).
+    model_uri : str
+        What :func:`log_model` returned.
+    tracking, train : TrackingParams, TrainParams
+        The registry prefix; the promotion metric and tolerance.
 
     Returns
     -------
@@ -279,15 +271,15 @@ def register_and_promote(
         ``model_name``, ``version``, ``decision`` ("champion" or "challenger"), ``reason``.
     """
     client = MlflowClient()
-    name = registered_name(tracking, result.task)
+    name = registered_name(tracking, task)
     metric = train.promotion_metric
     key = f"test.{metric}"
-    if key not in result.metrics:
+    if key not in metrics:
         raise ChurnlabError(
             f"params.yaml: train.promotion_metric: {metric!r} is not a test metric; use one of "
-            + ", ".join(sorted(k[5:] for k in result.metrics if k.startswith("test.")))
+            + ", ".join(sorted(k[5:] for k in metrics if k.startswith("test.")))
         )
-    new_score = float(result.metrics[key])
+    new_score = float(metrics[key])
     champion = _champion(client, name)
     with quiet_mlflow():
         version = mlflow.register_model(model_uri, name).version
@@ -295,19 +287,7 @@ def register_and_promote(
     reason_prefix = ""
     if champion is not None:
         try:
-            with quiet_mlflow():
-                old = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-            cols = [c.name for c in old.metadata.get_input_schema().inputs]
-            from churnlab.train import ModelBundle  # noqa: F401  (pyfunc needs it importable)
-
-            test = result.split.test
-            X = test[cols].copy()
-            for c in cols:
-                if isinstance(X[c].dtype, pd.CategoricalDtype):
-                    X[c] = X[c].astype(object).where(X[c].notna(), None)
-            p_old = np.asarray(old.predict(X), dtype=float).ravel()
-            y = test[result.task].to_numpy(dtype=float)
-            champion_score = evaluate.score_metrics(y, p_old)[metric]
+            champion_score = _champion_score(name, test, task, metric)
         except (KeyError, MlflowException, ChurnlabError) as err:
             reason_prefix = f"champion v{champion.version} could not score the test rows ({err}); "
             champion_score = float("nan")
@@ -330,23 +310,6 @@ def register_and_promote(
     mlflow.set_tags(tags)
     for k in ("promotion.decision", "promotion.reason"):
         client.set_model_version_tag(name, version, k, tags[k])
-    client.set_model_version_tag(name, version, "test_cutoff", str(result.split.test_cutoff.date()))
+    test_cutoff = str(pd.Timestamp(test["cutoff"].iloc[0]).date()) if len(test) else ""
+    client.set_model_version_tag(name, version, "test_cutoff", test_cutoff)
     return {"model_name": name, "version": str(version), "decision": decision, "reason": reason}
-
-
-def log_backtest(tables: dict[str, pd.DataFrame]) -> None:
-    """Log backtest folds (metric steps = fold number), mean and std into child runs."""
-    for task, table in tables.items():
-        with child_run(task):
-            folds = table[~table["fold"].isin(["mean", "std"])]
-            for step, (_, row) in enumerate(folds.iterrows(), start=1):
-                values = row.drop(["fold", "test_cutoff"]).to_dict()
-                mlflow.log_metrics(_finite({k: float(v) for k, v in values.items()}), step=step)
-            for stat in ("mean", "std"):
-                row = table[table["fold"] == stat].iloc[0].drop(["fold", "test_cutoff"])
-                mlflow.log_metrics(_finite({f"{stat}.{k}": float(v) for k, v in row.items()}))
-            mlflow.set_tag("backtest.test_cutoffs", ",".join(folds["test_cutoff"]))
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"backtest_{task}.csv"
-                table.to_csv(path, index=False)
-                mlflow.log_artifact(str(path))

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-from rich.console import Console
-from rich.table import Table as RichTable
 
 from churnlab.config import DataParams
 from churnlab.errors import ChurnlabError
@@ -248,40 +246,6 @@ def validate_source(
             for name, r in results.items()
         },
     }
-
-
-def report_ok(summary: dict[str, Any], console: Console) -> None:
-    """Print the summary of a dataset that passed validation as a rich table."""
-    table = RichTable(title=f"{summary['source']}: meets the data contract", title_justify="left")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    table.add_column("first")
-    table.add_column("last")
-    for name, rows in summary["tables"].items():
-        span = summary["time_range"].get(name) or ["", ""]
-        table.add_row(name, f"{rows:,}", span[0], span[1])
-    console.print(table)
-    console.print(f"as-of used for the future-timestamp check: {summary['as_of']}")
-
-
-def print_problems(err: ValidationFailed, console: Console) -> None:
-    """Print a validation report: one block per problem (no markup from the data is rendered)."""
-    from rich.text import Text
-
-    head = str(err).splitlines()[0]
-    console.print(Text.assemble(("error: ", "bold red"), head), soft_wrap=True)
-    for p in err.problems:
-        line = Text("  ")
-        line.append(p.where, style="bold")
-        line.append(f": {p.what}")
-        if p.rows:
-            line.append(f" ({p.rows:,} row{'s' if p.rows != 1 else ''})")
-        if p.examples:
-            line.append(f", e.g. rows: {list(p.examples)!r}", style="dim")
-        if p.fix:
-            line.append("; fix: ", style="green")
-            line.append(p.fix)
-        console.print(line, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------

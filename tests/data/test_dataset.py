@@ -41,7 +41,7 @@ def built(world) -> tuple[pd.DataFrame, dict]:
 
 def test_contractual_rates_match_the_generators_realised_outcomes(world, built):
     frame, manifest = built
-    assert manifest["mode"] == "contractual"
+    assert manifest.mode == "contractual"
     realised = pd.read_parquet(world / "oracle" / "realised.parquet")
     real = realised[realised["active"]].copy()
     real["cutoff"] = real["cutoff"].astype("datetime64[us]")
@@ -54,7 +54,7 @@ def test_contractual_rates_match_the_generators_realised_outcomes(world, built):
     pd.testing.assert_series_equal(both["churn"], both["churn_90d"], check_names=False)
     pd.testing.assert_series_equal(both["expansion"], both["expansion_90d"], check_names=False)
     np.testing.assert_allclose(both["mrr_x"], both["mrr_y"], rtol=1e-9)
-    for row in manifest["per_cutoff"]:
+    for row in manifest.per_cutoff:
         r = real[real["cutoff"] == pd.Timestamp(row["cutoff"])]
         assert row["rows"] == len(r)
         if row["labeled"]:
@@ -62,21 +62,21 @@ def test_contractual_rates_match_the_generators_realised_outcomes(world, built):
             assert row["expansion_rate"] == pytest.approx(r["expansion_90d"].mean(), abs=1e-12)
         else:
             assert r["churn_90d"].isna().all()
-    assert sum(r["labeled"] for r in manifest["per_cutoff"]) >= 10
+    assert sum(r["labeled"] for r in manifest.per_cutoff) >= 10
 
 
 def test_frame_layout_and_manifest(built):
     frame, manifest = built
-    names = [f["name"] for f in manifest["features"]]
+    names = [f.name for f in manifest.features]
     assert list(frame.columns) == ["account_id", "cutoff", *names, *LABEL_COLUMNS]
     assert not frame.duplicated(["account_id", "cutoff"]).any()
     assert frame["account_id"].map(type).eq(str).all()
     assert str(frame["cutoff"].dtype) == "datetime64[us]"
-    for f in manifest["features"]:
-        assert str(frame[f["name"]].dtype) == f["dtype"]
-    cats = {f["name"] for f in manifest["features"] if f["dtype"] == "category"}
+    for f in manifest.features:
+        assert str(frame[f.name].dtype) == f.dtype
+    cats = {f.name for f in manifest.features if f.dtype == "category"}
     assert {"plan", "segment", "industry", "country", "nps_category"} <= cats
-    assert {f["group"] for f in manifest["features"]} == {
+    assert {f.group for f in manifest.features} == {
         "engagement",
         "commercial",
         "support",
@@ -94,12 +94,12 @@ def test_frame_layout_and_manifest(built):
         "data_fingerprint",
         "params",
     ):
-        assert key in manifest
-    json.dumps(manifest)  # serialisable
+        assert key in manifest.to_dict()
+    json.dumps(manifest.to_dict())  # serialisable
     assert frame.loc[~frame["labeled"], ["churn", "expansion"]].isna().all().all()
     assert frame.loc[frame["labeled"], ["churn", "expansion"]].notna().all().all()
     assert (frame["arr"] == 12 * frame["mrr"]).all()
-    assert all(c.endswith("T00:00:00") for c in manifest["cutoffs"])
+    assert all(c.endswith("T00:00:00") for c in manifest.cutoffs)
 
 
 def test_write_read_round_trip(built, tmp_path):
@@ -107,10 +107,10 @@ def test_write_read_round_trip(built, tmp_path):
     out = dataset.write(frame, manifest, tmp_path / "ds")
     back, man = dataset.read(out)
     pd.testing.assert_frame_equal(back, frame, check_exact=True)
-    assert man == json.loads(json.dumps(manifest))
-    for f in manifest["features"]:
-        if f["dtype"] == "category":
-            assert list(back[f["name"]].cat.categories) == f["categories"]
+    assert man == manifest
+    for f in manifest.features:
+        if f.dtype == "category":
+            assert list(back[f.name].cat.categories) == list(f.categories)
     # rewriting replaces the folder atomically and leaves no temporary folders behind
     dataset.write(frame.head(10), manifest, out)
     assert len(dataset.read(out)[0]) == 10
@@ -128,7 +128,7 @@ def test_sufficiency_names_counts_per_cutoff(built):
     strict = DatasetParams(min_positives=10**6)
     problems = dataset.check_sufficiency(manifest, strict)
     assert set(problems) == {"churn", "expansion"}
-    first = next(r for r in manifest["per_cutoff"] if r["labeled"])
+    first = next(r for r in manifest.per_cutoff if r["labeled"])
     assert f"{first['cutoff'][:10]}: {first['churn_positives']}+/" in problems["churn"]
     assert "dataset.min_positives" in problems["churn"]
     with pytest.raises(dataset.InsufficientDataError, match="expansion: too few"):
@@ -163,13 +163,13 @@ def test_orders_only_online_retail_end_to_end(tmp_path):
     con = load.load(DataParams(source=str(tmp_path / "or")))
     params = DatasetParams()
     frame, manifest = dataset.build(con, params, DataParams())
-    assert manifest["mode"] == "orders"
-    assert {f["group"] for f in manifest["features"]} == {"commercial", "profile"}
+    assert manifest.mode == "orders"
+    assert {f.group for f in manifest.features} == {"commercial", "profile"}
     assert frame["country"].dtype == "category"
     orders = con.execute("SELECT * FROM orders").df()
     buys = orders[orders["kind"].fillna("") != "refund"]
-    end = pd.Timestamp(manifest["data_end"])
-    labeled = [r for r in manifest["per_cutoff"] if r["labeled"]]
+    end = pd.Timestamp(manifest.data_end)
+    labeled = [r for r in manifest.per_cutoff if r["labeled"]]
     assert len(labeled) >= 12
     for row in (labeled[0], labeled[-1]):
         t = pd.Timestamp(row["cutoff"])

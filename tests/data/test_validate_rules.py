@@ -13,11 +13,11 @@ from rich.console import Console
 from churnlab import load, sources
 from churnlab.config import DataParams
 from churnlab.errors import ChurnlabError
+from churnlab.terminal import report_ok
 from churnlab.validate import (
     MAX_EXAMPLES,
     Problem,
     ValidationFailed,
-    report_ok,
     validate,
     validate_source,
 )

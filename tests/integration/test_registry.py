@@ -5,13 +5,15 @@ A small fabricated training set with a planted signal stands in for ``churnlab b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from churnlab import train
+from churnlab import pipeline, train
 from churnlab.config import Params, parse_params
 from planted import planted_training_set
 
@@ -68,7 +70,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
     frame, manifest, oracle = data
     params = _params(store, tmp_path, tasks=("churn", "expansion"))
-    first = train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
+    first = pipeline.train_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
     client = MlflowClient(store)
 
     for task in ("churn", "expansion"):
@@ -136,14 +138,15 @@ def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
 def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
     frame, manifest, oracle = data
     params = _params(store, tmp_path)
-    train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
+    pipeline.train_frame(params, frame, manifest, oracle=oracle, log_kpis=False)
     # Same data and seed: identical metrics, not worse -> the champion moves to v2.
-    second = train.run_frame(params, frame, manifest, oracle=oracle, log_kpis=False)["tasks"]
+    second = pipeline.train_frame(params, frame, manifest, oracle=oracle, log_kpis=False)["tasks"]
     assert (second["churn"]["version"], second["churn"]["decision"]) == ("2", "champion")
     assert second["churn"]["reason"].startswith("not worse than the champion")
     # A model that sees only the weak profile feature is clearly worse: challenger.
-    weak = dict(manifest, features=[f for f in manifest["features"] if f["name"] == "segment"])
-    third = train.run_frame(params, frame, weak, oracle=oracle, log_kpis=False)["tasks"]["churn"]
+    weak = replace(manifest, features=tuple(f for f in manifest.features if f.name == "segment"))
+    third = pipeline.train_frame(params, frame, weak, oracle=oracle, log_kpis=False)
+    third = third["tasks"]["churn"]
     assert (third["version"], third["decision"]) == ("3", "challenger")
     assert third["reason"].startswith("worse than the champion")
     client = MlflowClient(store)
@@ -161,7 +164,7 @@ def test_a_run_that_raises_is_marked_failed(store, tmp_path, data) -> None:
     frame, manifest, _ = data
     params = _params(store, tmp_path, scale_pos_weight=5.0)
     with pytest.raises(Exception, match="scale_pos_weight"):
-        train.run_frame(params, frame, manifest, log_kpis=False)
+        pipeline.train_frame(params, frame, manifest, log_kpis=False)
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("test")
     runs = client.search_runs([exp.experiment_id])

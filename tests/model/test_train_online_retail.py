@@ -28,7 +28,7 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> dict[str, train.TaskResu
     online_retail.import_online_retail(SOURCE, out)
     data = DataParams(source=str(out), as_of=dt.datetime(2011, 12, 9, 12, 50))
     frame, manifest = dataset.build(load.load(data), DatasetParams(), data)
-    assert manifest["mode"] == "orders" and manifest["horizon_days"] == 90
+    assert manifest.mode == "orders" and manifest.horizon_days == 90
     return {t: train.train_task(frame, manifest, t, PARAMS) for t in TASKS}
 
 

@@ -94,8 +94,8 @@ def test_invariant_to_row_order_and_account_ids(world, results) -> None:
             assert res.metrics[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), k
 
 
-def _names(manifest: dict, pred) -> list[str]:
-    return [f["name"] for f in manifest["features"] if pred(f)]
+def _names(manifest, pred) -> list[str]:
+    return [f.name for f in manifest.features if pred(f)]
 
 
 def test_less_usage_means_higher_churn_score(world, results) -> None:
@@ -105,12 +105,12 @@ def test_less_usage_means_higher_churn_score(world, results) -> None:
     usage = _names(
         manifest,
         lambda f: (
-            f["group"] == "engagement"
-            and f.get("kind") == "count"
-            and (f["name"].startswith("events") or f["name"].startswith("active"))
+            f.group == "engagement"
+            and f.kind == "count"
+            and (f.name.startswith("events") or f.name.startswith("active"))
         ),
     )
-    trends = _names(manifest, lambda f: f["group"] == "engagement" and "trend" in f["name"])
+    trends = _names(manifest, lambda f: f.group == "engagement" and "trend" in f.name)
     assert usage, "no usage features in the manifest"
     less = test.copy()
     for c in usage:

@@ -9,6 +9,7 @@ from sklearn.metrics import log_loss
 
 from churnlab import train
 from churnlab.config import ConfigError, TrainParams
+from churnlab.manifest import Feature
 
 
 def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,20 +128,24 @@ def test_temporal_split_chosen_test_cutoff_and_errors() -> None:
 
 def test_heuristic_features_prefer_engagement_recency_and_a_30_day_window() -> None:
     feats = [
-        {"name": "events_7d", "group": "engagement", "dtype": "float64"},
-        {"name": "events_90d", "group": "engagement", "dtype": "float64"},
-        {"name": "events_30d", "group": "engagement", "dtype": "float64"},
-        {"name": "events_30d_trend", "group": "engagement", "dtype": "float64"},
-        {"name": "days_since_last_order", "group": "commercial", "dtype": "float64"},
-        {"name": "days_since_last_event", "group": "engagement", "dtype": "float64"},
+        Feature("events_7d", "events", "engagement", measure="events", window=7),
+        Feature("events_90d", "events", "engagement", measure="events", window=90),
+        Feature("events_30d", "events", "engagement", measure="events", window=30),
+        Feature("events_30d_trend", "trend", "engagement", kind="trend", measure="events_trend",
+                window=30),  # fmt: skip
+        Feature("days_since_last_order", "days", "commercial", kind="days",
+                measure="days_since_last_order"),  # fmt: skip
+        Feature("days_since_last_event", "days", "engagement", kind="days",
+                measure="days_since_last_event"),  # fmt: skip
     ]
     assert train.heuristic_features(feats) == {
         "recency": "days_since_last_event",
         "activity": "events_30d",
     }
     orders_only = [
-        {"name": "orders_90d", "group": "commercial", "dtype": "float64"},
-        {"name": "days_since_last_order", "group": "commercial", "dtype": "float64"},
+        Feature("orders_90d", "orders", "commercial", measure="orders", window=90),
+        Feature("days_since_last_order", "days", "commercial", kind="days",
+                measure="days_since_last_order"),  # fmt: skip
     ]
     assert train.heuristic_features(orders_only) == {
         "recency": "days_since_last_order",

@@ -192,7 +192,8 @@ def test_engagement_exact():
         },
     )
     assert feats["events_login_30d"].event_type == "login"
-    assert feats["events_login_trend_7d"].kind == "change"
+    # A rate against the account's own earlier rate: its own kind, so reasons say "down 64%".
+    assert feats["events_login_trend_7d"].kind == "trend"
     assert "payment_failed" not in {f.event_type for f in feats.values()}
 
 
@@ -333,7 +334,7 @@ def test_every_feature_has_metadata_that_reads_as_a_sentence():
     frame, feats = compute(frames)
     assert list(frame.columns[1:]) == list(feats)
     for f in feats.values():
-        meta = f.meta()
+        meta = f.to_dict()
         assert set(meta) >= {"name", "description", "group", "dtype", "kind"}
         assert meta["group"] in DRIVER_GROUPS
         assert meta["dtype"] in ("float64", "category")
@@ -353,10 +354,10 @@ def test_every_feature_has_metadata_that_reads_as_a_sentence():
     for w in (7, 30):
         assert feats[f"quantity_per_event_{w}d"].kind == "value"
         assert feats[f"events_per_active_user_{w}d"].kind == "value"
-    described = features.describe("events_login_30d", [f.meta() for f in feats.values()])
-    assert described["description"] == "login events in the last 30 days"
+    described = features.describe("events_login_30d", list(feats.values()))
+    assert described.description == "login events in the last 30 days"
     with pytest.raises(features.FeatureError):
-        features.describe("nope", [f.meta() for f in feats.values()])
+        features.describe("nope", list(feats.values()))
 
 
 def test_absent_tables_drop_only_their_features():

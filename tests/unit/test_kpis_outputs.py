@@ -15,7 +15,7 @@ from test_kpis_predicted import LookupScorer
 from test_kpis_predicted import _frame as _pvr_frame
 from typer.testing import CliRunner
 
-from churnlab import kpis
+from churnlab import kpi_plots, kpis, periods, terminal, tracking
 from churnlab.cli import app
 from churnlab.config import DataParams, KpiParams
 from churnlab.load import connect_frames, write_tables
@@ -48,7 +48,7 @@ def test_write_tables_round_trip(result, tmp_path):
 
 
 def test_plots_are_pngs(result, tmp_path):
-    paths = kpis.plot(result, tmp_path / "plots")
+    paths = kpi_plots.plot(result, tmp_path / "plots")
     assert sorted(p.name for p in paths) == [
         "campaigns.png",
         "cohort_retention.png",
@@ -69,14 +69,14 @@ def test_plots_skip_what_the_data_lacks(tmp_path):
     res = kpis.compute(
         connect_frames(frames), KpiParams(), DataParams(as_of=dt.datetime(2024, 3, 1))
     )
-    names = sorted(p.name for p in kpis.plot(res, tmp_path))
+    names = sorted(p.name for p in kpi_plots.plot(res, tmp_path))
     assert names == ["cohort_retention.png", "kpi_trends.png"]
 
 
 def test_log_to_mlflow_needs_an_active_run(result):
     assert mlflow.active_run() is None
-    with pytest.raises(kpis.KpiError, match="active MLflow run"):
-        kpis.log_to_mlflow(result)
+    with pytest.raises(tracking.TrackingError, match="active MLflow run"):
+        tracking.log(kpis.run_log(result))
 
 
 def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
@@ -89,7 +89,9 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     mlflow.set_experiment("kpi-test")
     res.update(kpis.predicted_vs_realised(_pvr_frame(), LookupScorer()))
     with mlflow.start_run() as run:
-        logged = kpis.log_to_mlflow(res)  # no plots given: drawn and logged
+        entry = kpis.run_log(res, kpi_plots.plot(res, tmp_path / "plots"))
+        tracking.log(entry)
+        logged = entry.metrics
     client = MlflowClient(uri)
     data = client.get_run(run.info.run_id).data
     latest = res["monthly"].iloc[-1]
@@ -171,11 +173,11 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_money_is_compact_in_the_terminal_table():
-    assert kpis._fmt(4_012_345.0, "currency") == "4.01M"
-    assert kpis._fmt(14_149.0, "currency") == "14.1k"
-    assert kpis._fmt(-165_300.0, "currency") == "-165.3k"
-    assert kpis._fmt(9_381.4, "currency") == "9,381"
-    assert kpis._fmt(2.5e9, "currency") == "2.50B"
+    assert terminal._fmt(4_012_345.0, "currency") == "4.01M"
+    assert terminal._fmt(14_149.0, "currency") == "14.1k"
+    assert terminal._fmt(-165_300.0, "currency") == "-165.3k"
+    assert terminal._fmt(9_381.4, "currency") == "9,381"
+    assert terminal._fmt(2.5e9, "currency") == "2.50B"
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
@@ -183,15 +185,15 @@ def test_summary_table_fits_the_terminal_without_cutting_values(result, width):
     from rich.console import Console
 
     console = Console(width=width, record=True, color_system=None)
-    console.print(kpis.summary_table(result, width=width))
+    console.print(terminal.summary_table(result, width=width))
     text = console.export_text()
     assert "…" not in text  # no value or header cut short
     assert max(len(line) for line in text.splitlines()) <= width
     monthly = result["monthly"]
-    last = kpis._label(pd.Timestamp(monthly.index[-1]), "month")
+    last = periods.label(pd.Timestamp(monthly.index[-1]), "month")
     header = next(line for line in text.splitlines() if "┃ KPI " in line)
     assert last in header  # the latest period is always shown
-    shown = sum(kpis._label(pd.Timestamp(ts), "month") in header for ts in monthly.index[-6:])
+    shown = sum(periods.label(pd.Timestamp(ts), "month") in header for ts in monthly.index[-6:])
     assert shown >= 1
     if width >= 120:
         assert shown == min(6, len(monthly))

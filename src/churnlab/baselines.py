@@ -1,0 +1,104 @@
+"""Baselines scored on the same test rows as the model: a logistic regression and a heuristic.
+
+The logistic regression uses the same features (median-imputed with missing flags, scaled, and
+one-hot categoricals). The recency/activity heuristic ranks accounts by how long they have been
+inactive and how little they did recently, the rule of thumb a team uses without a model; it
+chooses its two features by their typed manifest fields (:data:`churnlab.manifest.RECENCY_MEASURES`,
+:data:`churnlab.manifest.ACTIVITY_MEASURES` and the window), never by parsing column names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from churnlab.manifest import ACTIVITY_MEASURES, RECENCY_MEASURES, Feature
+
+
+def fit_logreg_baseline(X: pd.DataFrame, y: np.ndarray, categorical: list[str]) -> Pipeline:
+    """Logistic regression on the same features: median-imputed (with missing flags), scaled
+    numerics, and one-hot categoricals (missing as its own level)."""
+    numeric = [c for c in X.columns if c not in categorical]
+    transformers: list[tuple[str, Any, list[str]]] = [
+        (
+            "num",
+            make_pipeline(
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                StandardScaler(),
+            ),
+            numeric,
+        )
+    ]
+    if categorical:
+        transformers.append(("cat", OneHotEncoder(handle_unknown="ignore"), categorical))
+    pipe = Pipeline(
+        [
+            ("prep", ColumnTransformer(transformers)),
+            ("model", LogisticRegression(C=1.0, max_iter=2000)),
+        ]
+    )
+    pipe.fit(_logreg_input(X, categorical), y)
+    return pipe
+
+
+def _logreg_input(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    out = X.copy()
+    for c in categorical:
+        out[c] = X[c].astype(object).where(X[c].notna(), "(missing)").astype(str).to_numpy(object)
+    return out
+
+
+def logreg_scores(pipe: Pipeline, X: pd.DataFrame, categorical: list[str]) -> np.ndarray:
+    """Baseline logistic regression probabilities."""
+    return np.asarray(pipe.predict_proba(_logreg_input(X, categorical))[:, 1], dtype=float)
+
+
+def heuristic_features(features: Sequence[Feature]) -> dict[str, str | None]:
+    """Pick the recency and activity features of the heuristic baseline.
+
+    Recency: the first feature measuring the days since the last activity, product events
+    preferred over orders (:data:`~churnlab.manifest.RECENCY_MEASURES`). Activity: the count of
+    all product events (else of orders; :data:`~churnlab.manifest.ACTIVITY_MEASURES`, not a
+    per-event-type count) over the window closest to 30 days: recent, but less noisy than a week.
+    Either is None when the data has no such feature.
+    """
+    numeric = [f for f in features if f.dtype != "category"]
+    recency = next((f.name for m in RECENCY_MEASURES for f in numeric if f.measure == m), None)
+    activity = None
+    for m in ACTIVITY_MEASURES:
+        cands = [
+            f for f in numeric if f.measure == m and f.event_type is None and f.window is not None
+        ]
+        if cands:
+            activity = min(cands, key=lambda f: abs((f.window or 0) - 30)).name
+            break
+    return {"recency": recency, "activity": activity}
+
+
+def heuristic_scores(X: pd.DataFrame, task: str, chosen: dict[str, str | None]) -> np.ndarray:
+    """Recency/activity heuristic: the mean of two percentile ranks.
+
+    Churn risk ranks long inactivity (missing recency = never active = most inactive) and low
+    recent activity highest; expansion ranks the reverse (recent, heavy users first).
+    """
+    n = len(X)
+    parts = []
+    sign = 1.0 if task == "churn" else -1.0
+    if chosen.get("recency"):
+        r = pd.to_numeric(X[chosen["recency"]], errors="coerce").astype(float)
+        r = r.fillna(r.max() + 1 if r.notna().any() else 0.0)
+        parts.append((sign * r).rank(pct=True).to_numpy())
+    if chosen.get("activity"):
+        a = pd.to_numeric(X[chosen["activity"]], errors="coerce").astype(float).fillna(0.0)
+        parts.append((-sign * a).rank(pct=True).to_numpy())
+    if not parts:
+        return np.zeros(n)
+    return np.asarray(np.mean(parts, axis=0), dtype=float)

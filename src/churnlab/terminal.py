@@ -1,0 +1,251 @@
+"""Terminal output of the CLI: rich tables and summary lines (only the CLI imports this).
+
+Every table fits the terminal without cutting a value short (fewer columns are shown instead, the
+title says so), and messages put paths last or on their own line, so that nothing a person or a
+script reads depends on the terminal's width or on where the files live.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from churnlab import periods
+from churnlab.backscore import PVR_OVERALL
+from churnlab.kpi_catalogue import METRICS
+from churnlab.manifest import Manifest
+from churnlab.validate import ValidationFailed
+
+
+def report_ok(summary: dict[str, Any], console: Console) -> None:
+    """Print the summary of a dataset that passed validation as a rich table."""
+    table = Table(title=f"{summary['source']}: meets the data contract", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("first")
+    table.add_column("last")
+    for name, rows in summary["tables"].items():
+        span = summary["time_range"].get(name) or ["", ""]
+        table.add_row(name, f"{rows:,}", span[0], span[1])
+    console.print(table)
+    console.print(f"as-of used for the future-timestamp check: {summary['as_of']}")
+
+
+def print_problems(err: ValidationFailed, console: Console) -> None:
+    """Print a validation report: one block per problem (no markup from the data is rendered)."""
+
+    head = str(err).splitlines()[0]
+    console.print(Text.assemble(("error: ", "bold red"), head), soft_wrap=True)
+    for p in err.problems:
+        line = Text("  ")
+        line.append(p.where, style="bold")
+        line.append(f": {p.what}")
+        if p.rows:
+            line.append(f" ({p.rows:,} row{'s' if p.rows != 1 else ''})")
+        if p.examples:
+            line.append(f", e.g. rows: {list(p.examples)!r}", style="dim")
+        if p.fix:
+            line.append("; fix: ", style="green")
+            line.append(p.fix)
+        console.print(line, soft_wrap=True)
+
+
+def dataset_table(manifest: Manifest) -> Table:
+    """The training set per cutoff: rows, labeled, positives and rates of both tasks."""
+    table = Table(
+        title=f"training set ({manifest.mode} mode, horizon {manifest.horizon_days} days)"
+    )
+    # Short headers: the table must fit an 80-column terminal without truncating values.
+    for col in ("cutoff", "rows", "labels", "churn+", "churn%", "expand+", "expand%"):
+        table.add_column(col, justify="left" if col == "cutoff" else "right", no_wrap=True)
+
+    def rate(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    for r in manifest.per_cutoff:
+        table.add_row(
+            r["cutoff"][:10],
+            f"{r['rows']:,}",
+            "yes" if r["labeled"] else "no",
+            str(r["churn_positives"]),
+            rate(r["churn_rate"]),
+            str(r["expansion_positives"]),
+            rate(r["expansion_rate"]),
+        )
+    return table
+
+
+_TABLE_ROWS: tuple[str, ...] = (
+    "customers_start",
+    "churned",
+    "churn_rate",
+    "retention_rate",
+    "start_mrr",
+    "new_mrr",
+    "expansion_mrr",
+    "contraction_mrr",
+    "churned_mrr",
+    "reactivation_mrr",
+    "end_mrr",
+    "grr",
+    "nrr",
+    "grr_12m",
+    "nrr_12m",
+    "buyers",
+    "active_customer_churn_rate",
+    "repeat_purchase_rate",
+    "spend_retention",
+    "revenue",
+    "upsell_revenue_share",
+    "existing_customer_revenue_share",
+    "nps",
+    "nps_responses",
+    "open_rate",
+    "click_rate",
+    "tickets_opened",
+)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if unit == "ratio":
+        return f"{100 * value:.1f}%"
+    if unit.startswith("currency"):  # compact, so that a period column stays narrow
+        for above, scale, suffix, digits in (
+            (1e9, 1e9, "B", 2),
+            (1e6, 1e6, "M", 2),
+            (1e4, 1e3, "k", 1),
+        ):
+            if abs(value) >= above:
+                return f"{value / scale:.{digits}f}{suffix}"
+        return f"{value:,.0f}"
+    if unit.startswith("points") or unit.startswith("score"):
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def summary_table(result: dict[str, pd.DataFrame], last: int = 6, width: int | None = None) -> Any:
+    """A rich table of the latest periods: one row per applicable KPI, one column per period.
+
+    Shows the last ``last`` periods, fewer when a ``width`` (the terminal's) cannot hold them
+    without cutting values short; every period is in the CSV/Parquet files. Partial periods are
+    marked with ``*`` in the header; undefined values show as ``-``.
+    """
+    period = str(result["info"]["period"].iloc[0])
+    mode = str(result["info"]["mode"].iloc[0])
+    units = {x.name: x.unit for x in METRICS}
+    kinds = {x.name: x.kind for x in METRICS}
+    monthly = result["monthly"]
+    rows = {
+        kind: [n for n in _TABLE_ROWS if kinds[n] == kind and monthly[n].notna().any()]
+        for kind in ("outcome", "activity")
+    }
+    m = monthly.tail(last)
+    cells = {n: [_fmt(v, units[n]) for v in m[n].tolist()] for kind in rows for n in rows[kind]}
+    headers = [
+        periods.label(pd.Timestamp(ts), period) + ("*" if partial else "")
+        for ts, partial in zip(m.index, m["partial"], strict=True)
+    ]
+    if width is not None and headers:
+        # Box-drawing: 1 border + per column (2 padding + 1 separator); never cut a value.
+        name_w = max([len("KPI"), *(len(n) for n in cells)])
+        col_w = max(len(x) for x in [*headers, *(c for v in cells.values() for c in v)])
+        fit = max(1, (width - name_w - 4) // (col_w + 3))
+        if fit < len(headers):
+            headers = headers[-fit:]
+            cells = {n: v[-fit:] for n, v in cells.items()}
+    shown = "" if len(headers) == len(monthly) else f"last {len(headers)} of {len(monthly)}; "
+    table = Table(
+        title=f"Retention KPIs per {period} ({mode}; {shown}* = partial period; "
+        "activity metrics below the line)"
+    )
+    table.add_column("KPI", no_wrap=True)
+    for label in headers:
+        table.add_column(label, justify="right", no_wrap=True)
+    for kind in ("outcome", "activity"):
+        for name in rows[kind]:
+            table.add_row(name, *cells[name])
+        if rows[kind] and kind == "outcome":
+            table.add_section()
+    return table
+
+
+def predicted_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
+    """A rich table of predicted vs realised churn for the last ``last`` cutoffs (or None)."""
+    overall = result.get(PVR_OVERALL)
+    if overall is None or overall.empty:
+        return None
+    table = Table(title="Predicted vs realised churn within the horizon, per cutoff")
+    for col in ("cutoff", "role", "rows", "mean predicted", "realised", "difference"):
+        table.add_column(col, justify="left" if col in ("cutoff", "role") else "right")
+    for r in overall.tail(last).itertuples():
+        table.add_row(
+            pd.Timestamp(r.cutoff).date().isoformat(),
+            str(r.role),
+            f"{r.rows:,}",
+            _fmt(r.mean_predicted, "ratio"),
+            _fmt(r.realised_rate, "ratio"),
+            _fmt(r.difference, "ratio"),
+        )
+    return table
+
+
+_SHOWN = ("roc_auc", "pr_auc", "log_loss", "ece", "lift_top10", "value_captured_top10")
+
+
+def format_summary(summary: dict[str, Any]) -> list[str]:
+    """Printable lines for ``churnlab train``: metrics vs baselines, promotion, where to look."""
+    lines = []
+    for task, info in summary["tasks"].items():
+        m = info["metrics"]
+        lines.append(
+            f"{task}: test cutoff {info['test_cutoff']}, calibration {info['calibration']}, "
+            f"registered {info['model_name']} v{info['version']} as {info['decision']} "
+            f"({info['reason']})"
+        )
+        for prefix, label in (
+            ("test", "LightGBM"),
+            ("baseline_logreg", "logistic regression"),
+            ("baseline_heuristic", "heuristic"),
+        ):
+            parts = [
+                f"{k}={m[f'{prefix}.{k}']:.3f}"
+                for k in _SHOWN
+                if f"{prefix}.{k}" in m and math.isfinite(m[f"{prefix}.{k}"])
+            ]
+            lines.append(f"  {label:<20} " + " ".join(parts))
+        if "test.oracle_roc_auc" in m:
+            lines.append(
+                f"  {'oracle (synthetic)':<20} roc_auc={m['test.oracle_roc_auc']:.3f} "
+                f"gap={m['test.oracle_gap']:.3f}"
+            )
+    lines.append(f"models saved under {summary['models_dir']}/; KPIs: {summary.get('kpis', '-')}")
+    lines.append(f"MLflow: mlflow ui --backend-store-uri {summary['tracking_uri']}")
+    return lines
+
+
+def format_backtest(result: dict[str, Any]) -> list[str]:
+    """Printable lines for ``churnlab backtest``: per fold and mean +- std of key metrics."""
+    lines = []
+    keys = [f"test.{k}" for k in ("roc_auc", "pr_auc", "ece")] + [
+        "baseline_logreg.roc_auc",
+        "baseline_heuristic.roc_auc",
+    ]
+    for task, table in result["tables"].items():
+        lines.append(f"{task}:")
+        folds = table[~table["fold"].isin(["mean", "std"])]
+        for _, row in folds.iterrows():
+            vals = " ".join(f"{k}={row[k]:.3f}" for k in keys if k in row)
+            lines.append(f"  fold {row['fold']} (test {row['test_cutoff']}): {vals}")
+        mean = table[table["fold"] == "mean"].iloc[0]
+        std = table[table["fold"] == "std"].iloc[0]
+        vals = " ".join(f"{k}={mean[k]:.3f}+-{std[k]:.3f}" for k in keys if k in mean)
+        lines.append(f"  mean+-std: {vals}")
+    lines.append(f"MLflow: mlflow ui --backend-store-uri {result['tracking_uri']}")
+    return lines
