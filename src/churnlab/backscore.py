@@ -27,7 +27,9 @@ class ChurnScorer(Protocol):
 
     info: dict[str, Any]
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probabilities, one per row of ``frame``."""
+        ...
 
 
 def _band_labels(bands: Sequence[float]) -> list[str]:

@@ -24,8 +24,11 @@ from churnlab.manifest import ACTIVITY_MEASURES, RECENCY_MEASURES, Feature
 
 
 def fit_logreg_baseline(X: pd.DataFrame, y: np.ndarray, categorical: list[str]) -> Pipeline:
-    """Logistic regression on the same features: median-imputed (with missing flags), scaled
-    numerics, and one-hot categoricals (missing as its own level)."""
+    """Logistic regression on the same features as the model.
+
+    Numerics are median-imputed (with missing flags) and scaled; categoricals are one-hot
+    encoded with missing as its own level.
+    """
     numeric = [c for c in X.columns if c not in categorical]
     transformers: list[tuple[str, Any, list[str]]] = [
         (

@@ -283,23 +283,9 @@ def kpis(
     edges of the data are flagged and never reported as the latest complete one.
     """
     from churnlab import pipeline, terminal
-    from churnlab.config import KpiParams
-    from churnlab.kpi_catalogue import KpiError
 
     p = get_params(params)
-    update: dict[str, Any] = p.kpis.model_dump()
-    if date_from is not None:
-        update["date_from"] = date_from.date()
-    if date_to is not None:
-        update["date_to"] = date_to.date()
-    if period is not None:
-        update["period"] = period
-    if out is not None:
-        update["out"] = str(out)
-    try:
-        kp = KpiParams.model_validate(update)
-    except ValueError as err:
-        raise KpiError(f"--period must be month, quarter or week (got {period!r})") from err
+    kp = _kpi_params(p, date_from, date_to, period, out)
     with spinner("computing KPIs") as progress:
         done = pipeline.compute_kpis(
             kp,
@@ -320,6 +306,32 @@ def kpis(
     console.print(f"tables and {len(done.plots)} plots written to {done.out}/", highlight=False)
     if done.run_id is not None:
         console.print(f"logged to MLflow run {done.run_id}", highlight=False)
+
+
+def _kpi_params(
+    p: Params,
+    date_from: dt.datetime | None,
+    date_to: dt.datetime | None,
+    period: str | None,
+    out: Path | None,
+) -> Any:
+    """The ``kpis`` section with the command's options applied."""
+    from churnlab.config import KpiParams
+    from churnlab.kpi_catalogue import KpiError
+
+    update: dict[str, Any] = p.kpis.model_dump()
+    if date_from is not None:
+        update["date_from"] = date_from.date()
+    if date_to is not None:
+        update["date_to"] = date_to.date()
+    if period is not None:
+        update["period"] = period
+    if out is not None:
+        update["out"] = str(out)
+    try:
+        return KpiParams.model_validate(update)
+    except ValueError as err:
+        raise KpiError(f"--period must be month, quarter or week (got {period!r})") from err
 
 
 @app.command("build-dataset")
@@ -468,9 +480,8 @@ def synth_cmd(
     import datetime as dt
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from churnlab import synth
+    from churnlab import synth, terminal
 
     p = get_params(params)
     update: dict[str, Any] = {"accounts": accounts, "months": months, "seed": seed}
@@ -501,25 +512,12 @@ def synth_cmd(
             bar.update(task, description=label, completed=done, total=total)
 
         summary = synth.run(sp, target, progress=progress)
-    table = Table(title=f"synthetic world in {summary['out']} (as of {summary['as_of'][:10]})")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, n in summary["rows"].items():
-        table.add_row(name, f"{n:,}")
-    table.add_row("oracle/oracle", f"{summary['oracle_rows']:,}")
+    table, rates = terminal.synth_summary(summary)
     console.print(table)
-    rates = [
-        f"{label} {summary[key]:.1%}"
-        for key, label in (
-            ("churn_90d_rate", "90-day churn"),
-            ("expansion_90d_rate", "90-day expansion"),
-            ("mean_oracle_p_churn", "mean oracle p_churn"),
-        )
-        if summary[key] is not None
-    ]
-    console.print(", ".join(rates) or "no complete 90-day windows (add months)", highlight=False)
+    console.print(rates, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m churnlab`
+    """Run the CLI and exit 0."""
     app()
     sys.exit(0)

@@ -88,22 +88,8 @@ def build(
             f"mode {mode}): check dataset.cutoff_start/cutoff_end against the data's dates"
         )
     timings["spine"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    # Features and labels read the same subscription timeline: build it once for both.
-    steps = timeline.subscription_steps(con) if mode == "contractual" else None
-    try:
-        say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
-        x, feats = features.compute(con, sp, params, steps=steps)
-        timings["features"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        say("computing labels")
-        y = labels.compute(con, sp, params, mode, end, steps=steps)
-        timings["labels"] = time.perf_counter() - t2
-    finally:
-        drop_temp_tables(con)
-    if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
-        raise DatasetError("internal error: feature and label rows are out of step")
-    frame = pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1)
+    say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
+    frame, feats = _features_and_labels(con, sp, params, mode, end, timings, say)
     say("fingerprinting the data")
     manifest = Manifest(
         mode=mode,
@@ -124,6 +110,33 @@ def build(
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
     return frame, manifest
+
+
+def _features_and_labels(
+    con: duckdb.DuckDBPyConnection,
+    sp: pd.DataFrame,
+    params: DatasetParams,
+    mode: str,
+    end: dt.datetime,
+    timings: dict[str, float],
+    say: Callable[[str], None],
+) -> tuple[pd.DataFrame, list[Feature]]:
+    """Features then labels for the spine rows, side by side in one frame."""
+    t1 = time.perf_counter()
+    # Features and labels read the same subscription timeline: build it once for both.
+    steps = timeline.subscription_steps(con) if mode == "contractual" else None
+    try:
+        x, feats = features.compute(con, sp, params, steps=steps)
+        timings["features"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        say("computing labels")
+        y = labels.compute(con, sp, params, mode, end, steps=steps)
+        timings["labels"] = time.perf_counter() - t2
+    finally:
+        drop_temp_tables(con)
+    if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
+        raise DatasetError("internal error: feature and label rows are out of step")
+    return pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1), feats
 
 
 def _event_types(feats: list[Feature]) -> list[str]:

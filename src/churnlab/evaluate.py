@@ -195,8 +195,10 @@ def load_oracle(source: str | Path) -> pd.DataFrame | None:
 def oracle_metrics(
     rows: pd.DataFrame, y: np.ndarray, oracle: pd.DataFrame | None, task: str, model_auc: float
 ) -> dict[str, float]:
-    """Oracle ROC-AUC on the same rows, the model's gap to it (``oracle_auc - model_auc``) and
-    the oracle's own ECE (the sampling-noise floor of calibration error on these rows).
+    """The oracle's ROC-AUC on the same rows, the model's gap to it, and the oracle's own ECE.
+
+    The gap is ``oracle_auc - model_auc``; the oracle's ECE is the sampling-noise floor of
+    calibration error on these rows.
 
     Returns an empty dict when there is no oracle or it does not cover every row (the oracle
     belongs to another dataset, or a different horizon was used).

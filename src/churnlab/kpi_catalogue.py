@@ -1,5 +1,6 @@
-"""The catalogue of retention KPIs: every metric's name, kind (outcome or activity), the data it
-needs, its unit and its definition (DESIGN.md section 5, quoted where it is defined).
+"""The catalogue of retention KPIs: name, kind (outcome or activity), data, unit, definition.
+
+Every metric's definition follows DESIGN.md section 5 and quotes it where it is defined.
 
 :mod:`churnlab.kpis` computes them per period; the catalogue is what the tables, plots, MLflow
 tags and the report read to label a metric as an outcome or an activity.

@@ -80,37 +80,20 @@ Predicted vs realised
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlab.atomic import write_file
-from churnlab.backscore import PVR_BANDS, PVR_OVERALL, headline, predicted_vs_realised
 from churnlab.config import DataParams, KpiParams
 from churnlab.kpi_catalogue import METRIC_KINDS, METRICS, TRAILING_PERIODS, KpiError, Metric
 from churnlab.load import present_tables
 from churnlab.periods import observation_window, period_start, periods, shift_period
-from churnlab.runlog import RunLog
 from churnlab.schema import UPSELL_KINDS, sql_list
 
-__all__ = [
-    "METRICS",
-    "METRIC_KINDS",
-    "TRAILING_PERIODS",
-    "KpiError",
-    "compute",
-    "kpi_kinds",
-    "latest_complete",
-    "predicted_vs_realised",
-    "run_log",
-    "write",
-]
+__all__ = ["METRICS", "METRIC_KINDS", "TRAILING_PERIODS", "KpiError", "compute"]
 
 _SQL_UNIT = {"month": "month", "quarter": "quarter", "week": "week"}
 
@@ -191,68 +174,98 @@ def compute(
     grid = periods(params, start, end)
     unit = _SQL_UNIT[params.period]
 
-    frame = grid[["period", "period_end", "partial"]].copy()
-    # Temporary tables live in this connection only; the finally block removes them so that the
+    # Temporary tables live in this connection only and are removed afterwards, so that the
     # caller's connection is left as it was.
-    created: list[str] = []
-
-    def temp(name: str, sql: str, args: list[Any] | None = None) -> None:
-        # DuckDB 2 keeps a statement's result open until it is fetched, even for DDL.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", args or []).fetchall()
-        created.append(name)
-
-    def register(name: str, df: pd.DataFrame) -> None:
-        con.register(f"_kpi_df_{name}", df)
-        temp(name, f"SELECT * FROM _kpi_df_{name}")
-        con.unregister(f"_kpi_df_{name}")
-
+    temp = _Temp(con)
     try:
-        register("_kpi_periods", grid)
-        register("_kpi_pieces", _month_pieces(grid))
-        parts: list[pd.DataFrame] = []
-        if has_subs:
-            step("subscriptions: MRR snapshots and movements")
-            parts.append(_subscription_kpis(con, temp))
-        if has_orders:
-            step("orders")
-            temp(
-                "_kpi_ord",
-                f"""
-                SELECT account_id, date_trunc('{unit}', ordered_at) AS ps,
-                       sum(CASE WHEN kind = 'refund' THEN -abs(amount) ELSE amount END) AS net,
-                       sum(CASE WHEN kind = 'refund' THEN abs(amount) ELSE 0 END) AS refunds,
-                       count(*) FILTER (WHERE kind IS DISTINCT FROM 'refund') AS n_orders,
-                       coalesce(sum(amount) FILTER (WHERE kind IN {sql_list(UPSELL_KINDS)}), 0)
-                           AS upsell
-                FROM main.orders GROUP BY ALL
-                """,
-            )
-            if not has_subs:
-                step("orders: buyers, repeat purchases, spend retention")
-                parts.append(_order_kpis(con))
-        step("revenue")
-        parts.append(_revenue_kpis(con, has_subs, has_orders))
-        if "nps" in tables:
-            step("NPS")
-            parts.append(_nps_kpis(con, unit))
-        if "campaign_events" in tables:
-            step("campaigns")
-            parts.append(_campaign_kpis(con, unit, has_subs))
-        if "tickets" in tables:
-            step("tickets")
-            parts.append(_ticket_kpis(con, unit))
-        step("cohorts")
-        cohorts = _cohorts(con, grid, has_subs)
+        temp.register("_kpi_periods", grid)
+        temp.register("_kpi_pieces", _month_pieces(grid))
+        parts, cohorts = _parts(con, temp, tables, has_subs, has_orders, unit, grid, step)
     finally:
-        for name in created:
-            con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
-
+        temp.drop_all()
+    frame = grid[["period", "period_end", "partial"]].copy()
     for part in parts:
         frame = frame.merge(part, on="period", how="left")
     frame = _finish(frame, tables, has_subs, has_orders)
+    return {
+        "monthly": frame,
+        "cohorts": cohorts,
+        "metrics": _catalogue(tables, has_subs, has_orders),
+        "info": _info(params, frame, has_subs, start, end),
+    }
 
+
+class _Temp:
+    """Temporary tables made on a connection, dropped together."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.created: list[str] = []
+
+    def __call__(self, name: str, sql: str, args: list[Any] | None = None) -> None:
+        # DuckDB 2 keeps a statement's result open until it is fetched, even for DDL.
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", args or []).fetchall()
+        self.created.append(name)
+
+    def register(self, name: str, df: pd.DataFrame) -> None:
+        self.con.register(f"_kpi_df_{name}", df)
+        self(name, f"SELECT * FROM _kpi_df_{name}")
+        self.con.unregister(f"_kpi_df_{name}")
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}").fetchall()
+
+
+def _parts(
+    con: duckdb.DuckDBPyConnection,
+    temp: _Temp,
+    tables: set[str],
+    has_subs: bool,
+    has_orders: bool,
+    unit: str,
+    grid: pd.DataFrame,
+    step: Callable[[str], None],
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """Each table's per-period metrics (frames keyed by period) and the cohort table."""
+    parts: list[pd.DataFrame] = []
+    if has_subs:
+        step("subscriptions: MRR snapshots and movements")
+        parts.append(_subscription_kpis(con, temp))
+    if has_orders:
+        step("orders")
+        temp(
+            "_kpi_ord",
+            f"""
+            SELECT account_id, date_trunc('{unit}', ordered_at) AS ps,
+                   sum(CASE WHEN kind = 'refund' THEN -abs(amount) ELSE amount END) AS net,
+                   sum(CASE WHEN kind = 'refund' THEN abs(amount) ELSE 0 END) AS refunds,
+                   count(*) FILTER (WHERE kind IS DISTINCT FROM 'refund') AS n_orders,
+                   coalesce(sum(amount) FILTER (WHERE kind IN {sql_list(UPSELL_KINDS)}), 0)
+                       AS upsell
+            FROM main.orders GROUP BY ALL
+            """,
+        )
+        if not has_subs:
+            step("orders: buyers, repeat purchases, spend retention")
+            parts.append(_order_kpis(con))
+    step("revenue")
+    parts.append(_revenue_kpis(con, has_subs, has_orders))
+    for table, label, fn in (
+        ("nps", "NPS", lambda: _nps_kpis(con, unit)),
+        ("campaign_events", "campaigns", lambda: _campaign_kpis(con, unit, has_subs)),
+        ("tickets", "tickets", lambda: _ticket_kpis(con, unit)),
+    ):
+        if table in tables:
+            step(label)
+            parts.append(fn())
+    step("cohorts")
+    return parts, _cohorts(con, grid, has_subs)
+
+
+def _catalogue(tables: set[str], has_subs: bool, has_orders: bool) -> pd.DataFrame:
     applicable = {m.name: _applies(m, tables, has_subs, has_orders) for m in METRICS}
-    catalogue = pd.DataFrame(
+    return pd.DataFrame(
         [
             {
                 "name": m.name,
@@ -265,6 +278,11 @@ def compute(
             for m in METRICS
         ]
     )
+
+
+def _info(
+    params: KpiParams, frame: pd.DataFrame, has_subs: bool, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     complete = frame.index[~frame["partial"].to_numpy(dtype=bool)]
     info = pd.DataFrame(
         {
@@ -277,7 +295,7 @@ def compute(
     )
     for col in ("observed_from", "observed_to", "latest_complete"):
         info[col] = info[col].astype("datetime64[us]")
-    return {"monthly": frame, "cohorts": cohorts, "metrics": catalogue, "info": info}
+    return info
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -303,7 +321,7 @@ def _df(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     return out
 
 
-def _subscription_kpis(con: duckdb.DuckDBPyConnection, temp: Callable[..., None]) -> pd.DataFrame:
+def _subscription_kpis(con: duckdb.DuckDBPyConnection, temp: _Temp) -> pd.DataFrame:
     # Every instant any metric needs: period starts/ends (clipped) and trailing-window starts.
     temp(
         "_kpi_bounds",
@@ -378,7 +396,11 @@ def _subscription_kpis(con: duckdb.DuckDBPyConnection, temp: Callable[..., None]
         GROUP BY p.period
         """,
     )
-    out = movements.merge(trailing, on="period", how="left")
+    return _subscription_rates(movements.merge(trailing, on="period", how="left"))
+
+
+def _subscription_rates(out: pd.DataFrame) -> pd.DataFrame:
+    """Money as floats, true zeros filled, and the churn, GRR and NRR rates derived."""
     money = [c for c in out.columns if c.endswith("mrr") or c.endswith("_12m")]
     out[money] = out[money].astype("float64")
     counts = ["customers_start", "customers_end", "new_customers", "churned"]
@@ -632,139 +654,3 @@ def _finish(
     f[[m.name for m in METRICS]] = f[[m.name for m in METRICS]].astype("float64")
     f["partial"] = f["partial"].astype(bool)
     return f.set_index("period")
-
-
-def latest_complete(result: dict[str, pd.DataFrame]) -> pd.Series | None:
-    """The row of the latest complete (not partial) period, or None if every period is partial."""
-    monthly = result["monthly"]
-    complete = monthly[~monthly["partial"]]
-    if complete.empty:
-        return None
-    return complete.iloc[-1]
-
-
-def _flat(result: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
-    frame = result[name]
-    return frame.reset_index() if name == "monthly" else frame
-
-
-def _csv_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
-    return lambda tmp: frame.to_csv(tmp, index=False)
-
-
-def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
-    return lambda tmp: frame.to_parquet(tmp, index=False)
-
-
-def write(result: dict[str, pd.DataFrame], out_dir: Path | str) -> list[Path]:
-    """Write the period table and the cohorts as CSV and Parquet, each file atomically.
-
-    Parameters
-    ----------
-    result : dict of str to DataFrame
-        What :func:`compute` returned.
-    out_dir : Path or str
-        Directory to write ``monthly.{csv,parquet}``, ``cohorts.{csv,parquet}``,
-        ``metrics.csv`` (the catalogue with each metric's kind) and, when the result has them,
-        ``predicted_vs_realised.csv`` and ``predicted_vs_realised_bands.csv`` into.
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    out = Path(out_dir)
-    paths = []
-    for name in ("monthly", "cohorts"):
-        frame = _flat(result, name)
-        write_file(out / f"{name}.csv", _csv_writer(frame))
-        write_file(out / f"{name}.parquet", _parquet_writer(frame))
-        paths += [out / f"{name}.csv", out / f"{name}.parquet"]
-    target = out / "metrics.csv"
-    write_file(target, _csv_writer(result["metrics"]))
-    paths.append(target)
-    for name in (PVR_OVERALL, PVR_BANDS):
-        if name in result:
-            write_file(out / f"{name}.csv", _csv_writer(result[name]))
-            paths.append(out / f"{name}.csv")
-    return paths
-
-
-def kpi_kinds(result: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
-    """Each KPI's kind (activity or outcome), unit, applicability and definition, by name."""
-    kinds = {
-        row["name"]: {
-            "kind": row["kind"],
-            "applicable": bool(row["applicable"]),
-            "unit": row["unit"],
-            "description": row["description"],
-        }
-        for row in result["metrics"].to_dict("records")
-    }
-    if PVR_OVERALL in result:
-        for name, what in (("predicted_churn", "mean predicted"), ("realised_churn", "realised")):
-            kinds[name] = {
-                "kind": "outcome",
-                "applicable": True,
-                "unit": "ratio",
-                "description": f"{what} churn within the horizon at the model's test cutoff "
-                "(else the latest labeled cutoff)",
-            }
-    return kinds
-
-
-def run_log(result: dict[str, pd.DataFrame], plot_files: Sequence[Path] = ()) -> RunLog:
-    """What to log to MLflow for a KPI result (:func:`churnlab.tracking.log` writes it).
-
-    Metrics: the latest complete period's KPIs as ``kpi.<name>`` (NaN and not-applicable values
-    are skipped, never logged as 0). Tags: ``kpi.period`` (its start, ISO), ``kpi.period_length``,
-    ``kpi.mode``, and ``kpi.outcome_metrics`` / ``kpi.activity_metrics`` (comma-separated names).
-    Artifacts under ``kpis/``: ``monthly.csv``, ``cohorts.csv``, ``metrics.csv``,
-    ``kpi_kinds.json`` (kind, unit and definition per metric) and the plots under ``kpis/plots``.
-    When the result holds :func:`churnlab.backscore.predicted_vs_realised` tables (add them to
-    the dict), they are logged too, with ``kpi.predicted_churn`` / ``kpi.realised_churn`` at the
-    test cutoff.
-
-    Parameters
-    ----------
-    result : dict of str to DataFrame
-        What :func:`compute` returned.
-    plot_files : sequence of Path
-        The plot files (what :func:`churnlab.kpi_plots.plot` returned).
-    """
-    info = result["info"].iloc[0]
-    row = latest_complete(result)
-    metrics: dict[str, float] = {}
-    if row is not None:
-        for m in METRICS:
-            value = row[m.name]
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                metrics[f"kpi.{m.name}"] = float(value)
-    head = headline(result)
-    if head is not None:
-        # Outcome vs prediction at the test cutoff (else the latest labeled one).
-        metrics["kpi.predicted_churn"] = float(head["mean_predicted"])
-        metrics["kpi.realised_churn"] = float(head["realised_rate"])
-    kinds = kpi_kinds(result)
-    tags = {
-        "kpi.period": "none" if row is None else pd.Timestamp(row.name).date().isoformat(),
-        "kpi.period_length": str(info["period"]),
-        "kpi.mode": str(info["mode"]),
-        "kpi.outcome_metrics": ",".join(k for k, v in kinds.items() if v["kind"] == "outcome"),
-        "kpi.activity_metrics": ",".join(k for k, v in kinds.items() if v["kind"] == "activity"),
-    }
-    tables = {
-        "kpis/monthly.csv": _flat(result, "monthly"),
-        "kpis/cohorts.csv": result["cohorts"],
-        "kpis/metrics.csv": result["metrics"],
-    }
-    for name in (PVR_OVERALL, PVR_BANDS):
-        if name in result:
-            tables[f"kpis/{name}.csv"] = result[name]
-    return RunLog(
-        metrics=metrics,
-        tags=tags,
-        tables=tables,
-        texts={"kpis/kpi_kinds.json": json.dumps(kinds, indent=2)},
-        files={"kpis/plots": [Path(p) for p in plot_files]},
-    )

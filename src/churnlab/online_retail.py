@@ -320,7 +320,39 @@ def _import(
         """
     )
     step("lines")
+    orders, wrong_sign = _orders(con)
+    step("invoices")
+    accounts = _accounts(con, path)
+    step("accounts")
+    orders = _contract_types(
+        orders, {"account_id": "str", "ordered_at": "ts", "amount": "float", "kind": "str"}
+    )
+    if out is not None:
+        _write(out, {"accounts": accounts, "orders": orders})
+    step("write")
 
+    purchases = int((orders["kind"] != "refund").sum())
+    return {
+        "source": str(path),
+        "out": None if out is None else str(out),
+        "lines_read": int(lines_read),
+        "lines_dropped_no_customer": int(no_customer),
+        "share_dropped_no_customer": (no_customer / lines_read) if lines_read else 0.0,
+        "adjustment_lines_dropped": int(adjustments),
+        "incomplete_lines_dropped": int(incomplete),
+        "lines_used": int(_query(con, "SELECT count(*) FROM kept")[0]),
+        "customers": len(accounts),
+        "invoices": len(orders),
+        "purchases": purchases,
+        "refunds": len(orders) - purchases,
+        "invoices_dropped_zero_or_wrong_sign": int(wrong_sign),
+        "first_order": None if orders.empty else orders["ordered_at"].min().isoformat(),
+        "last_order": None if orders.empty else orders["ordered_at"].max().isoformat(),
+    }
+
+
+def _orders(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, int]:
+    """Invoices of the kept lines as orders (cancellations as refunds), and the dropped count."""
     con.execute(
         """
         CREATE TABLE invoices AS
@@ -359,8 +391,11 @@ def _import(
         ORDER BY ordered_at, account_id, invoice
         """
     ).df()
-    step("invoices")
+    return orders, int(wrong_sign)
 
+
+def _accounts(con: duckdb.DuckDBPyConnection, path: Path) -> pd.DataFrame:
+    """One account per customer id: first invoice date and the country of that invoice."""
     accounts = con.execute(
         """
         SELECT
@@ -372,41 +407,11 @@ def _import(
         ORDER BY customer_id
         """
     ).df()
-    step("accounts")
-
     if accounts.empty:
         raise OnlineRetailError(
             f"{path}: no invoice line has a customer id, so there is nothing to import"
         )
-    accounts = _contract_types(
-        accounts, {"account_id": "str", "created_at": "ts", "country": "str"}
-    )
-    orders = _contract_types(
-        orders, {"account_id": "str", "ordered_at": "ts", "amount": "float", "kind": "str"}
-    )
-    if out is not None:
-        _write(out, {"accounts": accounts, "orders": orders})
-    step("write")
-
-    purchases = int((orders["kind"] != "refund").sum())
-    summary: dict[str, Any] = {
-        "source": str(path),
-        "out": None if out is None else str(out),
-        "lines_read": int(lines_read),
-        "lines_dropped_no_customer": int(no_customer),
-        "share_dropped_no_customer": (no_customer / lines_read) if lines_read else 0.0,
-        "adjustment_lines_dropped": int(adjustments),
-        "incomplete_lines_dropped": int(incomplete),
-        "lines_used": int(_query(con, "SELECT count(*) FROM kept")[0]),
-        "customers": len(accounts),
-        "invoices": len(orders),
-        "purchases": purchases,
-        "refunds": len(orders) - purchases,
-        "invoices_dropped_zero_or_wrong_sign": int(wrong_sign),
-        "first_order": None if orders.empty else orders["ordered_at"].min().isoformat(),
-        "last_order": None if orders.empty else orders["ordered_at"].max().isoformat(),
-    }
-    return summary
+    return _contract_types(accounts, {"account_id": "str", "created_at": "ts", "country": "str"})
 
 
 def _contract_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:

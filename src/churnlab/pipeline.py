@@ -24,7 +24,17 @@ import duckdb
 import pandas as pd
 import yaml
 
-from churnlab import backscore, dataset, evaluate, explain, kpi_plots, kpis, tracking, train
+from churnlab import (
+    backscore,
+    dataset,
+    evaluate,
+    explain,
+    kpi_outputs,
+    kpi_plots,
+    kpis,
+    tracking,
+    train,
+)
 from churnlab.atomic import atomic_dir
 from churnlab.bundle import ModelBundle
 from churnlab.config import DataParams, KpiParams, Params, TrackingParams, flatten
@@ -184,7 +194,7 @@ def _log_kpis(params: Params, manifest: Manifest) -> str:
             con.close()
         with tempfile.TemporaryDirectory(prefix="churnlab-kpis-") as tmp:
             files = kpi_plots.plot(result, Path(tmp) / "plots")
-            tracking.log(kpis.run_log(result, files))
+            tracking.log(kpi_outputs.run_log(result, files))
     except ChurnlabError as err:
         status = f"skipped: {err}"[:500]
     tracking.log(RunLog(tags={"kpis.status": status}))
@@ -473,7 +483,7 @@ def compute_kpis(
     out = Path(params.out)
     with atomic_dir(out) as tmp:
         step("writing tables")
-        kpis.write(result, tmp)
+        kpi_outputs.write(result, tmp)
         step("drawing plots")
         kpi_plots.plot(result, tmp / "plots")
     files = sorted(p for p in out.iterdir() if p.is_file())
@@ -485,7 +495,7 @@ def compute_kpis(
         tracking.configure(tracking_params or TrackingParams())
         with tracking.start(f"kpis {params.period}") as run_id:
             tracking.log(RunLog(params=flatten(params, "kpis."), tags={"churnlab.command": "kpis"}))
-            tracking.log(kpis.run_log(result, plots))
+            tracking.log(kpi_outputs.run_log(result, plots))
     return KpiRun(
         result=result, out=out, files=files, plots=plots, run_id=run_id, notes=tuple(notes)
     )

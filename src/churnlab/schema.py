@@ -48,14 +48,17 @@ class Table:
         self._by_name.update({c.name: c for c in self.columns})
 
     def column(self, name: str) -> Column:
+        """The contract column called ``name``."""
         return self._by_name[name]
 
     @property
     def required_columns(self) -> tuple[str, ...]:
+        """Names of the required columns."""
         return tuple(c.name for c in self.columns if c.required)
 
     @property
     def column_names(self) -> tuple[str, ...]:
+        """Names of every contract column, in order."""
         return tuple(c.name for c in self.columns)
 
 

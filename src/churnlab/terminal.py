@@ -38,7 +38,6 @@ def report_ok(summary: dict[str, Any], console: Console) -> None:
 
 def print_problems(err: ValidationFailed, console: Console) -> None:
     """Print a validation report: one block per problem (no markup from the data is rendered)."""
-
     head = str(err).splitlines()[0]
     console.print(Text.assemble(("error: ", "bold red"), head), soft_wrap=True)
     for p in err.problems:
@@ -53,6 +52,26 @@ def print_problems(err: ValidationFailed, console: Console) -> None:
             line.append("; fix: ", style="green")
             line.append(p.fix)
         console.print(line, soft_wrap=True)
+
+
+def synth_summary(summary: dict[str, Any]) -> tuple[Table, str]:
+    """Rows per table of a synthetic world, and its headline rates in one line."""
+    table = Table(title=f"synthetic world in {summary['out']} (as of {summary['as_of'][:10]})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in summary["rows"].items():
+        table.add_row(name, f"{n:,}")
+    table.add_row("oracle/oracle", f"{summary['oracle_rows']:,}")
+    rates = [
+        f"{what} {summary[key]:.1%}"
+        for key, what in (
+            ("churn_90d_rate", "90-day churn"),
+            ("expansion_90d_rate", "90-day expansion"),
+            ("mean_oracle_p_churn", "mean oracle p_churn"),
+        )
+        if summary[key] is not None
+    ]
+    return table, ", ".join(rates) or "no complete 90-day windows (add months)"
 
 
 def dataset_table(manifest: Manifest) -> Table:

@@ -362,15 +362,8 @@ def train_task(
     split = temporal_split(
         frame, task, manifest.horizon_days, test_cutoff=test_cutoff, purge=params.purge
     )
-    categories = _category_levels(split.train, feats)
-    reference = {
-        f.name: float(np.nanmedian(split.train[f.name].to_numpy(dtype=float)))
-        if split.train[f.name].notna().any()
-        else float("nan")
-        for f in feats
-        if f.name not in categories
-    }
-    bundle = ModelBundle(task, None, None, feats, categories, reference)  # type: ignore[arg-type]
+    bundle = _empty_bundle(task, split.train, feats)
+    categories = bundle.categories
     X_train, X_valid, X_test = (bundle.matrix(p) for p in (split.train, split.valid, split.test))
     y_train, y_valid, y_test = (
         p[task].to_numpy(dtype=float) for p in (split.train, split.valid, split.test)
@@ -396,20 +389,13 @@ def train_task(
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
     metrics = _metrics(test, y_test, scores, value, y_valid, calibrator.predict(margin_valid))
-    metrics["model.best_iteration"] = float(best)
-    metrics["model.num_features"] = float(len(feats))
-    metrics["train.rows"] = float(len(split.train))
-    metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
-    bundle.info = {
-        "task": task,
-        "train_cutoffs": [str(c.date()) for c in split.train_cutoffs],
-        "valid_cutoff": str(split.valid_cutoff.date()),
-        "test_cutoff": str(split.test_cutoff.date()),
-        "best_iteration": best,
-        "horizon_days": manifest.horizon_days,
-        "calibration": cal_info,
-        "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+    metrics |= {
+        "model.best_iteration": float(best),
+        "model.num_features": float(len(feats)),
+        "train.rows": float(len(split.train)),
     }
+    metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
+    bundle.info = _fit_info(task, split, best, manifest.horizon_days, cal_info, metrics)
     predictions = pd.DataFrame(
         {
             "account_id": split.test["account_id"].astype(str).to_numpy(),
@@ -423,6 +409,40 @@ def train_task(
         index=split.test.index,
     )
     return TaskResult(task, bundle, split, metrics, predictions, cal_info, chosen, logreg)
+
+
+def _fit_info(
+    task: str,
+    split: Split,
+    best: int,
+    horizon_days: int,
+    cal_info: dict[str, Any],
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """Facts about the fit, stored in the bundle (cutoffs, trees, calibration, metrics)."""
+    return {
+        "task": task,
+        "train_cutoffs": [str(c.date()) for c in split.train_cutoffs],
+        "valid_cutoff": str(split.valid_cutoff.date()),
+        "test_cutoff": str(split.test_cutoff.date()),
+        "best_iteration": best,
+        "horizon_days": horizon_days,
+        "calibration": cal_info,
+        "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+    }
+
+
+def _empty_bundle(task: str, train_rows: pd.DataFrame, feats: list[Feature]) -> ModelBundle:
+    """A bundle with its features, category levels and usual levels, before fitting."""
+    categories = _category_levels(train_rows, feats)
+    reference = {
+        f.name: float(np.nanmedian(train_rows[f.name].to_numpy(dtype=float)))
+        if train_rows[f.name].notna().any()
+        else float("nan")
+        for f in feats
+        if f.name not in categories
+    }
+    return ModelBundle(task, None, None, feats, categories, reference)  # type: ignore[arg-type]
 
 
 def backtest(

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import kpis
+from churnlab import kpi_outputs, kpis
 from churnlab.config import DataParams, KpiParams
 from churnlab.load import connect_frames
 
@@ -371,7 +371,7 @@ def test_partial_last_period_is_flagged_and_clipped():
     m = res["monthly"]
     assert list(m["partial"]) == [False, False, False, True]
     assert res["info"]["latest_complete"].iloc[0] == T("2024-03-01")
-    assert kpis.latest_complete(res).name == T("2024-03-01")
+    assert kpi_outputs.latest_complete(res).name == T("2024-03-01")
     # April to date: snapshots at Apr 1 and Apr 15, nothing changed.
     assert m.loc[T("2024-04-01"), "end_mrr"] == 655
     # Only the observed half of April is billed.

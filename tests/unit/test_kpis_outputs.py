@@ -15,7 +15,7 @@ from test_kpis_predicted import LookupScorer
 from test_kpis_predicted import _frame as _pvr_frame
 from typer.testing import CliRunner
 
-from churnlab import kpi_plots, kpis, periods, terminal, tracking
+from churnlab import backscore, kpi_outputs, kpi_plots, kpis, periods, terminal, tracking
 from churnlab.cli import app
 from churnlab.config import DataParams, KpiParams
 from churnlab.load import connect_frames, write_tables
@@ -29,7 +29,7 @@ def result() -> dict[str, pd.DataFrame]:
 
 
 def test_write_tables_round_trip(result, tmp_path):
-    paths = kpis.write(result, tmp_path / "out")
+    paths = kpi_outputs.write(result, tmp_path / "out")
     names = sorted(p.name for p in paths)
     assert names == [
         "cohorts.csv",
@@ -76,7 +76,7 @@ def test_plots_skip_what_the_data_lacks(tmp_path):
 def test_log_to_mlflow_needs_an_active_run(result):
     assert mlflow.active_run() is None
     with pytest.raises(tracking.TrackingError, match="active MLflow run"):
-        tracking.log(kpis.run_log(result))
+        tracking.log(kpi_outputs.run_log(result))
 
 
 def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
@@ -87,9 +87,9 @@ def test_log_to_mlflow_and_the_cli(tmp_path, monkeypatch):
     res = kpis.compute(connect_frames(_world()), KpiParams(), DataParams(as_of=AS_OF))
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("kpi-test")
-    res.update(kpis.predicted_vs_realised(_pvr_frame(), LookupScorer()))
+    res.update(backscore.predicted_vs_realised(_pvr_frame(), LookupScorer()))
     with mlflow.start_run() as run:
-        entry = kpis.run_log(res, kpi_plots.plot(res, tmp_path / "plots"))
+        entry = kpi_outputs.run_log(res, kpi_plots.plot(res, tmp_path / "plots"))
         tracking.log(entry)
         logged = entry.metrics
     client = MlflowClient(uri)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import kpis
+from churnlab import backscore
 from churnlab.train import ModelBundle, fit_calibrator
 
 CUTOFFS = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]).astype("datetime64[us]")
@@ -39,7 +39,7 @@ def _frame() -> pd.DataFrame:
 
 
 def test_exact_values_per_cutoff_and_band():
-    out = kpis.predicted_vs_realised(_frame(), LookupScorer())
+    out = backscore.predicted_vs_realised(_frame(), LookupScorer())
     overall = out["predicted_vs_realised"]
     assert list(overall["cutoff"]) == list(CUTOFFS)
     assert list(overall["role"]) == ["train", "valid", "not used in training"]
@@ -73,8 +73,8 @@ def test_exact_values_per_cutoff_and_band():
 
 
 def test_needs_the_label_columns():
-    with pytest.raises(kpis.KpiError, match="churnlab.dataset.read"):
-        kpis.predicted_vs_realised(_frame().drop(columns=["labeled"]), LookupScorer())
+    with pytest.raises(backscore.KpiError, match="churnlab.dataset.read"):
+        backscore.predicted_vs_realised(_frame().drop(columns=["labeled"]), LookupScorer())
 
 
 def test_with_a_trained_model_bundle():
@@ -107,7 +107,7 @@ def test_with_a_trained_model_bundle():
         },
     )
     frame = pd.DataFrame({"cutoff": cutoff, "x": x, "churn": y, "labeled": True})
-    out = kpis.predicted_vs_realised(frame, bundle)
+    out = backscore.predicted_vs_realised(frame, bundle)
     overall = out["predicted_vs_realised"]
     p = bundle.predict(frame)
     for i, c in enumerate(CUTOFFS):
