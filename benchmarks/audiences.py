@@ -104,7 +104,7 @@ def main() -> None:
 
     print(
         f"accounts {args.accounts:,} x campaigns {args.campaigns}: {len(pairs):,} pairs, "
-        f"{sel.candidates:,} with positive net value, {sel.core_pairs:,} left for HiGHS"
+        f"{sel.candidates:,} with positive net value, {sel.core_pairs:,} left after the reductions"
     )
     print(f"unconstrained cost {free.cost:,.2f}; budget {budget:,.2f} "
           f"({args.budget_share:.0%}), spent {sel.cost:,.2f}")  # fmt: skip

@@ -212,6 +212,12 @@ def test_candidate_pairs_input_errors() -> None:
                      nps_categories=("promoter",))  # fmt: skip
     with pytest.raises(ChurnlabError, match="nps_category"):
         audiences.candidate_pairs(at_risk_frame().drop(columns="nps_category"), None, [promo])
+    with pytest.raises(ChurnlabError, match="Campaign records"):
+        audiences.candidate_pairs(at_risk_frame(), None, [{"name": "save"}])  # type: ignore[list-item]
+    nameless = at_risk_frame().astype({"account_id": object})
+    nameless.loc[1, "account_id"] = None
+    with pytest.raises(ChurnlabError, match="without an account_id"):
+        audiences.candidate_pairs(nameless, None, [save])
     # Without an NPS filter the column is not needed.
     no_nps = at_risk_frame().drop(columns="nps_category")
     assert len(audiences.candidate_pairs(no_nps, None, [save])) == 4
@@ -649,6 +655,10 @@ def test_assign_holdouts_input_errors() -> None:
     for as_of in (None, "not a date", ""):
         with pytest.raises(ChurnlabError, match="as_of"):
             audiences.assign_holdouts(sel, 0.1, as_of=as_of)  # type: ignore[arg-type]
+    for seed in (1.5, "1", True):
+        with pytest.raises(ChurnlabError, match="seed"):
+            audiences.assign_holdouts(sel, 0.1, as_of="2025-10-01", seed=seed)  # type: ignore[arg-type]
+    assert audiences.assign_holdouts(sel, 0.1, as_of="2025-10-01", seed=np.int64(3)).shape[0] == 5
     once = audiences.assign_holdouts(sel, 0.1, as_of="2025-10-01")
     with pytest.raises(ChurnlabError, match="already"):
         audiences.assign_holdouts(once, 0.1, as_of="2025-10-01")
@@ -740,3 +750,17 @@ def test_repair_drops_the_worst_value_per_cost_until_the_exact_sum_fits() -> Non
     pair = single_option_problem([0.1, 0.2], [1.0, 1.0])
     assert pair.repair(np.zeros(2, dtype=np.int64), 0.3).tolist() == [0, -1]
     assert pair.repair(np.zeros(2, dtype=np.int64), 0.30000000000000004).tolist() == [0, 0]
+
+
+def test_reductions_alone_can_prove_the_lp_rounding_optimal() -> None:
+    # a (cost 1, 5), b (1, 3), c (1, 0.5), budget 2: at the budget price 2 (inside the dual
+    # optimal range [0.5, 3]) a and b are fixed in, c is fixed out, and the bound is 8 = a + b.
+    problem = single_option_problem([1.0, 1.0, 1.0], [5.0, 3.0, 0.5])
+    incumbent = np.array([0, 0, -1])
+    bound = problem.dual(2.0, 2.0)
+    assert bound == 8.0
+    choice, method, status, core = audiences._solve_core(
+        problem, 2.0, 2.0, bound, incumbent, deadline=float("inf")
+    )
+    assert choice.tolist() == [0, 0, -1]
+    assert (method, status, core) == ("lp-rounding", "optimal", 0)
