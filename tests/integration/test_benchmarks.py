@@ -15,6 +15,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 CASES = {
+    "audiences": (["audiences.py", "--accounts", "2000"], "audiences.select"),
     "synth": (["synth.py", "--accounts", "200", "--months", "13"], "ratio synth wall"),
     "validate-synth": (
         ["validate.py", "--accounts", "200", "--months", "13", "--repeat", "1"],
