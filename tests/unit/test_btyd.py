@@ -558,3 +558,15 @@ def test_score_at_cutoffs():
         btyd.score_at_cutoffs(CDNOW, rfm, -1.0)
     with pytest.raises(ChurnlabError, match="no column"):
         btyd.score_at_cutoffs(CDNOW, rfm.drop(columns="T"), 91.0)
+
+
+def test_likelihood_gradient_matches_finite_differences():
+    x, t_x, T = X, TX / 10, TT / 10  # the fit works in rescaled time
+    theta = np.array([CDNOW.r, CDNOW.alpha, CDNOW.a, CDNOW.b])
+    _, grad = btyd._ll_terms(*theta, x, t_x, T, grad=True)
+    for i in range(4):
+        h = np.zeros(4)
+        h[i] = 1e-6 * theta[i]
+        up = btyd.log_likelihood(BGNBDParams(*(theta + h)), x, t_x, T)
+        down = btyd.log_likelihood(BGNBDParams(*(theta - h)), x, t_x, T)
+        np.testing.assert_allclose(grad[i], (up - down) / (2 * h[i]), rtol=1e-6, atol=1e-8)
