@@ -45,8 +45,16 @@ PLAYS = {
     "marketing": "Re-engagement nurture",
 }
 FEATURES = (
-    ("seat_utilisation_30d", "share of paid seats used by active users in the last 30 days", "engagement"),
-    ("events_trend_30_60", "product events per day in the last 30 days against the previous 60 days", "engagement"),
+    (
+        "seat_utilisation_30d",
+        "share of paid seats used by active users in the last 30 days",
+        "engagement",
+    ),
+    (
+        "events_trend_30_60",
+        "product events per day in the last 30 days against the previous 60 days",
+        "engagement",
+    ),
     ("days_since_login", "days since the last login", "engagement"),
     ("tickets_90d", "support tickets opened in the last 90 days", "support"),
     ("urgent_tickets_90d", "urgent support tickets in the last 90 days", "support"),
@@ -75,7 +83,9 @@ def _kpi_results() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     # as_of in the middle of March: March is a partial period at the end of the data.
     data = DataParams(as_of=dt.datetime(2025, 3, 15))
     full = kpis.compute(connect_frames(tables), KpiParams(), data)
-    orders_only = {k: v for k, v in tables.items() if k not in ("subscriptions", "nps", "campaign_events")}
+    orders_only = {
+        k: v for k, v in tables.items() if k not in ("subscriptions", "nps", "campaign_events")
+    }
     sparse = kpis.compute(connect_frames(orders_only), KpiParams(), data)
     return full, sparse
 
@@ -86,8 +96,12 @@ def kpi_frames(orders_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not orders_only:
         return full["monthly"].copy(), full["metrics"].copy()
     monthly = sparse["monthly"]
-    drop = [c for c in monthly.columns if c.startswith(("nps", "campaign_", "promoters", "passives",
-                                                        "detractors")) or c in ("open_rate", "click_rate")]
+    drop = [
+        c
+        for c in monthly.columns
+        if c.startswith(("nps", "campaign_", "promoters", "passives", "detractors"))
+        or c in ("open_rate", "click_rate")
+    ]
     return monthly.drop(columns=drop), sparse["metrics"].copy()
 
 
@@ -97,10 +111,11 @@ def at_risk_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
     arr = np.round(rng.gamma(1.6, 14000.0, n), 2)
     arr[rng.choice(n, 3, replace=False)] = np.nan  # a few accounts without a known ARR
     names = [
-        AWKWARD_NAMES[i] if i < len(AWKWARD_NAMES) else f"{AWKWARD_NAMES[i % len(AWKWARD_NAMES)]} #{i}"
+        AWKWARD_NAMES[i]
+        if i < len(AWKWARD_NAMES)
+        else f"{AWKWARD_NAMES[i % len(AWKWARD_NAMES)]} #{i}"
         for i in range(n)
     ]
-    groups = list(PLAYS)
     rows = []
     for i in range(n):
         picks = rng.choice(len(FEATURES), 3, replace=False)
@@ -122,8 +137,8 @@ def at_risk_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
         for k in range(3):
             feat = FEATURES[picks[k]]
             row[f"reason_{k + 1}"] = (
-                f"{feat[1]} is {rng.integers(1, 90)} (usually {rng.integers(20, 120)}) <{k}> & more: "
-                f"{pts[k]:+.1f} points of churn risk"
+                f"{feat[1]} is {rng.integers(1, 90)} (usually {rng.integers(20, 120)}) <{k}> & "
+                f"more: {pts[k]:+.1f} points of churn risk"
             )
             row[f"reason_{k + 1}_points"] = float(pts[k])
             row[f"reason_{k + 1}_feature"] = feat[0]
@@ -152,10 +167,17 @@ def expansion_frame(n: int = 300, seed: int = 1) -> pd.DataFrame:
             "expansion_probability": p,
             "expected_expansion_value": p * amount,
             "offer": [offers[i % 3] for i in range(n)],
-            "reason_1": [f"active users grew {int(x)}% in the last 30 days: +{x / 10:.1f} points of "
-                         "expansion likelihood" for x in rng.integers(5, 80, n)],
-            "reason_2": ["seat utilisation is 96% (usually 70%): +2.1 points of expansion likelihood"] * n,
-            "reason_3": ["latest NPS score is 10 (usually 7): +1.0 points of expansion likelihood"] * n,
+            "reason_1": [
+                f"active users grew {int(x)}% in the last 30 days: +{x / 10:.1f} points of "
+                "expansion likelihood"
+                for x in rng.integers(5, 80, n)
+            ],
+            "reason_2": [
+                "seat utilisation is 96% (usually 70%): +2.1 points of expansion likelihood"
+            ]
+            * n,
+            "reason_3": ["latest NPS score is 10 (usually 7): +1.0 points of expansion likelihood"]
+            * n,
         }
     )
     frame = frame.sort_values("expected_expansion_value", ascending=False, kind="stable")
@@ -220,10 +242,18 @@ def predicted_vs_realised() -> pd.DataFrame:
     cutoffs = pd.date_range("2024-03-01", periods=12, freq="MS")
     roles = ["train"] * 6 + ["valid"] + ["not used in training"] + ["test"] + ["after test"] * 3
     pred = np.linspace(0.08, 0.11, 12)
-    real = pred + np.array([0.004, -0.006, 0.003, 0.0, -0.002, 0.005, -0.01, 0.004, 0.006,
-                            np.nan, np.nan, np.nan])
-    return pd.DataFrame({"cutoff": cutoffs, "role": roles, "rows": np.arange(4200, 4800, 50),
-                         "mean_predicted": pred, "realised_rate": real})
+    real = pred + np.array(
+        [0.004, -0.006, 0.003, 0.0, -0.002, 0.005, -0.01, 0.004, 0.006, np.nan, np.nan, np.nan]
+    )
+    return pd.DataFrame(
+        {
+            "cutoff": cutoffs,
+            "role": roles,
+            "rows": np.arange(4200, 4800, 50),
+            "mean_predicted": pred,
+            "realised_rate": real,
+        }
+    )
 
 
 def drift_frame() -> pd.DataFrame:
@@ -262,7 +292,8 @@ def audiences() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = pd.DataFrame(
         {
             "account_id": [f"A{i + 1:06d}" for i in range(240)],
-            "campaign": ["Save <critical> accounts"] * 120 + ["Seat expansion Q2"] * 80
+            "campaign": ["Save <critical> accounts"] * 120
+            + ["Seat expansion Q2"] * 80
             + ["Win-back & nurture"] * 40,
             "holdout": [i % 10 == 0 for i in range(240)],
             "expected_value": np.linspace(900.0, 5.0, 240),
@@ -281,8 +312,8 @@ def full_inputs(n_at_risk: int = 600) -> ReportInputs:
         as_of=AS_OF,
         generated_at=GENERATED,
         headline={
-            "accounts_scored": 4812,
-            "total_arr": 4_712_345.0,
+            "accounts_scored": len(ar),
+            "total_arr": float(ar["arr"].sum()),
             "revenue_at_risk": float(ar["revenue_at_risk"].sum()),
             "expected_expansion_value": float(ex["expected_expansion_value"].sum()),
             "by_band": by_band(ar),
@@ -310,8 +341,12 @@ def sparse_inputs() -> ReportInputs:
         title="Orders-only shop",
         as_of=AS_OF,
         generated_at=GENERATED,
-        headline={"accounts_scored": 120, "total_arr": float(ar["arr"].sum()),
-                  "revenue_at_risk": float(ar["revenue_at_risk"].sum()), "by_band": by_band(ar)},
+        headline={
+            "accounts_scored": 120,
+            "total_arr": float(ar["arr"].sum()),
+            "revenue_at_risk": float(ar["revenue_at_risk"].sum()),
+            "by_band": by_band(ar),
+        },
         kpis=monthly,
         kpi_catalogue=catalogue,
         models={"churn": model_summary("churn")},

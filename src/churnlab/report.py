@@ -142,7 +142,8 @@ class ReportInputs:
             )
         if not (isinstance(self.drift_threshold, int | float) and self.drift_threshold > 0):
             raise ReportError(
-                f"ReportInputs.drift_threshold must be a positive number, got {self.drift_threshold!r}"
+                "ReportInputs.drift_threshold must be a positive number, got "
+                f"{self.drift_threshold!r}"
             )
         for name in (
             "kpis",
@@ -182,6 +183,11 @@ def _finite(v: Any) -> bool:
         return math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
+
+
+def _num(v: Any) -> float | None:
+    """``v`` as a float when it is a finite number, else None."""
+    return float(v) if _finite(v) else None
 
 
 def _tenths(n: int) -> str:
@@ -500,9 +506,11 @@ class _Frame:
         for i, p in enumerate(partial):
             if p:
                 out.append(
-                    f'<rect class="partial" data-testid="partial-period" x="{_f(self.x(i) - self.step / 2)}" '
+                    '<rect class="partial" data-testid="partial-period" '
+                    f'x="{_f(self.x(i) - self.step / 2)}" '
                     f'y="{self.top}" width="{_f(self.step)}" '
-                    f'height="{self.h - self.top - self.bottom}"><title>partial period</title></rect>'
+                    f'height="{self.h - self.top - self.bottom}"><title>partial '
+                    "period</title></rect>"
                 )
         return "".join(out)
 
@@ -511,7 +519,8 @@ class _Frame:
         for t in self.ticks:
             yy = _f(self.y(t))
             out.append(
-                f'<line class="grid" x1="{self.left}" x2="{self.w - self.right}" y1="{yy}" y2="{yy}"/>'
+                f'<line class="grid" x1="{self.left}" x2="{self.w - self.right}" y1="{yy}" '
+                f'y2="{yy}"/>'
                 f'<text class="ytick" x="{self.left - 6}" y="{yy}" dy="0.32em" '
                 f'text-anchor="end">{_e(self.fmt(t))}</text>'
             )
@@ -629,7 +638,8 @@ def _bar_chart(
                 op = ' fill-opacity="0.45"' if partial[i] else ""
                 out.append(
                     f'<rect x="{_f(fr.x(i) - bw / 2)}" y="{_f(y_top)}" width="{_f(bw)}" '
-                    f'height="{_f(max(hgt, 0.5))}" fill="{s.color}"{op}><title>{_e(tip)}</title></rect>'
+                    f'height="{_f(max(hgt, 0.5))}" '
+                    f'fill="{s.color}"{op}><title>{_e(tip)}</title></rect>'
                 )
     zero = _f(fr.y(0.0))
     out.append(
@@ -663,19 +673,24 @@ def _calibration_chart(testid: str, label: str, frame: pd.DataFrame) -> str:
 
     fmt = _axis_formatter("pct", ticks)
     out = [
-        f'<svg class="chart square" data-testid="{_e(testid)}" viewBox="0 0 {size} {size + bottom - pad}" '
+        f'<svg class="chart square" data-testid="{_e(testid)}" viewBox="0 0 {size} '
+        f'{size + bottom - pad}" '
         f'role="img" aria-label="{_e(label)}">'
     ]
     for t in ticks:
         out.append(
             f'<line class="grid" x1="{left}" x2="{left + plot}" y1="{_f(sy(t))}" y2="{_f(sy(t))}"/>'
             f'<line class="grid" y1="{pad}" y2="{pad + plot}" x1="{_f(sx(t))}" x2="{_f(sx(t))}"/>'
-            f'<text class="ytick" x="{left - 6}" y="{_f(sy(t))}" dy="0.32em" text-anchor="end">{_e(fmt(t))}</text>'
-            f'<text class="xtick" x="{_f(sx(t))}" y="{pad + plot + 16}" text-anchor="middle">{_e(fmt(t))}</text>'
+            f'<text class="ytick" x="{left - 6}" y="{_f(sy(t))}" dy="0.32em" '
+            f'text-anchor="end">{_e(fmt(t))}</text>'
+            f'<text class="xtick" x="{_f(sx(t))}" y="{pad + plot + 16}" '
+            f'text-anchor="middle">{_e(fmt(t))}</text>'
         )
     out.append(
-        f'<line class="ref" x1="{_f(sx(0))}" y1="{_f(sy(0))}" x2="{_f(sx(top))}" y2="{_f(sy(top))}"/>'
-        f'<text class="axis" x="{left + plot / 2}" y="{pad + plot + 34}" text-anchor="middle">predicted</text>'
+        f'<line class="ref" x1="{_f(sx(0))}" y1="{_f(sy(0))}" x2="{_f(sx(top))}" '
+        f'y2="{_f(sy(top))}"/>'
+        f'<text class="axis" x="{left + plot / 2}" y="{pad + plot + 34}" '
+        'text-anchor="middle">predicted</text>'
         f'<text class="axis" transform="translate(12 {pad + plot / 2}) rotate(-90)" '
         f'text-anchor="middle">realised</text>'
     )
@@ -767,11 +782,11 @@ def _headline(inputs: ReportInputs) -> str:
         out.append("</section>")
         return "".join(out)
     cur = inputs.currency
-    total = h.get("total_arr")
-    risk = h.get("revenue_at_risk")
+    total = _num(h.get("total_arr"))
+    risk = _num(h.get("revenue_at_risk"))
     share = (
-        f"{format_percent(float(risk) / float(total))} of ARR"
-        if _finite(risk) and _finite(total) and float(total) > 0
+        f"{format_percent(risk / total)} of ARR"
+        if risk is not None and total is not None and total > 0
         else ""
     )
     cards = [
@@ -823,7 +838,8 @@ def _headline(inputs: ReportInputs) -> str:
         )
         classes = _band_classes([str(x) for x in b["risk_band"]])
         rows = [
-            '<div class="tablewrap"><table id="by-band" data-testid="by-band"><caption>By risk band</caption>'
+            '<div class="tablewrap"><table id="by-band" data-testid="by-band"><caption>By risk '
+            "band</caption>"
             '<thead><tr><th scope="col">Risk band</th><th class="num" scope="col">Accounts</th>'
             '<th class="num" scope="col">ARR</th><th class="num" scope="col">Revenue at risk</th>'
             '<th scope="col" class="barcol">Share of revenue at risk</th>'
@@ -833,13 +849,14 @@ def _headline(inputs: ReportInputs) -> str:
             band = str(r["risk_band"])
             rar = r.get("revenue_at_risk")
             pct = float(rar) / risk_total if _finite(rar) and risk_total > 0 else 0.0
+            share_text = format_percent(pct) if risk_total > 0 else DASH
             rows.append(
                 f'<tr><td><span class="{classes[band]}">{_e(band)}</span></td>'
                 f'<td class="num">{_e(format_int(r.get("accounts")))}</td>'
                 f'<td class="num">{_e(format_money(r.get("arr"), cur))}</td>'
                 f'<td class="num">{_e(format_money(rar, cur))}</td>'
                 f'<td class="barcol"><span class="bar" style="width:{pct * 100:.1f}%"></span>'
-                f'<span class="barlabel">{_e(format_percent(pct) if risk_total > 0 else DASH)}</span></td>'
+                f'<span class="barlabel">{_e(share_text)}</span></td>'
                 f'<td class="num">{_e(format_percent(r.get("mean_probability")))}</td></tr>'
             )
         rows.append("</tbody></table></div>")
@@ -1031,12 +1048,16 @@ def _kpi_cards(ctx: _KpiContext) -> str:
             )
         cards.append(
             f'<div class="card small" data-testid="kpi-card-{name}">'
-            f'<div class="label">{_e(k.label)}</div><div class="value">{_e(_kpi_value(k.unit, v, ctx.currency))}</div>'
+            f'<div class="label">{_e(k.label)}</div><div '
+            f'class="value">{_e(_kpi_value(k.unit, v, ctx.currency))}</div>'
             f"{delta}{_kind_badge(ctx.kind.get(name, k.kind))}</div>"
         )
     if not cards:
         return ""
-    return f'<h3>Latest complete period: {_e(ctx.labels[last])}</h3><div class="cards">{"".join(cards)}</div>'
+    return (
+        f"<h3>Latest complete period: {_e(ctx.labels[last])}</h3>"
+        f'<div class="cards">{"".join(cards)}</div>'
+    )
 
 
 def _kpi_chart(
@@ -1053,7 +1074,10 @@ def _kpi_chart(
     present = [n for n in names if ctx.has(n)]
     kinds = {ctx.kind.get(n, "outcome") for n in names}
     kind = "activity" if kinds == {"activity"} else "outcome"
-    head = f'<figure class="kpi" data-testid="{_e(testid)}-figure"><figcaption>{_e(title)} {_kind_badge(kind)}</figcaption>'
+    head = (
+        f'<figure class="kpi" data-testid="{_e(testid)}-figure">'
+        f"<figcaption>{_e(title)} {_kind_badge(kind)}</figcaption>"
+    )
     if not present:
         if not show_absent:
             return ""
@@ -1102,8 +1126,10 @@ def _mrr_bridge(ctx: _KpiContext) -> str:
         c = ctx.currency
         text = (
             f'<p class="bridge" data-testid="mrr-bridge-latest">{_e(ctx.labels[i])}: start '
-            f"{_e(format_money(v['start_mrr'], c))} + new {_e(format_money(v['new_mrr'], c))} + expansion "
-            f"{_e(format_money(v['expansion_mrr'], c))} + reactivation {_e(format_money(v['reactivation_mrr'], c))}"
+            f"{_e(format_money(v['start_mrr'], c))} + new {_e(format_money(v['new_mrr'], c))} + "
+            "expansion "
+            f"{_e(format_money(v['expansion_mrr'], c))} + reactivation "
+            f"{_e(format_money(v['reactivation_mrr'], c))}"
             f" \u2212 contraction {_e(format_money(v['contraction_mrr'], c))} \u2212 churned "
             f"{_e(format_money(v['churned_mrr'], c))} = end {_e(format_money(v['end_mrr'], c))}</p>"
         )
@@ -1121,7 +1147,8 @@ def _kpi_table(ctx: _KpiContext, last: int = 6) -> str:
         kind = ctx.kind.get(k.name, k.kind)
         desc = ctx.description.get(k.name, "")
         cells = "".join(
-            f'<td class="num{" partial" if ctx.partial[i] else ""}">{_e(_kpi_value(k.unit, vals[i], ctx.currency))}</td>'
+            f'<td class="num{" partial" if ctx.partial[i] else ""}">'
+            f"{_e(_kpi_value(k.unit, vals[i], ctx.currency))}</td>"
             for i in idx
         )
         title = f' title="{_e(desc)}"' if desc else ""
@@ -1142,7 +1169,8 @@ def _kpi_table(ctx: _KpiContext, last: int = 6) -> str:
     ):
         if rows_by_kind[kind]:
             body.append(
-                f'<tr class="group" data-kind="{kind}"><th colspan="{len(idx) + 1}" scope="rowgroup">'
+                f'<tr class="group" data-kind="{kind}"><th colspan="{len(idx) + 1}" '
+                'scope="rowgroup">'
                 f"{_e(label)}</th></tr>"
             )
             body.extend(rows_by_kind[kind])
@@ -1168,7 +1196,8 @@ def _kpis(inputs: ReportInputs) -> str:
     if any(ctx.partial):
         parts = [ctx.labels[i] for i, p in enumerate(ctx.partial) if p]
         out.append(
-            f" Partial periods ({_e(', '.join(parts))}) are shaded and drawn with hollow markers: the "
+            f" Partial periods ({_e(', '.join(parts))}) are shaded and drawn with hollow markers: "
+            "the "
             "data does not cover them fully, so they are not comparable with full periods."
         )
     out.append("</p>")
@@ -1315,32 +1344,33 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
     ]
     summary = []
     auc, lr, heur = (
-        metrics.get(f"{p}.roc_auc") for p in ("test", "baseline_logreg", "baseline_heuristic")
+        _num(metrics.get(f"{p}.roc_auc")) for p in ("test", "baseline_logreg", "baseline_heuristic")
     )
-    if _finite(auc):
+    if auc is not None:
         base = [
             (lbl, v)
             for lbl, v in (("logistic regression", lr), ("recency/activity heuristic", heur))
-            if _finite(v)
+            if v is not None
         ]
         if base:
-            loses = [lbl for lbl, v in base if float(auc) <= float(v)]
-            vs = ", ".join(f"{lbl} {float(v):.3f}" for lbl, v in base)
+            loses = [lbl for lbl, v in base if auc <= v]
+            vs = ", ".join(f"{lbl} {v:.3f}" for lbl, v in base)
             if not loses:
                 summary.append(
-                    f"Ranks accounts better than {'both baselines' if len(base) > 1 else 'the baseline'} "
-                    f"(ROC-AUC {float(auc):.3f} vs {vs})."
+                    "Ranks accounts better than "
+                    f"{'both baselines' if len(base) > 1 else 'the baseline'} "
+                    f"(ROC-AUC {auc:.3f} vs {vs})."
                 )
             else:
                 summary.append(
                     f"Does not beat the {' and the '.join(loses)} on ROC-AUC "
-                    f"({float(auc):.3f} vs {vs}): treat its ranking with care."
+                    f"({auc:.3f} vs {vs}): treat its ranking with care."
                 )
-    lift = metrics.get("test.lift_top10")
-    if _finite(lift):
+    lift = _num(metrics.get("test.lift_top10"))
+    if lift is not None:
         word = "churn" if task == "churn" else "expansion"
         summary.append(
-            f"The 10% of accounts it ranks highest {word} at {float(lift):.1f}× the average rate."
+            f"The 10% of accounts it ranks highest {word} at {lift:.1f}× the average rate."
         )
     ece = metrics.get("test.ece")
     if _finite(ece):
@@ -1355,12 +1385,12 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
         if not _finite(vals[0]):
             continue
         rows.append([label, *(_metric_text(v, how) for v in vals)])
-    oracle = metrics.get("test.oracle_roc_auc")
-    if _finite(oracle):
+    oracle = _num(metrics.get("test.oracle_roc_auc"))
+    if oracle is not None:
         rows.append(
             [
                 "ROC-AUC of the true probabilities (synthetic data only)",
-                f"{float(oracle):.3f}",
+                f"{oracle:.3f}",
                 DASH,
                 DASH,
             ]
@@ -1387,7 +1417,8 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
         and not _missing_columns(cal, ("mean_predicted", "realised"))
     ):
         out.append(
-            f'<figure class="cal" data-testid="calibration-{task}-figure"><figcaption>Calibration: predicted '
+            '<figure class="cal" '
+            f'data-testid="calibration-{task}-figure"><figcaption>Calibration: predicted '
             "vs realised rate per probability bin (on the diagonal = calibrated)</figcaption>"
             + _calibration_chart(
                 f"calibration-{task}", f"{_TASK_LABEL[task]} calibration curve", cal
@@ -1486,8 +1517,10 @@ def _drift(frame: pd.DataFrame | None, threshold: float) -> str:
         more = f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""
         out.append(
             _note(
-                f"{len(drifted)} feature{'s' if len(drifted) != 1 else ''} drifted above PSI {threshold:g} "
-                f"between the training data and the scored data: {names}{more}. Scores that lean on "
+                f"{len(drifted)} feature{'s' if len(drifted) != 1 else ''} drifted above PSI "
+                f"{threshold:g} "
+                f"between the training data and the scored data: {names}{more}. Scores that lean "
+                "on "
                 "them deserve a second look; retraining on recent data usually helps.",
                 "drift-warning",
                 warn=True,
@@ -1562,7 +1595,8 @@ def _drivers(inputs: ReportInputs) -> str:
         frame = drivers.get(task)
         what = "churn risk" if task == "churn" else "expansion likelihood"
         out.append(
-            f'<div class="drivers" data-testid="drivers-{task}"><h3>{_TASK_LABEL[task]}: top drivers of {what}</h3>'
+            f'<div class="drivers" data-testid="drivers-{task}"><h3>{_TASK_LABEL[task]}: top '
+            f"drivers of {what}</h3>"
         )
         if not isinstance(frame, pd.DataFrame) or frame.empty:
             out.append(_note(f"No {task} drivers in this report.", f"note-drivers-{task}"))
@@ -1609,7 +1643,7 @@ def _drivers(inputs: ReportInputs) -> str:
                 .sort_values(ascending=False)
             )
             rows = []
-            sentence = []
+            sentence: list[str] = []
             for name, v in g.items():
                 share = float(v) / total if total > 0 else 0.0
                 rows.append(
@@ -1622,7 +1656,8 @@ def _drivers(inputs: ReportInputs) -> str:
             out.append(
                 f"<p>By driver group, {_e(' and '.join(sentence))} weigh most.</p>"
                 f'<div class="tablewrap"><table class="groups" data-testid="driver-groups-{task}">'
-                f'<thead><tr><th scope="col">Driver group</th><th scope="col">Share of importance</th></tr></thead>'
+                '<thead><tr><th scope="col">Driver group</th><th scope="col">Share of '
+                "importance</th></tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table></div>"
             )
         out.append("</div>")
@@ -1861,7 +1896,8 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
     out.append(f'<div class="controls noprint" id="{_e(tid)}-controls" hidden>')
     if payload["search"]:
         out.append(
-            f'<label>Search <input type="search" id="{_e(tid)}-search" data-testid="{_e(tid)}-search" '
+            f'<label>Search <input type="search" id="{_e(tid)}-search" '
+            f'data-testid="{_e(tid)}-search" '
             f'placeholder="account or name" autocomplete="off"></label>'
         )
     for flt in payload["filters"]:
@@ -1874,7 +1910,8 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
             f"{''.join(opts)}</select></label>"
         )
     out.append(
-        f'<button type="button" id="{_e(tid)}-reset" data-testid="{_e(tid)}-reset">Reset</button></div>'
+        f'<button type="button" id="{_e(tid)}-reset" '
+        f'data-testid="{_e(tid)}-reset">Reset</button></div>'
     )
     shown = min(n, size)
     count = f"showing 1\u2013{format_int(shown)} of {format_int(n)}" if n else "no rows"
@@ -1891,8 +1928,10 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
     for c in cols:
         numeric = c["type"] != "text"
         out.append(
-            f'<th scope="col" data-key="{_e(c["key"])}" data-type="{_e(c["type"])}" aria-sort="none"'
-            f'{" class=num" if numeric else ""}><button type="button" class="sort">{_e(c["label"])}</button></th>'
+            f'<th scope="col" data-key="{_e(c["key"])}" data-type="{_e(c["type"])}" '
+            'aria-sort="none"'
+            f'{" class=num" if numeric else ""}><button type="button" '
+            f'class="sort">{_e(c["label"])}</button></th>'
         )
     out.append("</tr></thead><tbody>")
     for i in range(shown):
@@ -1914,10 +1953,12 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
     out.append(
         f'<div class="pager noprint" id="{_e(tid)}-pager" hidden>'
         f'<button type="button" id="{_e(tid)}-first" data-testid="{_e(tid)}-first">« First</button>'
-        f'<button type="button" id="{_e(tid)}-prev" data-testid="{_e(tid)}-prev">‹ Previous</button>'
+        f'<button type="button" id="{_e(tid)}-prev" data-testid="{_e(tid)}-prev">‹ '
+        "Previous</button>"
         f'<span id="{_e(tid)}-page" data-testid="{_e(tid)}-page"></span>'
         f'<button type="button" id="{_e(tid)}-next" data-testid="{_e(tid)}-next">Next ›</button>'
-        f'<button type="button" id="{_e(tid)}-last" data-testid="{_e(tid)}-last">Last »</button></div>'
+        f'<button type="button" id="{_e(tid)}-last" data-testid="{_e(tid)}-last">Last '
+        "»</button></div>"
     )
     out.append(
         f'<script type="application/json" class="table-data" id="{_e(tid)}-data">'
@@ -2071,18 +2112,18 @@ def _audiences(inputs: ReportInputs) -> str:
                 total = float(pd.to_numeric(a[k], errors="coerce").sum())
                 foot.append(format_int(total) if t == "int" else format_money(total, cur))
         words = [f"{len(a)} campaign{'s' if len(a) != 1 else ''}"]
-        if "contacts" in a.columns:
+        sums = {
+            c: float(pd.to_numeric(a[c], errors="coerce").sum())
+            for c in a.columns
+            if c != "campaign" and pd.api.types.is_numeric_dtype(a[c])
+        }
+        if "contacts" in sums:
+            words.append(f"reach {format_int(sums['contacts'])} contacts")
+        if "holdout" in sums:
+            words.append(f"({format_int(sums['holdout'])} held out to measure the effect)")
+        if "expected_net_value" in sums:
             words.append(
-                f"reach {format_int(pd.to_numeric(a['contacts'], errors='coerce').sum())} contacts"
-            )
-        if "holdout" in a.columns:
-            words.append(
-                f"({format_int(pd.to_numeric(a['holdout'], errors='coerce').sum())} held out to measure the effect)"
-            )
-        if "expected_net_value" in a.columns:
-            words.append(
-                f"for an expected net value of "
-                f"{format_money(pd.to_numeric(a['expected_net_value'], errors='coerce').sum(), cur)}"
+                f"for an expected net value of {format_money(sums['expected_net_value'], cur)}"
             )
         out.append(f'<p class="lead">{_e(" ".join(words))}.</p>')
         out.append(
@@ -2145,7 +2186,10 @@ def _glossary() -> str:
         ),
     ]
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return f'<section id="glossary" data-testid="glossary"><h2>How to read this report</h2><dl>{dl}</dl></section>'
+    return (
+        '<section id="glossary" data-testid="glossary"><h2>How to read this report</h2>'
+        f"<dl>{dl}</dl></section>"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -2310,7 +2354,8 @@ max-width:90ch}.note.warn{background:var(--warnbg);border-left-color:#e69f00;col
 .notes ul{list-style:none;padding:0;margin:16px 0 0}.notes li{padding:8px 12px;margin:6px 0;
 background:var(--soft);border-left:4px solid #9aa5ae}.notes li.warn{background:var(--warnbg);
 border-left-color:#e69f00;color:var(--warn)}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;margin:12px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;
+margin:12px 0}
 .card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:#fff}
 .card .label{color:var(--muted);font-size:13px}.card .value{font-size:28px;font-weight:650;
 font-variant-numeric:tabular-nums}.card.small .value{font-size:22px}.card .sub{color:var(--muted);
@@ -2328,7 +2373,8 @@ table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:ta
 caption{text-align:left;font-weight:600;padding:4px 0;color:var(--muted)}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 thead th{background:var(--soft);font-weight:600;white-space:nowrap}
-.num{text-align:right}td.partial,th.partial{background:repeating-linear-gradient(45deg,#fff,#fff 4px,#f1f3f5 4px,#f1f3f5 8px)}
+.num{text-align:right}td.partial,th.partial{background:repeating-linear-gradient(45deg,#fff,
+#fff 4px,#f1f3f5 4px,#f1f3f5 8px)}
 tr.group th{background:#fafbfc;color:var(--muted);font-weight:600;font-size:13px}
 tr.drifted td{color:var(--warn);background:var(--warnbg)}tr.negative td{color:var(--bad)}
 tfoot td{font-weight:650;border-top:2px solid var(--line)}
@@ -2350,8 +2396,9 @@ vertical-align:middle}.sw.line{border-top:3px solid}.sw.line.dashed{border-top-s
 .bridge{font-size:13px;color:var(--muted)}
 .models{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:8px 28px}
 .summary{max-width:80ch}
-.driverlist{padding-left:22px;margin:6px 0}.driverlist li{margin:6px 0}
-.driver .tag{display:inline-block;font-size:11px;background:var(--soft);border:1px solid var(--line);
+.driverlist{padding-left:30px;margin:6px 0}.driverlist li{margin:6px 0}
+.driver .tag{display:inline-block;font-size:11px;background:var(--soft);
+border:1px solid var(--line);
 border-radius:10px;padding:0 7px;margin-left:8px;color:var(--muted)}
 .driver code{font-size:11px;color:#8a949c;margin-left:6px}.meter{margin-top:2px}
 table.groups{max-width:520px}
@@ -2360,7 +2407,8 @@ table.groups{max-width:520px}
 .count{margin:6px 0;color:var(--muted);font-size:13px}
 .pager{display:flex;gap:8px;align-items:center;margin:8px 0;font-size:14px}
 table.data th button.sort{font:inherit;font-weight:600;background:none;border:0;padding:0;
-cursor:pointer;color:inherit}table.data th[aria-sort=descending] button.sort::after{content:" \\25BC"}
+cursor:pointer;color:inherit}
+table.data th[aria-sort=descending] button.sort::after{content:" \\25BC"}
 table.data th[aria-sort=ascending] button.sort::after{content:" \\25B2"}
 table.data{font-size:13px}table.data th,table.data td{padding:5px 6px}
 table.data td.num,table.data td .band{white-space:nowrap}table.data td{overflow-wrap:break-word}
@@ -2371,11 +2419,14 @@ tr.row[aria-expanded=true] td.exp span{display:inline-block;transform:rotate(90d
 tr.details td{background:#f7fafd;padding:8px 12px 12px 34px}
 ul.reasons{margin:0;padding-left:18px}ul.reasons li{margin:3px 0}
 .pts{display:inline-block;min-width:44px;font-weight:650;font-variant-numeric:tabular-nums}
-.pts.up{color:var(--bad)}.pts.down{color:var(--good)}.detail-extra{margin:6px 0 0;color:var(--muted)}
+.pts.up{color:var(--bad)}.pts.down{color:var(--good)}
+.detail-extra{margin:6px 0 0;color:var(--muted)}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;max-width:100ch}dt{font-weight:600}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;max-width:100ch}
+dt{font-weight:600}
 dd{margin:0;color:var(--muted)}
-footer{margin-top:40px;padding-top:12px;border-top:1px solid var(--line);color:var(--muted);font-size:12px}
+footer{margin-top:40px;padding-top:12px;border-top:1px solid var(--line);color:var(--muted);
+font-size:12px}
 @media (max-width:700px){.figs,.models{grid-template-columns:1fr}body{padding:0 12px 32px}}
 @media print{
 body{max-width:none;padding:0;font-size:11pt}nav,.noprint,.controls,.pager{display:none!important}
@@ -2383,6 +2434,8 @@ h2{break-after:avoid}figure,.card,.model{break-inside:avoid}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .figs,.models{grid-template-columns:1fr 1fr}table{font-size:9pt}
 tr{break-inside:avoid}a{color:inherit;text-decoration:none}
+.tablewrap{overflow:visible}table.data{font-size:8pt}
+table.data th.exp,table.data td.exp{display:none}
 table.data tr.row:hover td{background:none}
 }
 """
@@ -2427,7 +2480,8 @@ _JS = r"""
     if (!finite(v)) return DASH;
     if (v === Math.floor(v)) return fmtInt(v);
     var n = Math.floor(Math.abs(v) * 100 + 0.5), c = n % 100;
-    return (v < 0 && n > 0 ? "-" : "") + groupInt(Math.floor(n / 100)) + "." + (c < 10 ? "0" : "") + c;
+    var sign = v < 0 && n > 0 ? "-" : "";
+    return sign + groupInt(Math.floor(n / 100)) + "." + (c < 10 ? "0" : "") + c;
   }
   function fmtPoints(v) {
     if (!finite(v)) return DASH;
@@ -2445,7 +2499,9 @@ _JS = r"""
       default: return String(v);
     }
   }
-  window.churnlabFormat = {money: fmtMoney, pct: fmtPct, int: fmtInt, num: fmtNum, points: fmtPoints};
+  window.churnlabFormat = {
+    money: fmtMoney, pct: fmtPct, int: fmtInt, num: fmtNum, points: fmtPoints
+  };
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -2491,7 +2547,10 @@ _JS = r"""
     });
     var search = document.getElementById(spec.id + "-search");
     if (search) {
-      search.addEventListener("input", function () { self.query = search.value.trim().toLowerCase(); self.apply(); });
+      search.addEventListener("input", function () {
+        self.query = search.value.trim().toLowerCase();
+        self.apply();
+      });
     }
     var reset = document.getElementById(spec.id + "-reset");
     if (reset) reset.addEventListener("click", function () { self.reset(); });
@@ -2508,7 +2567,10 @@ _JS = r"""
     this.tbody.addEventListener("keydown", function (ev) {
       if (ev.key !== "Enter" && ev.key !== " ") return;
       var tr = ev.target.closest ? ev.target.closest("tr.row") : null;
-      if (tr && self.expandable) { ev.preventDefault(); self.toggle(Number(tr.getAttribute("data-row"))); }
+      if (tr && self.expandable) {
+        ev.preventDefault();
+        self.toggle(Number(tr.getAttribute("data-row")));
+      }
     });
     var controls = document.getElementById(spec.id + "-controls");
     if (controls) controls.hidden = false;
@@ -2519,7 +2581,10 @@ _JS = r"""
 
   Table.prototype.reset = function () {
     var spec = this.spec;
-    spec.filters.forEach(function (f) { var s = document.getElementById(f.id); if (s) s.value = ""; });
+    spec.filters.forEach(function (f) {
+      var s = document.getElementById(f.id);
+      if (s) s.value = "";
+    });
     var search = document.getElementById(spec.id + "-search");
     if (search) search.value = "";
     this.filterVals = spec.filters.map(function () { return null; });
@@ -2548,7 +2613,8 @@ _JS = r"""
     spec.filters.forEach(function (f, i) { if (fv[i]) active.push([f.col, fv[i].v]); });
     if (q && !this.haystack) {
       this.haystack = rows.map(function (r) {
-        return spec.search.map(function (c) { return r[c] === null ? "" : String(r[c]); }).join("\u0001").toLowerCase();
+        var parts = spec.search.map(function (c) { return r[c] === null ? "" : String(r[c]); });
+        return parts.join("\u0001").toLowerCase();
       });
     }
     var view = [];
@@ -2603,17 +2669,22 @@ _JS = r"""
       ul.appendChild(li);
     });
     if (any) td.appendChild(ul);
-    else if (spec.reasons.length) td.appendChild(el("p", "detail-extra", "No reasons recorded for this account."));
+    else if (spec.reasons.length) {
+      td.appendChild(el("p", "detail-extra", "No reasons recorded for this account."));
+    }
     spec.details.forEach(function (d) {
       var v = r[d[0]];
-      if (v !== null && v !== undefined && v !== "") td.appendChild(el("p", "detail-extra", d[1] + ": " + fmt("text", v, cur)));
+      if (v !== null && v !== undefined && v !== "") {
+        td.appendChild(el("p", "detail-extra", d[1] + ": " + fmt("text", v, cur)));
+      }
     });
     tr.appendChild(td);
     return tr;
   };
 
   Table.prototype.render = function () {
-    var spec = this.spec, rows = this.rows, view = this.view, size = spec.pageSize, cur = spec.currency;
+    var spec = this.spec, rows = this.rows, view = this.view;
+    var size = spec.pageSize, cur = spec.currency;
     var pages = Math.max(1, Math.ceil(view.length / size));
     if (this.page >= pages) this.page = pages - 1;
     if (this.page < 0) this.page = 0;
@@ -2654,8 +2725,13 @@ _JS = r"""
     this.count.setAttribute("data-total", String(total));
     this.count.setAttribute("data-start", String(n ? start + 1 : 0));
     this.count.setAttribute("data-end", String(end));
-    if (this.pageLabel) this.pageLabel.textContent = "page " + fmtInt(this.page + 1) + " of " + fmtInt(pages);
-    var setDis = function (id, dis) { var b = document.getElementById(spec.id + "-" + id); if (b) b.disabled = dis; };
+    if (this.pageLabel) {
+      this.pageLabel.textContent = "page " + fmtInt(this.page + 1) + " of " + fmtInt(pages);
+    }
+    var setDis = function (id, dis) {
+      var b = document.getElementById(spec.id + "-" + id);
+      if (b) b.disabled = dis;
+    };
     setDis("first", this.page === 0); setDis("prev", this.page === 0);
     setDis("next", this.page >= pages - 1); setDis("last", this.page >= pages - 1);
   };

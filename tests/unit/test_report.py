@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import AWKWARD_NAMES, full_inputs, sparse_inputs
 
 from churnlab import report
 from churnlab.errors import ChurnlabError
@@ -25,6 +24,7 @@ from churnlab.report import (
     format_percent,
     format_points,
 )
+from report_fixtures import AWKWARD_NAMES, full_inputs, sparse_inputs
 
 BARE = {"title": "t", "as_of": dt.date(2025, 3, 1), "generated_at": dt.datetime(2025, 3, 2, 8)}
 
@@ -156,15 +156,20 @@ def test_every_data_string_is_escaped(full_page):
         if any(ch in name for ch in "<>&\"'"):
             assert name not in full_page, name
     assert "&lt;/script&gt;&lt;script&gt;window.__pwned" in full_page  # first page, as HTML text
-    assert "<title>Acme &lt;Analytics&gt; &amp; Co: churn &amp; expansion report</title>" in full_page
+    assert (
+        "<title>Acme &lt;Analytics&gt; &amp; Co: churn &amp; expansion report</title>" in full_page
+    )
 
 
 def test_json_blocks_cannot_close_their_script_and_round_trip():
     inputs = full_inputs(200)
     page = report.render(inputs)
     blocks = dict(
-        re.findall(r'<script type="application/json" class="table-data" id="([\w-]+)-data">(.*?)</script>',
-                   page, re.S)
+        re.findall(
+            r'<script type="application/json" class="table-data" id="([\w-]+)-data">(.*?)</script>',
+            page,
+            re.S,
+        )
     )
     assert set(blocks) == {"at-risk", "expansion", "audience-rows"}
     for text in blocks.values():
@@ -198,26 +203,39 @@ def test_first_page_is_plain_html_for_print_and_no_script(full_page):
 def test_bare_inputs_render_a_note_in_every_section():
     page = report.render(ReportInputs(**BARE))
     for testid in (
-        "note-headline", "note-kpis", "note-model-churn", "note-model-expansion", "note-pvr",
-        "note-drift", "note-drivers-churn", "note-drivers-expansion", "note-at-risk",
-        "note-expansion", "note-audiences",
+        "note-headline",
+        "note-kpis",
+        "note-model-churn",
+        "note-model-expansion",
+        "note-pvr",
+        "note-drift",
+        "note-drivers-churn",
+        "note-drivers-expansion",
+        "note-at-risk",
+        "note-expansion",
+        "note-audiences",
     ):
         assert f'data-testid="{testid}"' in page, testid
     assert "Not in this report: headline figures; KPI trends; churn model; expansion model" in page
-    assert "<script type=\"application/json\"" not in page
+    assert '<script type="application/json"' not in page
 
 
 def test_orders_only_kpis_say_why_subscription_charts_are_absent():
     page = report.render(sparse_inputs())
     assert 'data-testid="note-chart-mrr-bridge"' in page
-    assert "MRR bridge: needs subscription data; this data has no subscriptions (orders only)." in page
+    assert (
+        "MRR bridge: needs subscription data; this data has no subscriptions (orders only)." in page
+    )
     assert "Net Promoter Score: no NPS survey responses in the data." in page
     assert "Customer campaign open and click rates: no campaign events in the data." in page
     assert 'data-testid="chart-churn"' in page  # active-customer churn instead
     assert "Active-customer churn rate" in page
     assert 'data-testid="chart-mrr-bridge"' not in page
     assert 'data-testid="note-model-expansion"' in page
-    assert "Not in this report: expansion model; feature drift; expansion list; campaign audiences." in page
+    assert (
+        "Not in this report: expansion model; feature drift; expansion list; campaign audiences."
+        in page
+    )
 
 
 def test_partial_periods_are_marked_in_charts_and_table():
@@ -238,14 +256,17 @@ def test_kpi_kinds_come_from_the_catalogue():
     page = report.render(ReportInputs(**BARE, kpis=inputs.kpis, kpi_catalogue=catalogue))
     card = page.split('data-testid="kpi-card-open_rate"', 1)[1].split("</div></div>", 1)[0]
     assert 'data-kind="outcome"' in card
-    default = report.render(ReportInputs(**BARE, kpis=inputs.kpis, kpi_catalogue=inputs.kpi_catalogue))
+    default = report.render(
+        ReportInputs(**BARE, kpis=inputs.kpis, kpi_catalogue=inputs.kpi_catalogue)
+    )
     card = default.split('data-testid="kpi-card-open_rate"', 1)[1].split("</div></div>", 1)[0]
     assert 'data-kind="activity"' in card
 
 
 def test_drift_warns_only_above_the_threshold():
-    drift = pd.DataFrame({"feature": ["a", "b", "c"], "description": ["A <x>", "B", "C"],
-                          "psi": [0.35, 0.2, np.nan]})
+    drift = pd.DataFrame(
+        {"feature": ["a", "b", "c"], "description": ["A <x>", "B", "C"], "psi": [0.35, 0.2, np.nan]}
+    )
     page = report.render(ReportInputs(**BARE, drift=drift))
     assert "1 feature drifted above PSI 0.2" in page and "A &lt;x&gt;" in page
     assert page.count('<tr class="drifted">') == 1  # 0.2 itself is not above 0.2
@@ -257,8 +278,12 @@ def test_headline_cards_and_bands():
     inputs = full_inputs(200)
     page = report.render(inputs)
     rar = format_money(inputs.headline["revenue_at_risk"], "$")
-    assert f'data-testid="card-revenue-at-risk"><div class="label">Revenue at risk</div><div class="value">{rar}<' in page
-    bands = re.findall(r'<td><span class="band band-(\d)">(\w+)</span></td>', page.split('<table id="by-band"', 1)[1])
+    card = page.split('data-testid="card-revenue-at-risk">', 1)[1].split("</div></div>", 1)[0]
+    assert f'<div class="label">Revenue at risk</div><div class="value">{rar}</div>' in card
+    bands = re.findall(
+        r'<td><span class="band band-(\d)">(\w+)</span></td>',
+        page.split('<table id="by-band"', 1)[1],
+    )
     assert [b for _, b in bands] == ["critical", "high", "medium", "low"]
     assert [j for j, _ in bands] == ["0", "1", "3", "4"]
 
@@ -266,8 +291,10 @@ def test_headline_cards_and_bands():
 def test_model_summary_in_words():
     inputs = full_inputs(50)
     page = report.render(inputs)
-    assert "Ranks accounts better than both baselines (ROC-AUC 0.815 vs logistic regression 0.801, " \
-           "recency/activity heuristic 0.723)." in page
+    assert (
+        "Ranks accounts better than both baselines (ROC-AUC 0.815 vs logistic regression 0.801, "
+        "recency/activity heuristic 0.723)." in page
+    )
     worse = dict(inputs.models["churn"])
     worse["metrics"] = {**worse["metrics"], "baseline_logreg.roc_auc": 0.9}
     page = report.render(ReportInputs(**BARE, models={"churn": worse}))
@@ -299,8 +326,13 @@ def test_attribute_columns_pass_through_with_their_types():
     page = report.render(ReportInputs(**BARE, at_risk=frame))
     spec = json.loads(re.search(r'id="at-risk-data">(.*?)</script>', page, re.S).group(1))
     cols = {c["key"]: c["type"] for c in spec["columns"]}
-    assert cols == {"account_id": "text", "renewal_at": "text", "is_partner": "text", "seats": "int",
-                    "churn_probability": "pct"}
+    assert cols == {
+        "account_id": "text",
+        "renewal_at": "text",
+        "is_partner": "text",
+        "seats": "int",
+        "churn_probability": "pct",
+    }
     assert [r[1:3] for r in spec["rows"]] == [["2025-04-01", "yes"], [None, "no"]]
 
 
