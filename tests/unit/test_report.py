@@ -389,3 +389,32 @@ def test_a_failed_rename_leaves_neither_temp_file_nor_half_report(tmp_path, monk
         report.write(ReportInputs(**BARE), target)
     assert target.read_text() == "previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_odd_dtypes_and_a_small_page():
+    frame = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a3"],
+            "segment": pd.Categorical(["smb", None, "ent"]),
+            "seats": pd.array([3, None, 7], dtype="Int64"),
+            "tags": [["x", "<y>"], None, []],
+            "seen_at": pd.to_datetime(["2025-01-02 03:04", None, "2025-02-01 00:00"]).tz_localize("UTC"),
+            "churn_probability": [0.5, np.nan, 0.25],
+            "arr": [np.inf, 1200.0, None],
+        }
+    )
+    page = report.render(ReportInputs(**BARE, at_risk=frame, page_size=2, currency="<$>"))
+    spec = json.loads(re.search(r'id="at-risk-data">(.*?)</script>', page, re.S).group(1))
+    keys = [c["key"] for c in spec["columns"]]
+    rows = [dict(zip(keys, r, strict=False)) for r in spec["rows"]]
+    assert [r["segment"] for r in rows] == ["smb", None, "ent"]
+    assert [r["seats"] for r in rows] == [3, None, 7]
+    assert [r["tags"] for r in rows] == ["['x', '<y>']", None, "[]"]
+    assert [r["seen_at"] for r in rows] == ["2025-01-02 03:04", None, "2025-02-01"]
+    assert [r["arr"] for r in rows] == [None, 1200.0, None]  # inf is no amount
+    seg = next(f for f in spec["filters"] if f["id"] == "at-risk-segment")
+    assert (seg["options"], seg["counts"]) == (["ent", "smb", None], [1, 1, 1])
+    assert '<option value="2">(blank) (1)</option>' in page
+    body = page.split('<table class="data" id="at-risk"', 1)[1].split("</table>", 1)[0]
+    assert body.count('<tr class="row"') == 2 and "showing 1\u20132 of 3" in page
+    assert "&lt;$&gt;1.2k" in body and "<$>" not in page
