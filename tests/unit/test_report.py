@@ -392,13 +392,14 @@ def test_a_failed_rename_leaves_neither_temp_file_nor_half_report(tmp_path, monk
 
 
 def test_odd_dtypes_and_a_small_page():
+    seen = pd.to_datetime(["2025-01-02 03:04", None, "2025-02-01 00:00"]).tz_localize("UTC")
     frame = pd.DataFrame(
         {
             "account_id": ["a1", "a2", "a3"],
             "segment": pd.Categorical(["smb", None, "ent"]),
             "seats": pd.array([3, None, 7], dtype="Int64"),
             "tags": [["x", "<y>"], None, []],
-            "seen_at": pd.to_datetime(["2025-01-02 03:04", None, "2025-02-01 00:00"]).tz_localize("UTC"),
+            "seen_at": seen,
             "churn_probability": [0.5, np.nan, 0.25],
             "arr": [np.inf, 1200.0, None],
         }
