@@ -58,7 +58,8 @@ class ReportError(ChurnlabError):
     """The report cannot be rendered or written from the given inputs."""
 
 
-@dataclass(frozen=True)
+# eq=False: field-wise equality (and hashing) of DataFrames is ambiguous; compare by identity.
+@dataclass(frozen=True, eq=False)
 class ReportInputs:
     """Everything the report shows; every piece but the title and the dates is optional.
 
