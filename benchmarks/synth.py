@@ -4,7 +4,7 @@ Prints wall time, accounts/s, events/s (event rows written per second) and peak 
 (ru_maxrss), and as a reference the time to write the same events frame to Parquet alone
 (pandas ``to_parquet``), with the ratio. Usage::
 
-    .venv/bin/python benchmarks/synth.py [--accounts 100000] [--months 24]
+    .venv/bin/python benchmarks/synth.py [--accounts 100000] [--months 24] [--campaigns]
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--campaigns", action="store_true", help="synth.campaigns on")
     args = ap.parse_args()
-    params = SynthParams(accounts=args.accounts, months=args.months, seed=args.seed)
+    params = SynthParams(
+        accounts=args.accounts, months=args.months, seed=args.seed, campaigns=args.campaigns
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "world"
@@ -52,7 +55,10 @@ def main() -> None:
         events.to_parquet(Path(tmp) / "events_ref.parquet", index=False)
         ref = time.perf_counter() - t1
 
-    print(f"synth benchmark: {args.accounts:,} accounts x {args.months} months (seed {args.seed})")
+    print(
+        f"synth benchmark: {args.accounts:,} accounts x {args.months} months (seed {args.seed}"
+        f"{', campaigns' if args.campaigns else ''})"
+    )
     for name, n in summary["rows"].items():
         print(f"  {name:<16} {n:>12,} rows")
     print(f"  oracle           {summary['oracle_rows']:>12,} rows")

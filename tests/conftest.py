@@ -117,13 +117,13 @@ def postgres_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def valid_csv_dir() -> Path:
-    """A small valid dataset with all seven contract tables as CSV."""
+    """A small valid dataset with all eight contract tables as CSV."""
     return BAD_INPUTS / "_valid"
 
 
 @pytest.fixture
 def contract_frames() -> dict[str, pd.DataFrame]:
-    """All seven contract tables as small typed frames (the dtypes ``load.read_frames`` returns).
+    """All eight contract tables as small typed frames (the dtypes ``load.read_frames`` returns).
 
     Includes the awkward cases: nulls in every optional column, an open-ended subscription,
     a negative refund, microsecond timestamps, an extra integer and text account attribute.
@@ -199,6 +199,17 @@ def contract_frames() -> dict[str, pd.DataFrame]:
                 "responded_at": times("2024-06-30", "2024-06-30 23:59:59"),
                 "score": pd.Series([9.0, 3.0]),
                 "comment": text("great", None),
+            }
+        ),
+        "treatments": pd.DataFrame(
+            {
+                "account_id": text("a1", "a2"),
+                "campaign_id": text("c1", "c1"),
+                "assigned_at": times("2024-04-01", "2024-04-01 09:00:00"),
+                "holdout": pd.Series([False, True], dtype="bool"),
+                "kind": text("retention", None),
+                "channel": text("email", None),
+                "cost": pd.Series([2.5, None], dtype="float64"),
             }
         ),
     }

@@ -62,6 +62,9 @@ class SynthParams(_Section):
     out: str = "data/synthetic"
     oracle_draws: int = Field(32, gt=0)
     """Monte Carlo paths per account and cutoff for the oracle probabilities."""
+    campaigns: bool = False
+    """Also run past retention and upsell campaigns with randomised holdouts and planted,
+    heterogeneous effects: writes treatments.parquet and oracle/treatment_effects.parquet."""
 
 
 class ImportParams(_Section):

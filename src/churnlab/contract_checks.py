@@ -40,6 +40,7 @@ _NUMERIC_TYPES = (
 )
 
 
+_INTEGER_TYPES = tuple(t for t in _NUMERIC_TYPES if t not in ("FLOAT", "DOUBLE", "DECIMAL"))
 _NESTED_MARKERS = ("[", "STRUCT", "MAP", "UNION")
 
 
@@ -132,6 +133,8 @@ def _type_ok(col: Column, raw_type: str) -> bool:
         return raw_type == "VARCHAR" or raw_type.startswith(("TIMESTAMP", "DATE"))
     if col.dtype in ("DOUBLE", "INTEGER"):
         return raw_type == "VARCHAR" or raw_type.startswith(_NUMERIC_TYPES)
+    if col.dtype == "BOOLEAN":
+        return raw_type in ("BOOLEAN", "VARCHAR") or raw_type.startswith(_INTEGER_TYPES)
     return True
 
 
@@ -141,6 +144,12 @@ def _value_expr(col: Column, ref: str, raw_type: str) -> str:
     if col.dtype in ("DOUBLE", "INTEGER"):
         # Integers are checked as doubles first so that 2.5 seats is reported, not rounded.
         return f"TRY_CAST({ref} AS DOUBLE)"
+    if col.dtype == "BOOLEAN":
+        if raw_type.startswith(_INTEGER_TYPES):
+            # Only 0 and 1 are booleans; a cast would read any other number as true.
+            return f"(CASE WHEN {ref} = 1 THEN true WHEN {ref} = 0 THEN false END)"
+        # Text: true/false, t/f, yes/no, y/n, 1/0 (DuckDB's own boolean parsing).
+        return f"TRY_CAST({ref} AS BOOLEAN)"
     return f"CAST({ref} AS VARCHAR)"
 
 
@@ -329,6 +338,7 @@ def _type_word(col: Column) -> str:
         "TIMESTAMP": "timestamps (text, date or timestamp)",
         "DOUBLE": "numbers",
         "INTEGER": "whole numbers",
+        "BOOLEAN": "true/false values",
     }.get(col.dtype, "text")
 
 
@@ -408,6 +418,16 @@ def _column_checks(
                 "separators or text; use . as the decimal point)",
                 f"{r} IS NOT NULL AND ({v} IS NULL OR NOT isfinite({v})"
                 + (f" OR {v} <> floor({v}))" if whole else ")"),
+                show,
+            )
+        )
+    elif col.dtype == "BOOLEAN":
+        checks.append(
+            Check(
+                c,
+                "values that are not true/false",
+                f"{c} must be true or false (or 1/0, yes/no)",
+                f"{r} IS NOT NULL AND {v} IS NULL",
                 show,
             )
         )

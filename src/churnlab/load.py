@@ -133,9 +133,9 @@ def read_frames(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     """Every typed contract table as a pandas frame, rows in a deterministic order.
 
     Dtypes are the same whatever the source: ``str`` for text and ids, ``datetime64[us]`` (naive
-    UTC) for timestamps, ``float64`` for DOUBLE columns and nullable ``Int32`` for INTEGER ones
-    (seats); extra account columns keep their type, with text as ``str`` and timestamps as
-    ``datetime64[us]``.
+    UTC) for timestamps, ``float64`` for DOUBLE columns, nullable ``Int32`` for INTEGER ones
+    (seats) and ``bool`` for BOOLEAN ones (holdout); extra account columns keep their type, with
+    text as ``str`` and timestamps as ``datetime64[us]``.
     """
     out = {}
     for name in present_tables(con):
@@ -147,7 +147,13 @@ def read_frames(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     return out
 
 
-_PANDAS_DTYPES = {"VARCHAR": "str", "TIMESTAMP": "datetime64[us]", "DOUBLE": "float64"}
+# BOOLEAN as numpy bool: the contract's only boolean column (treatments.holdout) is not nullable.
+_PANDAS_DTYPES = {
+    "VARCHAR": "str",
+    "TIMESTAMP": "datetime64[us]",
+    "DOUBLE": "float64",
+    "BOOLEAN": "bool",
+}
 
 
 def _normalise_dtypes(frame: pd.DataFrame, name: str) -> pd.DataFrame:

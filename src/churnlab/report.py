@@ -20,8 +20,8 @@ Large tables (100,000 rows and more) are embedded as JSON in a ``<script
 type="application/json">`` block and rendered by a small vanilla script with paging, sorting
 (numeric for numbers) and filtering over all rows; the first page is also rendered here as
 plain HTML so the page reads and prints without scripts. Every string from the data is
-HTML-escaped, and ``<``, ``>`` and ``&`` inside the JSON are written as ``\\u003c``-style escapes
-so that no data can close the script element.
+HTML-escaped, and ``<``, ``>`` and ``&`` inside the JSON are written as JSON unicode escapes so
+that no data can close the script element.
 
 Number formats are the same in Python and in the page's script (money ``4.7M``, ``165k``;
 probabilities and rates ``12.3%``): both round half up on the same double arithmetic, so a

@@ -11,6 +11,9 @@ Conventions
   time-zone-aware inputs to UTC.
 - Failed payments are product events with ``event_type = 'payment_failed'`` (the contract has no
   payments table); the synthetic world writes them that way and the commercial features count them.
+- ``treatments`` (optional) records campaign assignments: one row per account and campaign it was
+  assigned to, ``holdout`` (BOOLEAN, never null) true for the randomised control that was not
+  contacted. Campaign effects are measured from it after the outcome window.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ class Column:
     """One contract column."""
 
     name: str
-    dtype: str  # DuckDB type: VARCHAR, TIMESTAMP, DOUBLE, INTEGER
+    dtype: str  # DuckDB type: VARCHAR, TIMESTAMP, DOUBLE, INTEGER, BOOLEAN
     required: bool = True
     nullable: bool = False
     event_time: bool = False  # must not be after the data's as-of date
@@ -173,8 +176,25 @@ NPS = Table(
     description="NPS survey responses",
 )
 
+TREATMENTS = Table(
+    "treatments",
+    (
+        Column("account_id", "VARCHAR"),
+        Column("campaign_id", "VARCHAR"),
+        Column("assigned_at", "TIMESTAMP", event_time=True),
+        # True: assigned to the campaign's audience but deliberately not contacted (the control).
+        Column("holdout", "BOOLEAN"),
+        Column("kind", "VARCHAR", required=False, nullable=True),
+        Column("channel", "VARCHAR", required=False, nullable=True),
+        Column("cost", "DOUBLE", required=False, nullable=True, min_value=0),
+    ),
+    time_column="assigned_at",
+    description="who a campaign was assigned to, and who was held out (randomised control)",
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (ACCOUNTS, SUBSCRIPTIONS, ORDERS, EVENTS, CAMPAIGN_EVENTS, TICKETS, NPS)
+    t.name: t
+    for t in (ACCOUNTS, SUBSCRIPTIONS, ORDERS, EVENTS, CAMPAIGN_EVENTS, TICKETS, NPS, TREATMENTS)
 }
 """All contract tables by name, in dependency order (accounts first)."""
 

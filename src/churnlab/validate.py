@@ -11,7 +11,8 @@ follow the data contract of DESIGN.md section 3 and the column definitions in
   unchecked; checked names are quoted);
 - required tables (accounts, and subscriptions or orders) and required columns exist, required
   tables are not empty;
-- values coerce to the contract type (numbers finite, seats whole numbers, timestamps parseable);
+- values coerce to the contract type (numbers finite, seats whole numbers, timestamps parseable,
+  booleans true/false);
 - account ids are present and unique in accounts, and every other table's account ids exist there;
 - event timestamps (the ``event_time`` columns of the schema, never ``end_at``) are not after the
   as-of date; ``end_at`` is not before ``start_at`` (``closed_at`` not before ``opened_at``);

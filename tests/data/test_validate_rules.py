@@ -220,6 +220,7 @@ def test_validate_source_summary_and_rich_report(valid_csv_dir: Path) -> None:
         "campaign_events": 3,
         "tickets": 2,
         "nps": 2,
+        "treatments": 2,
     }
     assert summary["time_range"]["accounts"] == ["2024-01-01T00:00:00", "2024-02-29T22:00:00"]
     console = Console(record=True, width=120)
