@@ -30,3 +30,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data reports mlruns mlflow.db
+	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -282,7 +282,7 @@ def main() -> None:
         if args.data:
             folder, kind = args.data, f"existing folder {args.data}"
         else:
-            folder = Path(tmp)
+            folder = Path(tmp) / "world"
             kind = _generate(folder, args.accounts, args.months, args.numpy)
         gen = time.perf_counter() - t0
         as_of = (START + pd.DateOffset(months=args.months)).isoformat()

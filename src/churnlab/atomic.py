@@ -1,9 +1,17 @@
 """Atomic outputs: every file and folder churnlab writes appears complete or not at all.
 
 Files are written to a temporary sibling and renamed over the target (``os.replace`` is atomic on
-one file system). Folders are written in full to a temporary sibling and then swapped in; a failed
-write leaves the previous folder in place. Temporary siblings left by a crashed writer (whose
-process is gone) are removed the next time anything is written beside them.
+one file system). Folders cannot be swapped in one rename, so an output folder is a **versioned
+folder behind a symbolic link**: ``out`` is a link to a hidden sibling ``.out.v<stamp>``; a new
+version is written in full to a temporary sibling, renamed to its version name and published by
+replacing the link, which is one atomic rename. A reader therefore always sees either the previous
+complete version or the new one, never a missing or half-written folder, whatever step a crash
+interrupts. The previous version is kept (a reader that resolved the old link can finish), older
+ones are removed; temporary folders left by a crashed writer (whose process is gone) are removed
+the next time anything is written beside them.
+
+A plain folder written by an older churnlab is moved aside to a version name the first time it is
+replaced (the one moment without a folder, once per output).
 """
 
 from __future__ import annotations
@@ -12,12 +20,14 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from churnlab.errors import ChurnlabError
 
 _TMP = ".tmp-"
+_VERSION = ".v"
 _LINK = ".link-"
 
 
@@ -75,6 +85,12 @@ def clean_stale(target: Path) -> list[Path]:
         else:
             _remove(legacy)
             removed.append(legacy)
+    versions = _versions(target)
+    if versions and not target.exists() and not target.is_symlink():
+        # A crash while a plain folder was being moved aside: point at the newest version.
+        link = _temp_name(target, _LINK)
+        os.symlink(versions[-1].name, link)
+        os.replace(link, target)
     return removed
 
 
@@ -134,27 +150,48 @@ def write_text(target: Path | str, text: str) -> Path:
     return Path(target)
 
 
+def _versions(target: Path) -> list[Path]:
+    return sorted(
+        (p for p in target.parent.glob(f".{target.name}{_VERSION}*") if p.is_dir()),
+        key=lambda p: p.name,
+    )
+
+
 def publish_dir(tmp_dir: Path, target: Path) -> None:
-    """Swap a fully written folder into place as ``target`` (earlier output survives a failure).
+    """Publish a fully written folder as the new version of ``target`` (see the module docstring).
 
     Parameters
     ----------
     tmp_dir : Path
         The complete new content, a folder on the same file system as ``target``.
     target : Path
-        The output folder.
+        The output folder (a link to its current version after the call).
+
+    Raises
+    ------
+    OutputError
+        If ``target`` is a file.
     """
     target = Path(target)
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(tmp_dir, target)
-        shutil.rmtree(old)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_dir, target)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target} is a file, not an output folder: remove it or choose --out")
+    stamp = f"{time.time_ns():020d}"
+    version = target.parent / f".{target.name}{_VERSION}{stamp}"
+    os.replace(tmp_dir, version)
+    if target.exists() and not target.is_symlink():
+        # A plain folder from before versioning: it becomes the previous version.
+        os.replace(target, target.parent / f".{target.name}{_VERSION}{stamp[:-1]}0-legacy")
+    link = _temp_name(target, _LINK)
+    os.symlink(version.name, link)  # relative: the output folder can be moved as a whole
+    os.replace(link, target)
+    current = version.name
+    keep = {current}
+    older = [p for p in _versions(target) if p.name != current]
+    if older:
+        keep.add(older[-1].name)  # a reader may still be inside the previous version
+    for p in _versions(target):
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @contextlib.contextmanager

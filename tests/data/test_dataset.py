@@ -114,7 +114,8 @@ def test_write_read_round_trip(built, tmp_path):
     # rewriting replaces the folder atomically and leaves no temporary folders behind
     dataset.write(frame.head(10), manifest, out)
     assert len(dataset.read(out)[0]) == 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["ds"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".link-" in p.name]
 
 
 def test_read_missing_is_a_clear_error(tmp_path):

@@ -101,4 +101,6 @@ def test_failed_run_keeps_earlier_output(world_dir: Path, tmp_path: Path, monkey
     with pytest.raises(RuntimeError):
         synth.run(SMALL.model_copy(update={"seed": 99}), target)
     assert _hashes(target) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # no temp folder left behind
+    # no temp folder left behind (the hidden .kept.v* siblings are the published versions)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["kept"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".link-" in p.name]

@@ -218,7 +218,9 @@ def test_failed_import_keeps_earlier_output(tmp_path: Path) -> None:
         import_online_retail(bad, tmp_path / "out")
     accounts, orders = _read(tmp_path / "out")
     pd.testing.assert_frame_equal(orders, EXPECTED_ORDERS)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "lines.parquet", "out"]
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert visible == ["bad.csv", "lines.parquet", "out"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".link-" in p.name]
 
 
 def test_no_customer_ids_at_all_is_an_error(tmp_path: Path) -> None:
