@@ -361,8 +361,10 @@ def build_dataset(
         f"{result.manifest.rows:,} rows, {len(result.manifest.features)} features -> {result.out}",
         highlight=False,
     )
-    for message in result.warnings.values():
-        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    for message in (*result.coverage, *result.warnings.values()):
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
 
 @app.command()
@@ -421,8 +423,10 @@ def demo(
         f"({m.mode} mode) -> {d.out}",
         highlight=False,
     )
-    for message in d.warnings.values():
-        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    for message in (*d.coverage, *d.warnings.values()):
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
     with stage("4/5 train") as progress:
         summary = pipeline.train_models(p, params_path=params, progress=progress)

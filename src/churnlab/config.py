@@ -8,12 +8,15 @@ message that names the key and the file, so a typo never silently falls back to 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,6 +27,40 @@ from pydantic import (
 from churnlab.errors import ChurnlabError
 
 DEFAULT_PARAMS = Path("params.yaml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _iso_date(v: Any) -> Any:
+    """An ISO date string (quoted in YAML, "2024-01-31") read as the date it names."""
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v.strip())
+        except ValueError:
+            raise ValueError(f"not a date: use YYYY-MM-DD, e.g. 2024-01-31 (got {v!r})") from None
+    return v
+
+
+def _iso_datetime(v: Any) -> Any:
+    """An ISO date or date-time string, or a YAML date, read as a (naive UTC) datetime."""
+    if isinstance(v, str):
+        try:
+            v = dt.datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise ValueError(
+                f"not a date-time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, e.g. 2024-01-31 "
+                f"(got {v!r})"
+            ) from None
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return dt.datetime(v.year, v.month, v.day)
+    return v
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+"""A date; in params.yaml plain (2024-01-31) or quoted ("2024-01-31")."""
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime)]
+"""A date-time (UTC); a date means its midnight."""
 
 
 class _Section(BaseModel):
@@ -36,20 +73,44 @@ class DataParams(_Section):
     """Where the contract tables come from and how user columns map onto the contract."""
 
     source: str = "data/synthetic"
-    """A folder of <table>.parquet / <table>.csv files, a DuckDB file, or a SQLAlchemy URL."""
-    as_of: dt.datetime | None = None
-    """The data's as-of time (UTC). Default: the latest timestamp found in the data."""
+    """A folder of <table>.parquet / <table>.csv files, a DuckDB file, or a SQLAlchemy URL.
+
+    ``${NAME}`` is replaced by the environment variable NAME when params load, so a password
+    need not sit in the file (``postgresql://analytics:${PGPASSWORD}@db/crm``)."""
+    as_of: IsoDateTime | None = None
+    """The data's as-of time (UTC). Default: the end of the day of the last row of the tables
+    that define the labels (subscriptions, orders)."""
+    encoding: Literal["utf-8", "latin-1", "utf-16"] = "utf-8"
+    """Text encoding of CSV files (what DuckDB's CSV reader supports without extensions)."""
+    coverage_gap_days: int = Field(31, ge=0)
+    """Warn when tables' last rows are further apart than this many days."""
     tables: dict[str, str] = Field(default_factory=dict)
     """Contract table name -> the user's table name (database sources)."""
     columns: dict[str, dict[str, str]] = Field(default_factory=dict)
     """Contract table -> {contract column: user column}."""
 
-    @field_validator("as_of", mode="before")
+    @field_validator("encoding", mode="before")
     @classmethod
-    def _date_to_datetime(cls, v: Any) -> Any:
-        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
-            return dt.datetime(v.year, v.month, v.day)
-        return v
+    def _encoding_alias(cls, v: Any) -> Any:
+        aliases = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "utf16": "utf-16"}
+        return aliases.get(v.lower(), v.lower()) if isinstance(v, str) else v
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _environment(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+
+        def value(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ValueError(
+                    f"refers to the environment variable {name}, which is not set: "
+                    f"export {name}=... before running churnlab"
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(value, v)
 
 
 class SynthParams(_Section):
@@ -58,7 +119,7 @@ class SynthParams(_Section):
     accounts: int = Field(10000, gt=0)
     months: int = Field(24, gt=0)
     seed: int = 42
-    start: dt.date = dt.date(2024, 1, 1)
+    start: IsoDate = dt.date(2024, 1, 1)
     out: str = "data/synthetic"
     oracle_draws: int = Field(32, gt=0)
     """Monte Carlo paths per account and cutoff for the oracle probabilities."""
@@ -77,8 +138,8 @@ class DatasetParams(_Section):
     """Point-in-time training set: spine, feature windows, labels."""
 
     mode: Literal["auto", "contractual", "orders"] = "auto"
-    cutoff_start: dt.date | None = None
-    cutoff_end: dt.date | None = None
+    cutoff_start: IsoDate | None = None
+    cutoff_end: IsoDate | None = None
     cutoff_freq: Literal["monthly", "weekly"] = "monthly"
     windows: tuple[int, ...] = (7, 30, 90)
     horizon_days: int = Field(90, gt=0)
@@ -163,8 +224,8 @@ class KpiParams(_Section):
     """Retention KPIs."""
 
     period: Literal["month", "quarter", "week"] = "month"
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
+    date_from: IsoDate | None = None
+    date_to: IsoDate | None = None
     out: str = "reports/kpis"
 
 

@@ -215,6 +215,8 @@ def check_table(
         result.first, result.last = row[-2], row[-1]
     if "account_id" in users:
         result.problems += _key_problems(con, name, users, account_key, prepared)
+    if name == "subscriptions" and {"account_id", "start_at", "end_at"} <= set(users):
+        result.problems += _overlap_problems(con, users, prepared)
     counts = row[1 : 1 + len(checks)]
     for check, n in zip(checks, counts, strict=True):
         if n:
@@ -229,6 +231,58 @@ def check_table(
                 )
             )
     return result
+
+
+def _overlap_problems(
+    con: duckdb.DuckDBPyConnection, users: dict[str, str], prepared: str
+) -> list[Problem]:
+    """Rows of the same account and plan whose periods overlap (their MRR would be summed twice).
+
+    One pass with a window per (account, plan): a row overlaps when it starts before the latest
+    end of the rows that started before it (an open end counts as never). Rows that touch (one
+    ends where the next starts, as monthly billing rows do) do not overlap. Rows of different
+    plans may run side by side (multi-product accounts): they are summed on purpose.
+    """
+    plan = "coalesce(v_plan, '')" if "plan" in users else "''"
+    sql = f"""
+        WITH s AS (
+            SELECT v_account_id AS a, {plan} AS p, v_start_at AS st,
+                   coalesce(v_end_at, TIMESTAMP 'infinity') AS en, v_start_at AS shown_start,
+                   v_end_at AS shown_end
+            FROM ({prepared})
+            WHERE v_account_id IS NOT NULL AND v_start_at IS NOT NULL
+              AND (v_end_at IS NULL OR v_end_at >= v_start_at)),
+        w AS (
+            SELECT *, max(en) OVER (PARTITION BY a, p ORDER BY st, en
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+            FROM s)
+        SELECT a, p, shown_start, shown_end, prev_end FROM w WHERE st < prev_end"""
+    n = int(con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
+    if not n:
+        return []
+    rows = con.execute(f"{sql} ORDER BY a, p, shown_start LIMIT {MAX_EXAMPLES}").fetchall()
+    examples = tuple(
+        {
+            users["account_id"]: short(a),
+            **({users["plan"]: short(p)} if "plan" in users else {}),
+            users["start_at"]: str(st),
+            users["end_at"]: "open" if en is None else str(en),
+            "overlaps a row running to": "open" if pe.year > 9000 else str(pe),
+        }
+        for a, p, st, en, pe in rows
+    )
+    return [
+        Problem(
+            "subscriptions",
+            "start_at",
+            "overlapping periods for the same account and plan (their MRR and seats would be "
+            "counted twice)",
+            rows=n,
+            examples=examples,
+            fix="end each row where the next one of that account and plan starts, or merge "
+            "them; give concurrent subscriptions of different products different plan values",
+        )
+    ]
 
 
 def _key_problems(

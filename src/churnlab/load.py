@@ -17,6 +17,7 @@ import pandas as pd
 
 from churnlab.atomic import atomic_file
 from churnlab.config import DataParams
+from churnlab.coverage import observed_end
 from churnlab.errors import ChurnlabError
 from churnlab.schema import TABLES
 from churnlab.sources import (
@@ -184,16 +185,28 @@ def _columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     ]
 
 
+def last_rows(con: duckdb.DuckDBPyConnection) -> dict[str, dt.datetime | None]:
+    """Each present table's last timestamp (its time column), None for an empty table."""
+    out: dict[str, dt.datetime | None] = {}
+    for t in present_tables(con):
+        # fetchall: duckdb 2 keeps a half-fetched result open and then refuses register().
+        value = con.execute(f"SELECT max({TABLES[t].time_column}) FROM main.{t}").fetchall()[0][0]
+        out[t] = None if value is None else pd.Timestamp(value).to_pydatetime()
+    return out
+
+
 def data_end(con: duckdb.DuckDBPyConnection, data: DataParams) -> dt.datetime:
-    """The end of observation: ``data.as_of`` if set, else the latest row timestamp in the data."""
+    """The end of observation that labels and KPIs use (:mod:`churnlab.coverage`).
+
+    ``data.as_of`` if set, else the end of the last day that every table defining a label
+    (subscriptions, orders) covers.
+    """
     if data.as_of is not None:
         return data.as_of
-    parts = [f"SELECT max({TABLES[t].time_column}) AS m FROM main.{t}" for t in present_tables(con)]
-    # fetchall: duckdb 2 keeps a half-fetched result open and then refuses register().
-    value = con.execute(f"SELECT max(m) FROM ({' UNION ALL '.join(parts)})").fetchall()[0]
-    if value[0] is None:
+    end = observed_end(last_rows(con))
+    if end is None:
         raise ChurnlabError("the data has no timestamps: cannot tell where observation ends")
-    return pd.Timestamp(value[0]).to_pydatetime()
+    return end
 
 
 def write_tables(frames: dict[str, pd.DataFrame], out: Path | str) -> None:

@@ -51,11 +51,7 @@ def observation_window(
     if first[0] is None:
         raise KpiError("the data has no rows with timestamps: there is nothing to compute KPIs on")
     start = pd.Timestamp(first[0]).normalize()
-    if data.as_of is not None:
-        end = pd.Timestamp(data.as_of)
-    else:
-        # The latest row says the day was observed, not that it was observed to its last second.
-        end = pd.Timestamp(data_end(con, data)).normalize() + pd.Timedelta(days=1)
+    end = pd.Timestamp(data_end(con, data))  # the same end as the labels' (churnlab.coverage)
     if end <= start:
         raise KpiError(
             f"data.as_of ({end}) is not after the first row of the data ({start}); "

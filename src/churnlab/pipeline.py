@@ -38,8 +38,9 @@ from churnlab import (
 from churnlab.atomic import atomic_dir
 from churnlab.bundle import ModelBundle
 from churnlab.config import DataParams, KpiParams, Params, TrackingParams, flatten
+from churnlab.coverage import coverage_warnings
 from churnlab.errors import ChurnlabError
-from churnlab.load import load
+from churnlab.load import last_rows, load
 from churnlab.manifest import Manifest
 from churnlab.runlog import RunLog
 from churnlab.sources import mask_password
@@ -62,6 +63,7 @@ class DatasetRun:
     out: Path
     manifest: Manifest
     warnings: dict[str, str]
+    coverage: tuple[str, ...] = ()
 
 
 def build_dataset(
@@ -95,6 +97,9 @@ def build_dataset(
     say("loading and validating the data")
     con = load(params.data, src)
     try:
+        coverage = coverage_warnings(
+            last_rows(con), params.data.coverage_gap_days, params.data.as_of
+        )
         frame, manifest = dataset.build(
             con, params.dataset, params.data, source=mask_password(src), progress=say
         )
@@ -103,7 +108,9 @@ def build_dataset(
     target = Path(out if out is not None else params.dataset.out)
     say(f"writing {target}")
     dataset.write(frame, manifest, target)
-    return DatasetRun(target, manifest, dataset.check_sufficiency(manifest, params.dataset))
+    return DatasetRun(
+        target, manifest, dataset.check_sufficiency(manifest, params.dataset), tuple(coverage)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,10 +105,22 @@ def _open_folder(con: duckdb.DuckDBPyConnection, folder: Path, data: DataParams)
                 _open_csv(con, name, csv, data)
         except duckdb.Error as err:
             path = parquet if parquet.exists() else csv
-            raise SourceError(
-                f"cannot read {path}: {str(err).splitlines()[0]} (check that it is a valid "
-                f"{path.suffix[1:]} file)"
-            ) from None
+            raise SourceError(_read_error(path, str(err), data.encoding)) from None
+
+
+def _read_error(path: Path, message: str, encoding: str) -> str:
+    """One line saying why a file cannot be read and how to fix it."""
+    if "Invalid unicode" in message or "not utf-8 encoded" in message:
+        line = re.search(r"Line: (\d+)", message)
+        where = f" (line {line.group(1)})" if line else ""
+        return (
+            f"{path} is not {encoding} text{where}: re-save it as UTF-8, or set data.encoding in "
+            "params.yaml to the file's encoding (latin-1 or utf-16)"
+        )
+    return (
+        f"cannot read {path}: {message.splitlines()[0]} (check that it is a valid "
+        f"{path.suffix[1:]} file)"
+    )
 
 
 def _literal(path: Path) -> str:
@@ -119,8 +131,9 @@ def _open_csv(con: duckdb.DuckDBPyConnection, name: str, csv: Path, data: DataPa
     # Contract columns are read as text so that bad values become validation findings (with row
     # examples) instead of a reader exception.
     con.execute(
-        f"CREATE TABLE {RAW}.{name} AS SELECT * FROM read_csv(?, all_varchar=true, header=true)",
-        [str(csv)],
+        f"CREATE TABLE {RAW}.{name} AS SELECT * FROM "
+        "read_csv(?, all_varchar=true, header=true, encoding=?)",
+        [str(csv), data.encoding],
     )
     table = TABLES[name]
     if not table.extra_columns_allowed:
@@ -130,8 +143,8 @@ def _open_csv(con: duckdb.DuckDBPyConnection, name: str, csv: Path, data: DataPa
     contract = {source_column(data, name, c) for c in table.column_names}
     sniffed = con.execute(
         "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
-        "read_csv(?, header=true, sample_size=-1))",
-        [str(csv)],
+        "read_csv(?, header=true, sample_size=-1, encoding=?))",
+        [str(csv), data.encoding],
     ).fetchall()
     for column, ctype in sniffed:
         if column in contract or ctype == "VARCHAR" or not _SAFE_TYPE.match(ctype):

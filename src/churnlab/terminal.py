@@ -23,17 +23,32 @@ from churnlab.validate import ValidationFailed
 
 
 def report_ok(summary: dict[str, Any], console: Console) -> None:
-    """Print the summary of a dataset that passed validation as a rich table."""
-    table = Table(title=f"{summary['source']}: meets the data contract", title_justify="left")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    table.add_column("first")
-    table.add_column("last")
+    """Print the summary of a dataset that passed validation, and its coverage warnings.
+
+    The verdict is a line of its own and the source path comes after it on another, so neither
+    is broken across lines however long the path or narrow the terminal.
+    """
+    console.print("The data meets the data contract.", highlight=False, soft_wrap=True)
+    console.print(f"source: {summary['source']}", highlight=False, soft_wrap=True)
+    table = Table(title="rows and time range per table", title_justify="left")
+    table.add_column("table", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("first", no_wrap=True)
+    table.add_column("last", no_wrap=True)
     for name, rows in summary["tables"].items():
         span = summary["time_range"].get(name) or ["", ""]
         table.add_row(name, f"{rows:,}", span[0], span[1])
     console.print(table)
     console.print(f"as-of used for the future-timestamp check: {summary['as_of']}")
+    if summary.get("data_end"):
+        console.print(
+            f"data end for labels and KPIs: {summary['data_end']} (end of the last day "
+            "subscriptions/orders cover, or data.as_of)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for message in summary.get("warnings", ()):
+        console.print(Text.assemble(("warning: ", "bold yellow"), message), soft_wrap=True)
 
 
 def print_problems(err: ValidationFailed, console: Console) -> None:
@@ -56,7 +71,7 @@ def print_problems(err: ValidationFailed, console: Console) -> None:
 
 def synth_summary(summary: dict[str, Any]) -> tuple[Table, str]:
     """Rows per table of a synthetic world, and its headline rates in one line."""
-    table = Table(title=f"synthetic world in {summary['out']} (as of {summary['as_of'][:10]})")
+    table = Table(title=f"synthetic world (as of {summary['as_of'][:10]})")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, n in summary["rows"].items():
@@ -71,7 +86,8 @@ def synth_summary(summary: dict[str, Any]) -> tuple[Table, str]:
         )
         if summary[key] is not None
     ]
-    return table, ", ".join(rates) or "no complete 90-day windows (add months)"
+    headline = ", ".join(rates) or "no complete 90-day windows (add months)"
+    return table, f"{headline}\nwritten to {summary['out']}"
 
 
 def dataset_table(manifest: Manifest) -> Table:

@@ -41,10 +41,12 @@ from churnlab.contract_checks import (
     short,
     usable_column,
 )
+from churnlab.coverage import coverage_warnings, observed_end
 from churnlab.errors import ChurnlabError
 from churnlab.schema import REVENUE_TABLES, TABLES
 from churnlab.sources import (
     is_identifier,
+    mask_password,
     open_source,
     raw_tables,
     raw_types,
@@ -58,7 +60,7 @@ class ValidationFailed(ChurnlabError):
 
     def __init__(self, problems: list[Problem], source: str = "") -> None:
         self.problems = list(problems)
-        self.source = source
+        self.source = mask_password(source)
         super().__init__(self._report())
 
     def _report(self) -> str:
@@ -159,9 +161,13 @@ def validate_source(
         con.close()
     if problems:
         raise ValidationFailed(problems, source)
+    last = {name: r.last for name, r in results.items()}
+    end = data.as_of or observed_end(last)
     return {
-        "source": source,
+        "source": mask_password(source),
         "kind": source_kind(source),
+        "data_end": None if end is None else end.isoformat(timespec="seconds"),
+        "warnings": coverage_warnings(last, data.coverage_gap_days, data.as_of),
         "as_of": as_of_for(data, now).isoformat(timespec="seconds"),
         "tables": {name: r.rows for name, r in results.items()},
         "time_range": {

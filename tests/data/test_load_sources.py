@@ -175,9 +175,13 @@ def test_load_valid_corpus_base(valid_csv_dir: Path) -> None:
     assert got["accounts"]["created_at"].tolist()[-1] == pd.Timestamp("2024-02-29 22:00:00")
 
 
-def test_data_end_uses_latest_timestamp(contract_frames: dict[str, pd.DataFrame]) -> None:
+def test_data_end_is_the_end_of_the_last_day_label_tables_cover(
+    contract_frames: dict[str, pd.DataFrame],
+) -> None:
     con = load.connect_frames(contract_frames)
-    assert load.data_end(con, DataParams()) == dt.datetime(2024, 6, 30, 23, 59, 59)
+    # subscriptions start last on 2024-03-01 12:00, orders run to 2024-06-01: the label tables
+    # are both observed through the end of 2024-03-01; NPS rows up to 2024-06-30 do not count.
+    assert load.data_end(con, DataParams()) == dt.datetime(2024, 3, 2)
     # the connection stays usable (no half-fetched result left open)
     con.register("x", pd.DataFrame({"a": [1]}))
     assert load.data_end(con, DataParams(as_of=dt.datetime(2025, 1, 1))) == dt.datetime(2025, 1, 1)

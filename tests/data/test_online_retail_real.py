@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from churnlab import load
 from churnlab.cli import app
 from churnlab.config import DataParams
+from churnlab.coverage import end_of_day
 from churnlab.online_retail import import_online_retail
 from churnlab.schema import TABLES
 
@@ -191,7 +192,8 @@ def test_output_validates_and_loads(imported: dict[str, Any]) -> None:
     types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE orders)").fetchall())
     assert types["ordered_at"] == "TIMESTAMP"
     assert types["amount"] == "DOUBLE"
-    assert load.data_end(con, DataParams()) == as_of
+    # The last order's day is observed to its end (churnlab.coverage).
+    assert load.data_end(con, DataParams()) == end_of_day(as_of)
 
 
 def test_original_names_in_csv_import_like_the_parquet(tmp_path: Path, raw: pd.DataFrame) -> None:

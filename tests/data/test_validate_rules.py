@@ -120,7 +120,8 @@ def test_not_finite_and_nested_values(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "accounts.csv").write_text("account_id,created_at\na1,2024-01-01\n")
     (folder / "subscriptions.csv").write_text(
-        "account_id,start_at,end_at,mrr\na1,2024-01-01,,nan\na1,2024-02-01,,inf\na1,2024-03-01,,1\n"
+        "account_id,start_at,end_at,mrr\na1,2024-01-01,2024-02-01,nan\na1,2024-02-01,2024-03-01,inf\n"
+        "a1,2024-03-01,,1\n"
     )
     events = pd.DataFrame(
         {

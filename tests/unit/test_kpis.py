@@ -31,6 +31,7 @@ import pytest
 from churnlab import kpi_outputs, kpis
 from churnlab.config import DataParams, KpiParams
 from churnlab.load import connect_frames
+from churnlab.schema import TABLES
 
 NaN = float("nan")
 T = pd.Timestamp
@@ -380,11 +381,19 @@ def test_partial_last_period_is_flagged_and_clipped():
     assert res["cohorts"]["period"].max() == T("2024-03-01")
 
 
+TIME = {t.name: t.time_column for t in TABLES.values()}
+
+
 def test_inferred_end_makes_the_last_month_partial():
-    # Without as_of, observation ends at midnight after the latest row (Apr 10): April is partial.
+    # Without as_of, observation ends at the end of the last day that the tables defining labels
+    # (subscriptions and orders) cover, Apr 1 here; later rows of other tables (tickets to Apr 10)
+    # do not extend it (churnlab.coverage). April is partial.
     res = _compute(_world(), as_of=None)
     assert list(res["monthly"]["partial"]) == [False, False, False, True]
-    assert res["info"]["observed_to"].iloc[0] == T("2024-04-11")
+    assert res["info"]["observed_to"].iloc[0] == T("2024-04-02")
+    frames = _world()
+    last = {t: frames[t][TIME[t]].max() for t in ("subscriptions", "orders")}
+    assert min(last.values()) < T("2024-04-02") <= max(f[TIME[t]].max() for t, f in frames.items())
 
 
 def test_partial_first_period_when_data_starts_mid_month():
