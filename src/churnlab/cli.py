@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from churnlab.config import Params, load_params
 from churnlab.errors import ChurnlabError
+from churnlab.sources import mask_password
 
 # MLflow's INFO lines (database migrations, experiment creation) interleave with the command's
 # own output; warnings still show. MLFLOW_LOGGING_LEVEL set by the user wins.
@@ -63,8 +64,9 @@ def expected_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ChurnlabError as err:
-            # escape: messages quote user data, which must not be read as rich markup
-            message = escape(str(err))
+            # escape: messages quote user data, which must not be read as rich markup; a URL in
+            # a message never shows its password.
+            message = escape(mask_password(str(err)))
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -182,8 +184,12 @@ def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
     LightGBM with early stopping, calibrates on the validation cutoff, scores both baselines on
     the same test rows, explains with TreeSHAP, logs everything to MLflow, registers
     PREFIX-churn / PREFIX-expansion (PREFIX: tracking.registry_prefix) and moves the
-    champion alias only if the new version is not worse than the current champion. Bundles
-    are also saved under train.out.
+    champion alias only if the new version is not worse than the current champion (and never
+    to a model whose test cutoff is degenerate). The champion's bundle is also saved under
+    train.out/TASK.
+
+    Exit codes: 0 every task trained, 3 a task was skipped (its reason is printed; the others
+    trained and registered), 1 an error.
     """
     from churnlab import pipeline, terminal
 
@@ -197,6 +203,28 @@ def train(params: ParamsOpt = None, dataset: DatasetOpt = None) -> None:
         )
     for line in terminal.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
+    _exit_if_skipped(summary)
+
+
+SKIPPED_EXIT = 3
+"""Exit code of ``train`` (and ``demo``) when some task was skipped and the others trained."""
+
+
+def _exit_if_skipped(summary: dict[str, Any]) -> None:
+    if not summary.get("skipped"):
+        return
+    if not summary.get("tasks"):
+        raise ChurnlabError(
+            "no task could be trained: "
+            + "; ".join(f"{t}: {r}" for t, r in summary["skipped"].items())
+        )
+    err_console.print(
+        f"[bold yellow]warning:[/] skipped {', '.join(summary['skipped'])} (see above); "
+        f"exit code {SKIPPED_EXIT}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(SKIPPED_EXIT)
 
 
 @app.command()

@@ -37,7 +37,7 @@ from churnlab import (
 )
 from churnlab.atomic import atomic_dir
 from churnlab.bundle import ModelBundle
-from churnlab.config import DataParams, KpiParams, Params, TrackingParams, flatten
+from churnlab.config import DataParams, KpiParams, Params, TrackingParams, TrainParams, flatten
 from churnlab.coverage import coverage_warnings
 from churnlab.errors import ChurnlabError
 from churnlab.load import last_rows, load
@@ -163,8 +163,11 @@ def _parent_log(
     text = path.read_text() if path.is_file() else yaml.safe_dump(params.model_dump(mode="json"))
     import json
 
+    # Passwords never reach the tracking store: not in params, not in the params.yaml copy.
     return RunLog(
-        params=flatten(params),
+        params={
+            k: mask_password(v) if isinstance(v, str) else v for k, v in flatten(params).items()
+        },
         tags={
             "churnlab.command": command,
             "git_commit": _git_commit() or "unknown (not a git checkout)",
@@ -173,7 +176,7 @@ def _parent_log(
             "dataset.source": manifest.source,
         },
         texts={
-            "params.yaml": text,
+            "params.yaml": mask_password(text),
             "dataset_manifest.json": json.dumps(manifest.to_dict(), indent=2),
         },
     )
@@ -208,13 +211,11 @@ def _log_kpis(params: Params, manifest: Manifest) -> str:
     return status
 
 
-def _task_log(
-    params: Params, result: train.TaskResult, tmp: Path, progress: ProgressFn
-) -> dict[str, Any]:
-    """Explain one task, log it into the active (child) run, log and register its model."""
-    progress(f"{result.task}: explaining")
+def _log_task(params: Params, result: train.TaskResult, tmp: Path, say: ProgressFn) -> str:
+    """Explain one task and log it into the active (child) run; returns the logged model's URI."""
+    say(f"{result.task}: explaining")
     expl = explain.explain_task(result.bundle, result.split.test, params.explain, tmp)
-    progress(f"{result.task}: logging to MLflow")
+    say(f"{result.task}: logging to MLflow")
     plots = evaluate.plot_evaluation(result.predictions, tmp / "evaluation", result.task)
     entry = train.run_log(result)
     tracking.log(
@@ -230,16 +231,54 @@ def _task_log(
             files={"evaluation": plots, "shap": expl["files"]},
         )
     )
-    model_uri = tracking.log_model(result.bundle, result.split.test)
-    progress(f"{result.task}: registry")
-    return tracking.register_and_promote(
-        result.task,
-        result.metrics,
-        result.split.test,
-        model_uri,
-        params.tracking,
-        params.train,
+    return tracking.log_model(result.bundle, result.split.test)
+
+
+def _register(
+    params: Params, result: train.TaskResult, model_uri: str, run_id: str, say: ProgressFn
+) -> dict[str, Any]:
+    """Decide, register, save the champion's bundle, then move the alias (in that order).
+
+    ``models/<task>/`` only ever holds the champion's bundle, stamped with its registered name,
+    version and run id. It is written after the version is registered and before the alias
+    moves, so a crash in between leaves a bundle that does not match the champion, which every
+    reader detects and repairs from the registry (:func:`champion_bundle`).
+    """
+    task = result.task
+    say(f"{task}: registry")
+    problem = train.test_set_problem(result)
+    decision = tracking.decide(
+        task, result.metrics, result.split.test, params.tracking, params.train, blocked=problem
     )
+    version = tracking.register(model_uri, params.tracking, task)
+    if decision.promote:
+        result.bundle.info["registry"] = {
+            "name": tracking.registered_name(params.tracking, task),
+            "version": version,
+            "run_id": run_id,
+        }
+        save_bundles({task: result.bundle}, params.train.out)
+    return tracking.publish(
+        params.tracking, task, version, decision, str(result.split.test_cutoff.date())
+    )
+
+
+def _cannot_train(manifest: Manifest, task: str) -> str | None:
+    """Why a task cannot be trained at all on this training set, with the fix, or None."""
+    labeled = [r for r in manifest.per_cutoff if r.get("labeled_rows", 0) > 0]
+    pos = sum(int(r.get(f"{task}_positives", 0)) for r in labeled)
+    neg = sum(int(r.get(f"{task}_negatives", 0)) for r in labeled)
+    if labeled and pos == 0:
+        return (
+            f"no {task} at all in the data (0 positives, {neg:,} negatives over "
+            f"{len(labeled)} labeled cutoffs): drop it from train.tasks in params.yaml"
+        )
+    if labeled and neg == 0:
+        return (
+            f"every labeled row is a {task} ({pos:,} positives, 0 negatives): there is nothing "
+            f"to tell apart; drop it from train.tasks in params.yaml"
+        )
+    return None  # too few to split is the split's to say (train.temporal_split)
 
 
 def train_frame(
@@ -254,16 +293,18 @@ def train_frame(
 ) -> dict[str, Any]:
     """Train every task on a training set, explain, log to MLflow, register, save bundles.
 
+    A task that cannot be trained (no positives at all, too few, or no split that fits) is
+    skipped with the reason; the other tasks still train, register and are summarised.
+
     Returns
     -------
     dict
         ``tasks`` (per task: run id, metrics, calibration, test cutoff, registered model name,
-        version, promotion decision and reason), ``run_id``, ``models_dir``, ``tracking_uri``,
-        ``kpis`` (status).
+        version, promotion decision and reason), ``skipped`` (task -> reason), ``run_id``,
+        ``models_dir``, ``tracking_uri``, ``kpis`` (status).
     """
     say = progress or _quiet
-    summary: dict[str, Any] = {"tasks": {}}
-    bundles: dict[str, ModelBundle] = {}
+    summary: dict[str, Any] = {"tasks": {}, "skipped": {}, "models_dir": str(params.train.out)}
     tracking.configure(params.tracking)
     name = f"train {_latest_labeled(manifest)} {'+'.join(params.train.tasks)}"
     with tracking.start(name) as run_id:
@@ -275,25 +316,77 @@ def train_frame(
             summary["kpis"] = _log_kpis(params, manifest)
         for task in params.train.tasks:
             say(f"{task}: training")
-            with tracking.start(task, nested=True) as child_id:
-                tracking.log(RunLog(tags={"task": task}))
-                result = train.train_task(frame, manifest, task, params.train, oracle=oracle)
-                tracking.rename(f"{task} test {result.split.test_cutoff.date()}")
-                with tempfile.TemporaryDirectory(prefix="churnlab-train-") as tmp:
-                    decision = _task_log(params, result, Path(tmp), say)
-                bundles[task] = result.bundle
-                summary["tasks"][task] = {
-                    "run_id": child_id,
-                    "metrics": result.metrics,
-                    "calibration": result.calibration["calibration.method"],
-                    "test_cutoff": str(result.split.test_cutoff.date()),
-                    **decision,
-                }
-        say("saving bundles")
-        summary["models_dir"] = str(params.train.out)
-        save_bundles(bundles, params.train.out)
+            reason = _cannot_train(manifest, task)
+            try:
+                result = (
+                    None
+                    if reason
+                    else train.train_task(frame, manifest, task, params.train, oracle=oracle)
+                )
+            except train.TrainError as err:
+                reason = str(err)
+            if result is None:
+                summary["skipped"][task] = reason
+                tracking.log(RunLog(tags={f"skipped.{task}": str(reason)[:5000]}))
+                continue
+            summary["tasks"][task] = _train_run(params, result, say)
     summary["tracking_uri"] = tracking.resolve_uri(params.tracking)
     return summary
+
+
+def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dict[str, Any]:
+    """The child run of one trained task: logs, model, registry; its summary entry."""
+    with tracking.start(
+        f"{result.task} test {result.split.test_cutoff.date()}", nested=True
+    ) as cid:
+        tracking.log(RunLog(tags={"task": result.task}))
+        with tempfile.TemporaryDirectory(prefix="churnlab-train-") as tmp:
+            model_uri = _log_task(params, result, Path(tmp), say)
+        decision = _register(params, result, model_uri, cid, say)
+    return {
+        "run_id": cid,
+        "metrics": result.metrics,
+        "calibration": result.calibration["calibration.method"],
+        "test_cutoff": str(result.split.test_cutoff.date()),
+        **decision,
+    }
+
+
+def champion_bundle(params: Params, task: str) -> tuple[ModelBundle, str | None]:
+    """The champion of ``task`` as the registry says, and a note if ``models/`` had to be repaired.
+
+    The registry is the truth: ``models/<task>/`` is a local copy of the champion's bundle. When
+    it is missing or holds another version (a crash between saving and moving the alias, or an
+    older churnlab), the champion's bundle is fetched from its logged model and written there.
+
+    Raises
+    ------
+    ChurnlabError
+        If the task has no champion.
+    """
+    tracking.configure(params.tracking)
+    found = tracking.champion_version(params.tracking, task)
+    name = tracking.registered_name(params.tracking, task)
+    if found is None:
+        raise ChurnlabError(
+            f"no champion for {name} in the registry at {tracking.resolve_uri(params.tracking)}: "
+            "run `churnlab train` first (or check tracking.uri / tracking.registry_prefix)"
+        )
+    _, version, run_id = found
+    local = Path(params.train.out) / task
+    if (local / "bundle.json").is_file():
+        bundle = ModelBundle.load(local)
+        reg = bundle.info.get("registry", {})
+        if reg.get("name") == name and str(reg.get("version")) == version:
+            return bundle, None
+        held = f"v{reg['version']}" if reg.get("version") else "an unregistered bundle"
+    else:
+        held = "nothing"
+    with tempfile.TemporaryDirectory(prefix="churnlab-champion-") as tmp:
+        bundle = tracking.download_bundle(name, version, Path(tmp))
+    bundle.info["registry"] = {"name": name, "version": version, "run_id": run_id}
+    save_bundles({task: bundle}, params.train.out)
+    return bundle, f"{local} held {held}, the champion is {name} v{version}: refreshed it"
 
 
 def save_bundles(bundles: dict[str, ModelBundle], out: Path | str) -> dict[str, Path]:
@@ -369,11 +462,15 @@ def backtest(
         tables = train.backtest(
             frame, manifest, params.train, folds, oracle=oracle, progress=progress
         )
+        skipped = [note for t in tables.values() for note in t.attrs.get("skipped", [])]
         for task, table in tables.items():
             with tracking.start(task, nested=True):
                 _log_backtest(task, table)
+        if skipped:
+            tracking.log(RunLog(tags={"backtest.skipped": " | ".join(skipped)[:5000]}))
     return {
         "tables": tables,
+        "skipped": skipped,
         "run_id": run_id,
         "tracking_uri": tracking.resolve_uri(params.tracking),
     }
@@ -415,16 +512,27 @@ class KpiRun:
 
 
 def _predicted_vs_realised(
-    dataset_dir: Path, models_dir: Path, progress: ProgressFn
+    dataset_dir: Path,
+    models_dir: Path,
+    tracking_params: TrackingParams | None,
+    progress: ProgressFn,
 ) -> tuple[dict[str, pd.DataFrame], str | None]:
     bundle_dir = models_dir / "churn"
     if not (bundle_dir / "bundle.json").is_file():
         return {}, f"predicted vs realised: skipped (no churn model in {bundle_dir})"
     if not (dataset_dir / "manifest.json").is_file():
         return {}, f"predicted vs realised: skipped (no training set in {dataset_dir})"
+    bundle, note = ModelBundle.load(bundle_dir), None
+    if tracking_params is not None:
+        # The registry's champion, not whatever the folder holds (repaired if they differ).
+        params = Params(tracking=tracking_params, train=TrainParams(out=str(models_dir)))
+        try:
+            bundle, note = champion_bundle(params, "churn")
+        except ChurnlabError as err:
+            note = f"predicted vs realised: the local churn bundle, not a champion ({err})"
     progress("scoring the training set: predicted vs realised churn")
     frame, _manifest = dataset.read(dataset_dir)
-    return backscore.predicted_vs_realised(frame, ModelBundle.load(bundle_dir)), None
+    return backscore.predicted_vs_realised(frame, bundle), note
 
 
 @contextlib.contextmanager
@@ -484,7 +592,9 @@ def compute_kpis(
         result = kpis.compute(c, params, data, progress=step)
     notes: list[str] = []
     if dataset_dir is not None and models_dir is not None:
-        pvr, note = _predicted_vs_realised(Path(dataset_dir), Path(models_dir), step)
+        pvr, note = _predicted_vs_realised(
+            Path(dataset_dir), Path(models_dir), tracking_params, step
+        )
         result.update(pvr)
         notes += [note] if note else []
     out = Path(params.out)

@@ -254,9 +254,23 @@ def _copy_table(con: duckdb.DuckDBPyConnection, name: str, table: Any, conn: Any
         con.execute(f"CREATE TABLE {RAW}.{name} ({cols})")
 
 
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log, print or store)."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+def mask_password(text: str) -> str:
+    """``text`` (a URL, a message, a YAML file) with every URL password replaced by ``***``.
+
+    A database URL is rendered by SQLAlchemy with its password hidden; any other text has the
+    password part of each ``scheme://user:password@`` replaced, so it is safe to log, print or
+    store.
+    """
+    if _URL.match(text) and " " not in text.strip():
+        try:
+            import sqlalchemy as sa
+
+            url = sa.engine.make_url(text.strip())
+            if url.password is not None:
+                return url.render_as_string(hide_password=True)
+        except Exception:  # not a SQLAlchemy URL: fall back to the pattern below
+            pass
+    return re.sub(r"://([^:/@\s]+):[^@\s]*@", r"://\1:***@", text)
 
 
 def raw_tables(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -260,7 +260,12 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                 f"  {'oracle (synthetic)':<20} roc_auc={m['test.oracle_roc_auc']:.3f} "
                 f"gap={m['test.oracle_gap']:.3f}"
             )
-    lines.append(f"models saved under {summary['models_dir']}/; KPIs: {summary.get('kpis', '-')}")
+    for task, reason in summary.get("skipped", {}).items():
+        lines.append(f"{task}: skipped: {reason}")
+    lines.append(
+        f"champion bundles in {summary['models_dir']}/ (challengers stay in the registry); "
+        f"KPIs: {summary.get('kpis', '-')}"
+    )
     lines.append(f"MLflow: mlflow ui --backend-store-uri {summary['tracking_uri']}")
     return lines
 
@@ -282,5 +287,6 @@ def format_backtest(result: dict[str, Any]) -> list[str]:
         std = table[table["fold"] == "std"].iloc[0]
         vals = " ".join(f"{k}={mean[k]:.3f}+-{std[k]:.3f}" for k in keys if k in mean)
         lines.append(f"  mean+-std: {vals}")
+    lines += [f"note: {note}" for note in result.get("skipped", [])]
     lines.append(f"MLflow: mlflow ui --backend-store-uri {result['tracking_uri']}")
     return lines

@@ -18,8 +18,10 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,66 @@ def quiet_mlflow() -> Iterator[None]:
 
 
 def configure(params: TrackingParams) -> str:
-    """Point MLflow (tracking and registry) at the store and select the experiment."""
+    """Point MLflow (tracking and registry) at the store and select the experiment.
+
+    Runs left RUNNING by a process that died (``kill -9``, a power cut) are marked KILLED here,
+    the next time any command opens the store: MLflow does not do that itself.
+    """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(params.experiment)
+    experiment = mlflow.set_experiment(params.experiment)
+    reap_dead_runs(experiment.experiment_id)
     return uri
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot; '' if unknown).
+
+    It tells a pid reused by another process apart from the one that opened the run.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not started or _process_start(pid) in ("", started)
+
+
+def reap_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this host whose process is gone; returns their ids."""
+    client = MlflowClient()
+    host = socket.gethostname()
+    reaped = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("churnlab.host") != host or "churnlab.pid" not in tags:
+            continue  # another machine's run, or not ours: its owner may still be alive
+        pid = int(tags["churnlab.pid"])
+        if _alive(pid, tags.get("churnlab.pid_started", "")):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "churnlab.killed",
+            f"process {pid} on {host} ended without closing the run; marked KILLED by a later "
+            f"command (pid {os.getpid()})",
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
+        reaped.append(run.info.run_id)
+    return reaped
 
 
 def registered_name(params: TrackingParams, task: str) -> str:
@@ -88,6 +143,13 @@ def start(name: str, *, nested: bool = False) -> Iterator[str]:
         A child of the active run.
     """
     with mlflow.start_run(run_name=name, nested=nested) as run:
+        mlflow.set_tags(
+            {
+                "churnlab.pid": str(os.getpid()),
+                "churnlab.pid_started": _process_start(os.getpid()),
+                "churnlab.host": socket.gethostname(),
+            }
+        )
         yield run.info.run_id
 
 
@@ -239,38 +301,49 @@ def _champion_score(name: str, test: pd.DataFrame, task: str, metric: str) -> fl
     return float(evaluate.score_metrics(y, p_old)[metric])
 
 
-def register_and_promote(
+@dataclass(frozen=True)
+class Decision:
+    """Whether a new version becomes champion, and the facts behind it."""
+
+    promote: bool
+    reason: str
+    metric: str
+    new_score: float
+    champion_version: str | None
+    champion_score: float | None
+
+    @property
+    def alias(self) -> str:
+        """The alias the new version gets: ``champion`` or ``challenger``."""
+        return "champion" if self.promote else "challenger"
+
+
+def decide(
     task: str,
     metrics: dict[str, float],
     test: pd.DataFrame,
-    model_uri: str,
     tracking: TrackingParams,
     train: TrainParams,
-) -> dict[str, Any]:
-    """Register the logged model and move ``champion`` or ``challenger`` to it.
+    blocked: str | None = None,
+) -> Decision:
+    """Compare a new model with the current champion on the same test rows.
 
-    The current champion is loaded from the registry and re-scored on this run's test rows, so
-    both versions are compared on the same cutoff and accounts.
+    The current champion is loaded from the registry and re-scored on the new version's test
+    rows, so both are judged on the same cutoff and accounts.
 
     Parameters
     ----------
     task : str
         The task (label column of ``test``).
     metrics : dict
-        The new version's metrics (``test.<metric>``).
+        The new model's metrics (``test.<metric>``).
     test : DataFrame
         The test rows (features and the label).
-    model_uri : str
-        What :func:`log_model` returned.
     tracking, train : TrackingParams, TrainParams
         The registry prefix; the promotion metric and tolerance.
-
-    Returns
-    -------
-    dict
-        ``model_name``, ``version``, ``decision`` ("champion" or "challenger"), ``reason``.
+    blocked : str, optional
+        Why the new model must not be champion whatever its score (a degenerate test set).
     """
-    client = MlflowClient()
     name = registered_name(tracking, task)
     metric = train.promotion_metric
     key = f"test.{metric}"
@@ -280,9 +353,7 @@ def register_and_promote(
             + ", ".join(sorted(k[5:] for k in metrics if k.startswith("test.")))
         )
     new_score = float(metrics[key])
-    champion = _champion(client, name)
-    with quiet_mlflow():
-        version = mlflow.register_model(model_uri, name).version
+    champion = _champion(MlflowClient(), name)
     champion_score: float | None = None
     reason_prefix = ""
     if champion is not None:
@@ -296,20 +367,72 @@ def register_and_promote(
     )
     if reason_prefix:
         promote, reason = False, reason_prefix + "kept it; promote by hand if intended"
-    decision = "champion" if promote else "challenger"
-    client.set_registered_model_alias(name, decision, version)
+    if blocked:
+        promote, reason = False, f"not promoted: {blocked}"
+    return Decision(
+        promote,
+        reason,
+        metric,
+        new_score,
+        None if champion is None else str(champion.version),
+        champion_score,
+    )
+
+
+def register(model_uri: str, tracking: TrackingParams, task: str) -> str:
+    """Register a logged model as a new version (no alias yet); returns the version."""
+    with quiet_mlflow():
+        return str(mlflow.register_model(model_uri, registered_name(tracking, task)).version)
+
+
+def publish(
+    tracking: TrackingParams, task: str, version: str, decision: Decision, test_cutoff: str
+) -> dict[str, Any]:
+    """Move the decision's alias to ``version`` and record the decision on run and version.
+
+    Returns
+    -------
+    dict
+        ``model_name``, ``version``, ``decision`` ("champion" or "challenger"), ``reason``.
+    """
+    client = MlflowClient()
+    name = registered_name(tracking, task)
+    client.set_registered_model_alias(name, decision.alias, version)
     tags = {
-        "promotion.decision": decision,
-        "promotion.reason": reason,
-        "promotion.metric": metric,
-        "promotion.new_score": f"{new_score:.6f}",
-        "promotion.champion_version": str(champion.version) if champion is not None else "none",
-        "promotion.champion_score": "" if champion_score is None else f"{champion_score:.6f}",
+        "promotion.decision": decision.alias,
+        "promotion.reason": decision.reason,
+        "promotion.metric": decision.metric,
+        "promotion.new_score": f"{decision.new_score:.6f}",
+        "promotion.champion_version": decision.champion_version or "none",
+        "promotion.champion_score": ""
+        if decision.champion_score is None
+        else f"{decision.champion_score:.6f}",
         "registered_model": f"{name}/{version}",
     }
     mlflow.set_tags(tags)
     for k in ("promotion.decision", "promotion.reason"):
         client.set_model_version_tag(name, version, k, tags[k])
-    test_cutoff = str(pd.Timestamp(test["cutoff"].iloc[0]).date()) if len(test) else ""
     client.set_model_version_tag(name, version, "test_cutoff", test_cutoff)
-    return {"model_name": name, "version": str(version), "decision": decision, "reason": reason}
+    return {"model_name": name, "version": version, "decision": decision.alias,
+            "reason": decision.reason}  # fmt: skip
+
+
+def champion_version(tracking: TrackingParams, task: str) -> tuple[str, str, str] | None:
+    """The registered name, version and run id of a task's champion, or None if it has none."""
+    name = registered_name(tracking, task)
+    mv = _champion(MlflowClient(), name)
+    return None if mv is None else (name, str(mv.version), str(mv.run_id))
+
+
+def download_bundle(name: str, version: str, out: Path) -> ModelBundle:
+    """A registered version's bundle, from its logged model's artifacts."""
+    with quiet_mlflow():
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(out)
+            )
+        )
+    found = [p.parent for p in local.rglob("bundle.json")]
+    if not found:
+        raise TrackingError(f"{name} v{version} has no churnlab bundle in its model artifacts")
+    return ModelBundle.load(found[0])

@@ -445,6 +445,36 @@ def _empty_bundle(task: str, train_rows: pd.DataFrame, feats: list[Feature]) -> 
     return ModelBundle(task, None, None, feats, categories, reference)  # type: ignore[arg-type]
 
 
+def test_set_problem(result: TaskResult, margin: float = 1.0) -> str | None:
+    """Why a model's test cutoff cannot tell whether it is good enough to be champion, or None.
+
+    A test cutoff with one class, metrics that cannot be computed, or a positive rate far outside
+    what the training cutoffs saw (more than ``margin`` in log-odds beyond their range: an
+    all-churn cutoff, or one where the labels' data ended) says nothing about the model.
+    """
+    task, split = result.task, result.split
+    y = split.test[task].to_numpy(dtype=float)
+    pos, n = int(y.sum()), len(y)
+    if pos in (0, n):
+        return f"the test cutoff {split.test_cutoff.date()} has one class only ({pos} of {n} rows)"
+    if not math.isfinite(result.metrics.get("test.roc_auc", float("nan"))):
+        return f"the test metrics of cutoff {split.test_cutoff.date()} cannot be computed"
+    rates = split.train.groupby("cutoff", observed=True)[task].mean().to_numpy(dtype=float)
+
+    def logit(p: np.ndarray | float) -> np.ndarray:
+        q = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
+        return np.log(q / (1 - q))
+
+    rate = pos / n
+    lo, hi = float(logit(rates.min())), float(logit(rates.max()))
+    if not lo - margin <= float(logit(rate)) <= hi + margin:
+        return (
+            f"the test cutoff {split.test_cutoff.date()} has a {task} rate of {rate:.1%}, far "
+            f"outside the training cutoffs' {rates.min():.1%}-{rates.max():.1%}"
+        )
+    return None
+
+
 def backtest(
     frame: pd.DataFrame,
     manifest: Manifest,
@@ -456,6 +486,10 @@ def backtest(
 ) -> dict[str, pd.DataFrame]:
     """Repeat the split for the ``folds`` latest test cutoffs of each task.
 
+    Folds whose split does not fit the data (too little history before their test cutoff) are
+    skipped and named in the table's ``attrs["skipped"]``; only a task with no fold at all is an
+    error.
+
     Returns
     -------
     dict
@@ -466,19 +500,31 @@ def backtest(
         raise TrainError("--folds must be at least 1")
     say = progress or (lambda _m: None)
     out: dict[str, pd.DataFrame] = {}
+    skipped = []
     for task in params.tasks:
         cutoffs = labeled_cutoffs(frame, task)
         tests = cutoffs[-folds:]
         rows = []
         for i, c in enumerate(tests, start=1):
             say(f"{task}: fold {i}/{len(tests)} (test {c.date()})")
-            res = train_task(frame, manifest, task, params, oracle=oracle, test_cutoff=c)
+            try:
+                res = train_task(frame, manifest, task, params, oracle=oracle, test_cutoff=c)
+            except TrainError as err:  # too little history before this test cutoff
+                skipped.append(f"{task} fold {i} (test {c.date()}) skipped: {err}")
+                continue
             rows.append({"fold": str(i), "test_cutoff": str(c.date()), **res.metrics})
+        if not rows:
+            raise TrainError(
+                f"{task}: no backtest fold fits the data ("
+                + "; ".join(s for s in skipped if s.startswith(task))
+                + ")"
+            )
         table = pd.DataFrame(rows)
         num = table.drop(columns=["fold", "test_cutoff"])
         mean = {"fold": "mean", "test_cutoff": "", **num.mean().to_dict()}
         std = {"fold": "std", "test_cutoff": "", **num.std(ddof=1).to_dict()}
         out[task] = pd.concat([table, pd.DataFrame([mean, std])], ignore_index=True)
+        out[task].attrs["skipped"] = [s for s in skipped if s.startswith(task)]
     return out
 
 

@@ -55,6 +55,7 @@ from churnlab.sources import (
 
 __all__ = ["MAX_EXAMPLES", "Problem", "ValidationFailed", "validate", "validate_source"]
 
+
 class ValidationFailed(ChurnlabError):
     """The data breaks the contract; ``.problems`` holds every problem found."""
 
