@@ -220,6 +220,121 @@ class ExplainParams(_Section):
     sample_for_plots: int = Field(5000, gt=0)
 
 
+class CampaignParams(_Section):
+    """One campaign the audiences can be chosen for (see :class:`churnlab.audiences.Campaign`)."""
+
+    name: str
+    kind: Literal["retention", "upsell", "advocacy", "nurture"]
+    cost_per_contact: float = Field(ge=0)
+    rate: float = Field(ge=0, le=1)
+    """Retention: the share of the revenue at risk a contact saves; others: response rate."""
+    value_per_response: float | None = None
+    """Advocacy and nurture: what one response is worth (their value is not from a model)."""
+    risk_bands: tuple[str, ...] | None = None
+    min_churn_probability: float | None = None
+    max_churn_probability: float | None = None
+    plays: tuple[str, ...] | None = None
+    nps_categories: tuple[str, ...] | None = None
+
+    @field_validator("risk_bands", "plays", "nps_categories", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("cost_per_contact", "rate", "value_per_response", mode="before")
+    @classmethod
+    def _int_to_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def _default_campaigns() -> tuple[CampaignParams, ...]:
+    return (
+        CampaignParams(
+            name="csm-save-call",
+            kind="retention",
+            cost_per_contact=150.0,
+            rate=0.25,
+            risk_bands=("high", "medium"),
+        ),
+        CampaignParams(
+            name="training-session",
+            kind="retention",
+            cost_per_contact=60.0,
+            rate=0.15,
+            plays=("training / onboarding session", "adoption workshop"),
+        ),
+        CampaignParams(name="upsell-offer", kind="upsell", cost_per_contact=20.0, rate=0.2),
+        CampaignParams(
+            name="referral-ask",
+            kind="advocacy",
+            cost_per_contact=5.0,
+            rate=0.05,
+            value_per_response=500.0,
+            risk_bands=("low",),
+            nps_categories=("promoter",),
+        ),
+    )
+
+
+DEFAULT_PLAYS = {
+    "support": "escalation review",
+    "engagement": "training / onboarding session",
+    "commercial": "payment outreach",
+    "sentiment": "executive call",
+    "marketing": "re-engagement email",
+    "profile": "account review",
+}
+"""Driver group of the largest positive reason -> what the CSM does about it."""
+
+
+class ScoreParams(_Section):
+    """Scoring the latest data: at-risk and expansion lists, campaign audiences."""
+
+    risk_bands: dict[str, float] = Field(default_factory=lambda: {"high": 0.35, "medium": 0.15})
+    """Band name -> lowest churn probability in it (the rest is ``low``)."""
+    plays: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PLAYS))
+    """Driver group -> play; the low seat-use driver gets ``seat_play``."""
+    seat_play: str = "adoption workshop"
+    """The play when the largest reason is low seat utilisation or few active users."""
+    account_columns: tuple[str, ...] = ("name", "segment", "owner", "csm", "industry", "country")
+    """Account attributes copied into the lists when the accounts table has them."""
+    expansion_max_churn: float = Field(0.35, ge=0, le=1)
+    """Accounts with a higher churn probability belong to the at-risk list, not the expansion
+    list."""
+    budget: float | None = Field(20000.0, ge=0)
+    """Total campaign budget (None: no limit)."""
+    holdout_share: float = Field(0.1, ge=0, lt=1)
+    campaigns: tuple[CampaignParams, ...] = Field(default_factory=_default_campaigns)
+    seed: int = 0
+    out: str = "reports/actions"
+    top: int = Field(10, gt=0)
+    """Rows shown per list in the terminal."""
+    drift_warning: float = Field(0.2, gt=0)
+    """PSI above which a feature's drift is a warning."""
+
+    @field_validator("account_columns", "campaigns", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("budget", "expansion_max_churn", "holdout_share", mode="before")
+    @classmethod
+    def _int_to_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> ScoreParams:
+        if not self.risk_bands or any(not 0 < v <= 1 for v in self.risk_bands.values()):
+            raise ValueError(
+                "risk_bands must map band names to thresholds in (0, 1], e.g. "
+                "{high: 0.35, medium: 0.15}"
+            )
+        names = [c.name for c in self.campaigns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"campaign names must be unique (got {names})")
+        return self
+
+
 class KpiParams(_Section):
     """Retention KPIs."""
 
@@ -248,6 +363,7 @@ class Params(_Section):
     train: TrainParams = Field(default_factory=TrainParams)
     explain: ExplainParams = Field(default_factory=ExplainParams)
     kpis: KpiParams = Field(default_factory=KpiParams)
+    score: ScoreParams = Field(default_factory=ScoreParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
 
 
