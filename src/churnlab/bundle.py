@@ -68,6 +68,8 @@ class ModelBundle:
         self.categories = categories
         self.reference = reference
         self.info = info or {}
+        self.amount_booster: lgb.Booster | None = None
+        """Expansion only: expected amount given expansion (a regressor on the positive rows)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -107,11 +109,19 @@ class ModelBundle:
         """Calibrated probabilities of the task's positive label."""
         return self.calibrator.predict(self.margin(frame))
 
+    def expected_amount(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The expected label amount given a positive label (expansion), or None without one."""
+        if self.amount_booster is None:
+            return None
+        return np.asarray(self.amount_booster.predict(self.matrix(frame)), dtype=float)
+
     def save(self, out: Path | str) -> Path:
         """Write the bundle to directory ``out`` (booster text, calibrator, metadata JSON)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(out / "booster.txt"))
+        if self.amount_booster is not None:
+            self.amount_booster.save_model(str(out / "amount_booster.txt"))
         joblib.dump(self.calibrator, out / "calibrator.joblib")
         meta = {
             "task": self.task,
@@ -132,7 +142,7 @@ class ModelBundle:
         meta = json.loads((path / "bundle.json").read_text())
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
         calibrator = joblib.load(path / "calibrator.joblib")
-        return cls(
+        bundle = cls(
             meta["task"],
             booster,
             calibrator,
@@ -141,6 +151,9 @@ class ModelBundle:
             meta["reference"],
             meta["info"],
         )
+        if (path / "amount_booster.txt").is_file():
+            bundle.amount_booster = lgb.Booster(model_file=str(path / "amount_booster.txt"))
+        return bundle
 
 
 def model_input(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:

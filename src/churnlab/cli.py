@@ -395,6 +395,107 @@ def build_dataset(
         )
 
 
+def _versions(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        task, sep, version = v.partition("=")
+        if not sep or task not in ("churn", "expansion") or not version.strip().isdigit():
+            raise ChurnlabError(
+                f"--model-version {v!r}: use TASK=VERSION with TASK churn or expansion, e.g. "
+                "--model-version churn=3"
+            )
+        out[task] = version.strip()
+    return out
+
+
+def _budget(value: str | None) -> float | None | str:
+    if value is None:
+        return "params"
+    if value.strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        raise ChurnlabError(
+            f"--budget {value!r} is not a number: give an amount, e.g. --budget 25000, or "
+            "--budget none for no limit"
+        ) from None
+    if budget < 0:
+        raise ChurnlabError(f"--budget {value} is negative: give an amount >= 0")
+    return budget
+
+
+@app.command()
+@expected_errors
+def score(
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Score the accounts eligible at this date, from data strictly before it "
+            "(default: the data end).",
+        ),
+    ] = None,
+    model_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-version",
+            help="Score with a registered version instead of the champion, e.g. "
+            "`--model-version churn=3` (repeat for each task).",
+        ),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            help="Campaign budget for the audiences, e.g. 25000, or `none` for no limit "
+            "(default: score.budget).",
+        ),
+    ] = None,
+    sink: Annotated[
+        str | None,
+        typer.Option(
+            "--sink",
+            help="Also write the lists to a DuckDB file (PATH.duckdb) or a database URL "
+            "(tables churnlab_at_risk, churnlab_expansion, churnlab_audiences; re-running an "
+            "as-of replaces its rows).",
+        ),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", min=1, help="Rows of each list shown here (default: score.top)."),
+    ] = None,
+    source: SourceOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Score every current account: the at-risk list, the expansion list and campaign audiences.
+
+    Uses the registry's champion models (PREFIX-churn, PREFIX-expansion), builds each eligible
+    account's features at the as-of date with the training code, and writes
+    at_risk, expansion and audiences (CSV and Parquet) to score.out/AS_OF/. The at-risk list has
+    every account ranked by revenue at risk (probability x ARR) with its top reasons and a play;
+    the expansion list ranks expected expansion value; the audiences pick at most one campaign per
+    account within the budget, with a random holdout per campaign and risk band to measure the
+    effect later. The run, with feature drift against the training rows, is logged to MLflow.
+
+    Examples: `churnlab score`, `churnlab score --as-of 2025-10-01 --budget 10000`,
+    `churnlab score --model-version churn=2 --sink crm.duckdb`.
+    """
+    from churnlab import actions, terminal
+
+    p = get_params(params)
+    versions = _versions(model_version)
+    with spinner("scoring") as progress:
+        run = actions.score_accounts(
+            p, as_of=as_of, source=source, versions=versions, budget=_budget(budget),
+            sink=sink, progress=progress,
+        )  # fmt: skip
+    n = top if top is not None else p.score.top
+    for renderable in terminal.score_summary(run, n, p.score.drift_warning):
+        console.print(renderable, highlight=False, soft_wrap=True)
+
+
 @app.command()
 @expected_errors
 def demo(

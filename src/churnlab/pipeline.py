@@ -37,7 +37,14 @@ from churnlab import (
 )
 from churnlab.atomic import atomic_dir
 from churnlab.bundle import ModelBundle
-from churnlab.config import DataParams, KpiParams, Params, TrackingParams, TrainParams, flatten
+from churnlab.config import (
+    DataParams,
+    KpiParams,
+    Params,
+    TrackingParams,
+    TrainParams,
+    flatten,
+)
 from churnlab.coverage import coverage_warnings
 from churnlab.errors import ChurnlabError
 from churnlab.load import last_rows, load

@@ -290,3 +290,107 @@ def format_backtest(result: dict[str, Any]) -> list[str]:
     lines += [f"note: {note}" for note in result.get("skipped", [])]
     lines.append(f"MLflow: mlflow ui --backend-store-uri {result['tracking_uri']}")
     return lines
+
+
+def _money(v: float) -> str:
+    return _fmt(float(v), "currency")
+
+
+def _lists_table(title: str, frame: pd.DataFrame, cols: list[tuple[str, str, str]]) -> Table:
+    """A narrow table of a list's first rows; long text wraps instead of being cut."""
+    table = Table(title=title, title_justify="left", expand=False)
+    for _, header, kind in cols:
+        if kind == "text":
+            table.add_column(header, overflow="fold", ratio=1, min_width=20)
+        else:
+            table.add_column(header, justify="right", no_wrap=True)
+    for row in frame.itertuples(index=False):
+        values = []
+        for col, _, kind in cols:
+            v = getattr(row, col)
+            if kind == "pct":
+                values.append(f"{100 * v:.1f}%")
+            elif kind == "money":
+                values.append(_money(v))
+            elif kind == "int":
+                values.append(f"{int(v):,}")
+            else:
+                values.append(
+                    "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                )
+        table.add_row(*values)
+    return table
+
+
+def score_summary(run: Any, top: int, drift_warning: float) -> list[Any]:
+    """What ``churnlab score`` prints: top at-risk and expansion accounts, audiences, files."""
+    out: list[Any] = []
+    at_risk = run.at_risk
+    bands = at_risk.groupby("risk_band")["revenue_at_risk"].agg(["size", "sum"])
+    at_stake = _money(at_risk["revenue_at_risk"].sum())
+    out.append(
+        f"{len(at_risk):,} accounts scored at {run.as_of:%Y-%m-%d}: ARR "
+        f"{_money(at_risk['arr'].sum())}, revenue at risk {at_stake} "
+        "(" + ", ".join(f"{b} {int(r['size']):,}" for b, r in bands.iterrows()) + ")"
+    )
+    out.append(
+        _lists_table(
+            f"Top {min(top, len(at_risk))} at-risk accounts (by revenue at risk)",
+            at_risk.head(top),
+            [
+                ("account_id", "account", "int_text"),
+                ("churn_probability", "churn", "pct"),
+                ("revenue_at_risk", "at risk", "money"),
+                ("reason_1", "first reason", "text"),
+                ("play", "play", "int_text"),
+            ],  # fmt: skip
+        )
+    )
+    exp = run.expansion
+    if exp is not None and len(exp):
+        out.append(
+            _lists_table(
+                f"Top {min(top, len(exp))} expansion accounts (by expected expansion value)",
+                exp.head(top),
+                [
+                    ("account_id", "account", "int_text"),
+                    ("expansion_probability", "p", "pct"),
+                    ("expected_expansion_value", "value", "money"),
+                    ("reason_1", "first reason", "text"),
+                    ("offer", "offer", "int_text"),
+                ],  # fmt: skip
+            )
+        )
+    else:
+        out.append("no expansion list (no expansion model)")
+    s = run.audience_summary
+    table = Table(title="Campaign audiences", title_justify="left")
+    for col in ("campaign", "contacts", "holdout", "cost", "expected value", "net value"):
+        table.add_column(col, justify="left" if col == "campaign" else "right", no_wrap=True)
+    for r in s.itertuples():
+        table.add_row(r.campaign, f"{int(r.contacts):,}", f"{int(r.holdout):,}", _money(r.cost),
+                      _money(r.expected_value), _money(r.expected_net_value))  # fmt: skip
+    out.append(table)
+    sel = run.selection
+    out.append(
+        f"audience selection: {sel.method} ({sel.status}), gap to the LP bound {sel.gap:.2e}, "
+        f"cost {_money(sel.cost)} of budget "
+        + ("unlimited" if sel.budget is None else _money(sel.budget))
+    )
+    drifting = run.drift[run.drift["psi"] > drift_warning]
+    if len(drifting):
+        out.append(
+            Text.assemble(
+                ("warning: ", "bold yellow"),
+                f"feature drift since training (PSI > {drift_warning}): "
+                + ", ".join(f"{f} {p:.2f}" for f, p in zip(drifting["feature"].head(5),
+                                                           drifting["psi"].head(5), strict=True)),
+            )
+        )  # fmt: skip
+    out += [Text.assemble(("note: ", "bold"), n) for n in run.notes]
+    models = ", ".join(f"{m.get('name')} v{m.get('version')}" for m in run.models.values())
+    out.append(f"models: {models}; MLflow run {run.run_id}")
+    out.append(f"lists (CSV and Parquet): {run.folder}/")
+    if run.sink:
+        out.append(f"also written to: {run.sink}")
+    return out

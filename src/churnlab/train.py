@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from churnlab import evaluate
+from churnlab import drift, evaluate
 from churnlab.baselines import (
     fit_logreg_baseline,
     heuristic_features,
@@ -389,6 +389,8 @@ def train_task(
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
     metrics = _metrics(test, y_test, scores, value, y_valid, calibrator.predict(margin_valid))
+    if task == "expansion":
+        metrics |= _fit_amount(params, bundle, split, (X_train, X_valid, X_test))
     metrics |= {
         "model.best_iteration": float(best),
         "model.num_features": float(len(feats)),
@@ -396,6 +398,10 @@ def train_task(
     }
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
     bundle.info = _fit_info(task, split, best, manifest.horizon_days, cal_info, metrics)
+    # Scoring rebuilds features with exactly these settings (windows, event types, mode).
+    bundle.info["dataset"] = {**manifest.params, "mode": manifest.mode}
+    bundle.info["event_types"] = list(manifest.event_types)
+    bundle.info["profile"] = drift.profile(X_train)  # the training rows, for drift at scoring
     predictions = pd.DataFrame(
         {
             "account_id": split.test["account_id"].astype(str).to_numpy(),
@@ -409,6 +415,49 @@ def train_task(
         index=split.test.index,
     )
     return TaskResult(task, bundle, split, metrics, predictions, cal_info, chosen, logreg)
+
+
+def _fit_amount(
+    params: TrainParams,
+    bundle: ModelBundle,
+    split: Split,
+    X: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+) -> dict[str, float]:
+    """The expected amount given expansion: a LightGBM regressor on the positive rows.
+
+    Fitted on the training cutoffs' positive rows (mean squared error, so that it estimates
+    the mean amount), stopped early on the validation cutoff's, evaluated on the test cutoff's
+    positives by mean absolute error against the training positives' median. Probability x this
+    amount is the expected expansion value.
+    """
+    rows = []
+    for part, matrix in zip((split.train, split.valid, split.test), X, strict=True):
+        pos = part["expansion"].to_numpy(dtype=float) == 1
+        amount = part["expansion_amount"].to_numpy(dtype=float)
+        keep = pos & np.isfinite(amount)
+        rows.append((matrix[keep], amount[keep]))
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = rows
+    if len(y_tr) < 20 or len(y_va) < 5:
+        return {"test.amount_rows": float(len(y_te))}
+    lgb_params, rounds = lightgbm_params(params)
+    lgb_params.update({"objective": "regression", "metric": "l2"})
+    lgb_params["min_child_samples"] = min(int(lgb_params.get("min_child_samples", 20)), 20)
+    dtrain = lgb.Dataset(x_tr, y_tr, free_raw_data=False)
+    booster = lgb.train(
+        lgb_params,
+        dtrain,
+        num_boost_round=rounds,
+        valid_sets=[lgb.Dataset(x_va, y_va, reference=dtrain)],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    bundle.amount_booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    out = {"test.amount_rows": float(len(y_te))}
+    if len(y_te):
+        pred = np.asarray(bundle.amount_booster.predict(x_te), dtype=float)
+        out["test.amount_mae"] = float(np.mean(np.abs(pred - y_te)))
+        out["baseline_median.amount_mae"] = float(np.mean(np.abs(np.median(y_tr) - y_te)))
+    return out
 
 
 def _fit_info(

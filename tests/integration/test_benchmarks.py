@@ -32,6 +32,10 @@ CASES = {
     ),
     "kpis": (["kpis.py", "--accounts", "200", "--months", "13"], "kpis.compute, 13 monthly"),
     "train": (["train.py", "--accounts", "600", "--rows", "2000"], "reasons for 2,000 accounts"),
+    "score": (
+        ["score.py", "--accounts", "500", "--train-accounts", "500", "--months", "14"],
+        "ratio reasons",
+    ),
 }
 
 

@@ -1,0 +1,348 @@
+"""The ``score`` command: at-risk and expansion lists and audiences from the champions.
+
+Part of the pipeline layer (:mod:`churnlab.pipeline` holds the other commands): it resolves the
+models from the registry, loads the data, builds the feature rows at the as-of date with the
+training code (:mod:`churnlab.score`), chooses the audiences (:mod:`churnlab.audiences`),
+writes the lists (:mod:`churnlab.sinks`) and logs the scoring run with its drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from churnlab import audiences, drift, features, labels, score, sinks, spine, tracking
+from churnlab import load as load_mod
+from churnlab.bundle import ModelBundle
+from churnlab.config import DatasetParams, Params, ScoreParams, flatten
+from churnlab.errors import ChurnlabError
+from churnlab.load import load
+from churnlab.pipeline import ProgressFn, champion_bundle
+from churnlab.runlog import RunLog
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What :func:`score_accounts` produced."""
+
+    as_of: dt.datetime
+    at_risk: pd.DataFrame
+    expansion: pd.DataFrame | None
+    audiences: pd.DataFrame
+    audience_summary: pd.DataFrame
+    selection: Any
+    drift: pd.DataFrame
+    models: dict[str, dict[str, str]]
+    folder: Path
+    sink: str | None
+    run_id: str
+    notes: tuple[str, ...]
+    timings: dict[str, float]
+
+
+def _score_models(
+    params: Params, versions: dict[str, str] | None, say: ProgressFn
+) -> tuple[dict[str, ModelBundle], list[str]]:
+    """The champion of each task (or the version asked for); the expansion model is optional."""
+    bundles: dict[str, ModelBundle] = {}
+    notes: list[str] = []
+    for task in ("churn", "expansion"):
+        say(f"resolving the {task} model")
+        version = (versions or {}).get(task)
+        try:
+            if version is None:
+                bundle, note = champion_bundle(params, task)
+                notes += [note] if note else []
+            else:
+                bundle = _version_bundle(params, task, version)
+        except ChurnlabError:
+            if task == "churn":
+                raise
+            notes.append("no expansion model: the expansion list and upsell audiences are empty")
+            continue
+        bundles[task] = bundle
+    return bundles, notes
+
+
+def _version_bundle(params: Params, task: str, version: str) -> ModelBundle:
+    tracking.configure(params.tracking)
+    name = tracking.registered_name(params.tracking, task)
+    try:
+        with tempfile.TemporaryDirectory(prefix="churnlab-version-") as tmp:
+            bundle = tracking.download_bundle(name, version, Path(tmp))
+    except Exception as err:  # a missing version is an MLflow error: say which
+        raise ChurnlabError(
+            f"--model-version {task}={version}: {name} has no version {version} in "
+            f"{tracking.resolve_uri(params.tracking)} ({str(err).splitlines()[0]})"
+        ) from None
+    bundle.info["registry"] = {"name": name, "version": str(version), "run_id": ""}
+    return bundle
+
+
+def _scoring_rows(
+    con: duckdb.DuckDBPyConnection,
+    params: Params,
+    cutoff: dt.datetime,
+    bundles: dict[str, ModelBundle],
+) -> tuple[pd.DataFrame, pd.DataFrame, str, DatasetParams]:
+    """Feature rows at ``cutoff`` for every eligible account, with the training settings."""
+    churn = bundles["churn"]
+    stored = {k: v for k, v in churn.info.get("dataset", {}).items() if k != "mode"}
+    dparams = DatasetParams.model_validate(stored) if stored else params.dataset
+    mode = churn.info.get("dataset", {}).get("mode") or spine.resolve_mode(con, dparams)
+    sp = spine.build(con, [cutoff], mode, dparams)
+    if sp.empty:
+        raise score.ScoreError(
+            f"no account is eligible at {cutoff:%Y-%m-%d} ({mode} mode: "
+            + ("no active subscription" if mode == "contractual" else "no recent order")
+            + "): check --as-of against the data's dates"
+        )
+    event_types = churn.info.get("event_types")
+    if event_types is None:  # bundles from before event types were recorded
+        event_types = sorted({f.event_type for f in churn.features if f.event_type})
+    categories: dict[str, list[str] | tuple[str, ...]] = {
+        k: v for b in bundles.values() for k, v in b.categories.items()
+    }
+    rows, _ = features.compute(con, sp, dparams, event_types=event_types, categories=categories)
+    money = labels.compute(con, sp, dparams, mode, cutoff)
+    return rows, money, mode, dparams
+
+
+def _arr(
+    con: duckdb.DuckDBPyConnection, money: pd.DataFrame, mode: str, cutoff: dt.datetime
+) -> np.ndarray:
+    """12 x MRR at the cutoff; orders-only: net spend in the 12 months before it."""
+    if mode == "contractual":
+        return money["arr"].to_numpy(dtype=float)
+    con.register("_arr_spine", money[["account_id"]])
+    try:
+        spend = con.execute(
+            """SELECT s.account_id, coalesce(sum(CASE WHEN o.kind = 'refund' THEN -abs(o.amount)
+                                                   ELSE o.amount END), 0) AS net
+            FROM _arr_spine s LEFT JOIN main.orders o ON o.account_id = s.account_id
+             AND o.ordered_at < ? AND o.ordered_at >= ? - INTERVAL 365 DAY
+            GROUP BY ALL""",
+            [cutoff, cutoff],
+        ).df()
+    finally:
+        con.unregister("_arr_spine")
+    by_id = dict(zip(spend["account_id"].astype(str), spend["net"].astype(float), strict=True))
+    return np.array([max(by_id.get(a, 0.0), 0.0) for a in money["account_id"]], dtype=float)
+
+
+def _campaigns(params: ScoreParams) -> list[audiences.Campaign]:
+    return [audiences.Campaign(**c.model_dump()) for c in params.campaigns]
+
+
+def _stamp(frame: pd.DataFrame, cutoff: dt.datetime, bundle: ModelBundle) -> pd.DataFrame:
+    """Every output row says when it was scored and by which registered model."""
+    reg = bundle.info.get("registry", {})
+    out = frame.copy()
+    out.insert(0, "as_of", pd.Timestamp(cutoff).as_unit("us"))
+    out["model"] = reg.get("name", f"unregistered-{bundle.task}")
+    out["model_version"] = str(reg.get("version", ""))
+    out["model_run_id"] = str(reg.get("run_id", ""))
+    return out
+
+
+def score_accounts(
+    params: Params,
+    *,
+    as_of: dt.datetime | None = None,
+    source: str | None = None,
+    versions: dict[str, str] | None = None,
+    budget: float | None | str = "params",
+    sink: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ScoreRun:
+    """``churnlab score``: lists and audiences at ``as_of`` from the registry's champions.
+
+    Parameters
+    ----------
+    params : Params
+        All of params.yaml (``data``, ``score``, ``tracking``, ``train.out``, ``explain``).
+    as_of : datetime, optional
+        A midnight not after the data end; default the data end.
+    source : str, optional
+        Overrides ``data.source``.
+    versions : dict, optional
+        Task -> registered version to score with instead of the champion.
+    budget : float, None or "params"
+        The campaign budget (None: no limit; "params": ``score.budget``).
+    sink : str, optional
+        A ``.duckdb`` file or a SQLAlchemy URL to write the lists to as well.
+    progress : callable, optional
+        Called with a short message at each step.
+    """
+    say = progress or _quiet
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    bundles, notes = _score_models(params, versions, say)
+    lap("models")
+    say("loading and validating the data")
+    con = load(params.data, source or params.data.source)
+    try:
+        cutoff = score.as_of_cutoff(as_of, load_mod.data_end(con, params.data))
+        say(f"building feature rows at {cutoff:%Y-%m-%d}")
+        rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
+        arr = _arr(con, money, mode, cutoff)
+        accounts = con.execute("SELECT * FROM main.accounts").df()
+    finally:
+        con.close()
+    lap("features")
+    for bundle in bundles.values():
+        score.check_signature(bundle, rows)
+    churn = bundles["churn"]
+    say(f"scoring and explaining {len(rows):,} accounts: churn")
+    at_risk, _ = score.at_risk_list(
+        rows, churn, arr, params.score, top_k=params.explain.top_k, accounts=accounts
+    )
+    lap("churn")
+    expansion = None
+    if "expansion" in bundles:
+        say(f"scoring and explaining {len(rows):,} accounts: expansion")
+        churn_p = churn.predict(rows)
+        expansion, _ = score.expansion_list(
+            rows, bundles["expansion"], churn_p, money["mrr"].to_numpy(dtype=float),
+            params.score, annualise=score.annual_factor(mode, dparams.horizon_days),
+            top_k=params.explain.top_k, accounts=accounts,
+        )  # fmt: skip
+    lap("expansion")
+    say("choosing the campaign audiences")
+    limit = params.score.budget if budget == "params" else budget
+    audience, selection = audiences.build(
+        at_risk, expansion, _campaigns(params.score), limit if not isinstance(limit, str) else None,
+        holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
+    )  # fmt: skip
+    lap("audiences")
+    drift_table = _drift(churn, rows)
+    lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
+    say("writing the lists")
+    folder = sinks.write_files(lists, params.score.out, cutoff)
+    written = sinks.write_database(lists, sink, cutoff) if sink else None
+    lap("write")
+    run_id = _log_score(params, cutoff, bundles, lists, audiences.summary(audience), drift_table,
+                        selection, timings)  # fmt: skip
+    return ScoreRun(
+        as_of=cutoff, at_risk=lists["at_risk"], expansion=lists.get("expansion"),
+        audiences=lists["audiences"], audience_summary=audiences.summary(audience),
+        selection=selection, drift=drift_table,
+        models={t: dict(b.info.get("registry", {})) for t, b in bundles.items()},
+        folder=folder, sink=written, run_id=run_id, notes=tuple(notes), timings=timings,
+    )  # fmt: skip
+
+
+def _drift(bundle: ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
+    profile = bundle.info.get("profile")
+    if not profile:
+        return pd.DataFrame(columns=["feature", "description", "psi"])
+    table = drift.psi(profile, bundle.matrix(rows))
+    desc = {f.name: f.description for f in bundle.features}
+    table.insert(1, "description", table["feature"].map(desc))
+    return table
+
+
+def _stamped_lists(
+    cutoff: dt.datetime,
+    bundles: dict[str, ModelBundle],
+    at_risk: pd.DataFrame,
+    expansion: pd.DataFrame | None,
+    audience: pd.DataFrame,
+) -> dict[str, pd.DataFrame]:
+    churn = bundles["churn"]
+    lists = {"at_risk": _stamp(at_risk, cutoff, churn)}
+    if expansion is not None:
+        lists["expansion"] = _stamp(expansion, cutoff, bundles["expansion"])
+    by_kind = _stamp(audience, cutoff, churn)
+    if "expansion" in bundles:
+        upsell = by_kind["kind"] == "upsell"
+        exp = _stamp(audience[upsell.to_numpy()], cutoff, bundles["expansion"])
+        by_kind.loc[upsell, ["model", "model_version", "model_run_id"]] = exp[
+            ["model", "model_version", "model_run_id"]
+        ].to_numpy()
+    lists["audiences"] = by_kind
+    return lists
+
+
+def _log_score(
+    params: Params,
+    cutoff: dt.datetime,
+    bundles: dict[str, ModelBundle],
+    lists: dict[str, pd.DataFrame],
+    summary: pd.DataFrame,
+    drift_table: pd.DataFrame,
+    selection: Any,
+    timings: dict[str, float],
+) -> str:
+    """The MLflow scoring run: versions, band counts, money, audiences, drift, the lists."""
+    tracking.configure(params.tracking)
+    with tracking.start(f"score {cutoff:%Y-%m-%d}") as run_id:
+        tracking.log(score_run_log(params, cutoff, bundles, lists, summary, drift_table,
+                                   selection, timings))  # fmt: skip
+    return run_id
+
+
+def score_run_log(
+    params: Params,
+    cutoff: dt.datetime,
+    bundles: dict[str, ModelBundle],
+    lists: dict[str, pd.DataFrame],
+    summary: pd.DataFrame,
+    drift_table: pd.DataFrame,
+    selection: Any,
+    timings: dict[str, float],
+) -> RunLog:
+    """What a scoring run logs (see :func:`score_accounts`)."""
+    at_risk = lists["at_risk"]
+    metrics: dict[str, float] = {
+        "score.accounts": float(len(at_risk)),
+        "score.total_arr": float(at_risk["arr"].sum()),
+        "score.revenue_at_risk": float(at_risk["revenue_at_risk"].sum()),
+    }
+    for band, g in at_risk.groupby("risk_band"):
+        metrics[f"score.accounts.{band}"] = float(len(g))
+        metrics[f"score.revenue_at_risk.{band}"] = float(g["revenue_at_risk"].sum())
+    if "expansion" in lists:
+        metrics["score.expected_expansion_value"] = float(
+            lists["expansion"]["expected_expansion_value"].sum()
+        )
+    for row in summary.itertuples():
+        for col in ("contacts", "holdout", "cost", "expected_value", "expected_net_value"):
+            metrics[f"audience.{row.campaign}.{col}"] = float(getattr(row, col))
+    metrics["audience.optimality_gap"] = float(getattr(selection, "gap", float("nan")))
+    metrics |= {f"score.seconds.{k}": v for k, v in timings.items()}
+    warn = params.score.drift_warning
+    drifting = drift_table[drift_table["psi"] > warn]
+    if len(drift_table):
+        metrics["drift.max_psi"] = float(drift_table["psi"].max())
+    tags = {
+        "churnlab.command": "score",
+        "score.as_of": f"{cutoff:%Y-%m-%d}",
+        "drift.warning": ", ".join(drifting["feature"].head(10)) or "none",
+    }
+    for task, b in bundles.items():
+        reg = b.info.get("registry", {})
+        tags[f"model.{task}"] = f"{reg.get('name', '?')} v{reg.get('version', '?')}"
+    tables = {f"actions/{name}.csv": frame for name, frame in lists.items()}
+    tables["actions/audience_summary.csv"] = summary
+    tables["drift/psi.csv"] = drift_table
+    return RunLog(metrics=metrics, tags=tags, tables=tables, params=flatten(params.score, "score."))

@@ -1,0 +1,273 @@
+"""Scoring at an as-of date: the at-risk list, the expansion list and what each account needs.
+
+The rows scored are built by exactly the training code (:func:`churnlab.spine.build` and
+:func:`churnlab.features.compute` with ``cutoff = as_of``), for every account eligible at that
+moment: a current customer (contractual data) or a recent buyer (orders-only). This module turns
+those rows and the champion models into the two lists; the pipeline resolves the models, writes
+the files and logs the run.
+
+At-risk list (customer success)
+    ``churn_probability`` (calibrated), ``risk_band`` (``score.risk_bands`` thresholds),
+    ``arr`` (12 x MRR at the as-of; orders-only: net spend of the 12 months before it),
+    ``revenue_at_risk`` = probability x ARR, the top reasons (sentence and signed probability
+    points, TreeSHAP), the ``driver_group`` of the largest reason that raises the risk, the
+    ``play`` for it (``score.plays``; low seat use gets ``score.seat_play``), and ``rank`` by
+    revenue at risk (1 = most at stake).
+
+Expansion list (marketing, account managers)
+    ``expansion_probability``, ``expected_amount`` (the expected ARR increase given expansion,
+    from the expansion model's amount regressor: 12 x the monthly MRR increase, or for
+    orders-only data the spend increase over the horizon scaled to a year),
+    ``expected_expansion_value`` = probability x expected amount, the top reasons, the suggested
+    ``offer`` (``seats`` when seat pressure drives it, ``cross_sell`` for accounts on the top
+    plan, else ``upsell``) and ``rank``; accounts whose churn probability is above
+    ``score.expansion_max_churn`` are left to the at-risk list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from churnlab import explain
+from churnlab.bundle import ModelBundle
+from churnlab.config import ScoreParams
+from churnlab.errors import ChurnlabError
+
+SEAT_MEASURES = frozenset({"seat_utilisation", "active_users", "seats"})
+"""Measures whose reason means seats: low use (churn) or seat pressure (expansion)."""
+DAYS_PER_YEAR = 365.25
+
+
+class ScoreError(ChurnlabError):
+    """The rows cannot be scored with these models."""
+
+
+@dataclass(frozen=True)
+class Lists:
+    """What scoring produced (before audiences)."""
+
+    at_risk: pd.DataFrame
+    expansion: pd.DataFrame
+    churn_reasons: pd.DataFrame
+    expansion_reasons: pd.DataFrame | None
+
+
+def check_signature(bundle: ModelBundle, rows: pd.DataFrame, skip: Sequence[str] = ()) -> None:
+    """Refuse rows that do not carry exactly the model's features with the model's types.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model.
+    rows : DataFrame
+        The scored rows (``account_id``, ``cutoff``, feature columns).
+    skip : sequence of str
+        Non-feature columns of ``rows``.
+
+    Raises
+    ------
+    ScoreError
+        Naming the missing, extra and mistyped features.
+    """
+    have = [c for c in rows.columns if c not in ("account_id", "cutoff", *skip)]
+    want = bundle.feature_names
+    missing = [f for f in want if f not in have]
+    extra = [f for f in have if f not in set(want)]
+    mistyped = []
+    for f in bundle.features:
+        if f.name in rows.columns:
+            is_cat = isinstance(rows[f.name].dtype, pd.CategoricalDtype)
+            if is_cat != (f.dtype == "category"):
+                mistyped.append(
+                    f"{f.name} ({'category' if is_cat else 'number'}, model: {f.dtype})"
+                )
+    if not (missing or extra or mistyped):
+        return
+    parts = [
+        f"{label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''} ({len(names)})"
+        for label, names in (("missing", missing), ("extra", extra), ("mistyped", mistyped))
+        if names
+    ]
+    raise ScoreError(
+        f"the rows to score do not match the {bundle.task} model's features ("
+        + "; ".join(parts)
+        + "): the data or dataset params changed since it was trained; retrain "
+        "(`churnlab build-dataset` then `churnlab train`) or score with the params it was "
+        "trained with"
+    )
+
+
+def risk_bands(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
+    """The band of each probability: the highest threshold it reaches, else ``low``."""
+    out = np.full(len(p), "low", dtype=object)
+    for name, threshold in sorted(bands.items(), key=lambda kv: kv[1]):
+        out[np.asarray(p) >= threshold] = name
+    return out
+
+
+def plays(reasons: pd.DataFrame, bundle: ModelBundle, params: ScoreParams) -> pd.DataFrame:
+    """The driver group of the largest reason that raises the risk, and the play for it."""
+    measure = {f.name: f.measure or f.name for f in bundle.features}
+    group = reasons["reason_1_group"].where(reasons["reason_1_points"] > 0)
+    seat = reasons["reason_1_feature"].map(measure).isin(SEAT_MEASURES) & group.notna()
+    play = group.map(params.plays).where(group.notna())
+    play = play.where(~seat, params.seat_play)
+    return pd.DataFrame({"driver_group": group, "play": play}, index=reasons.index)
+
+
+def _reason_columns(reasons: pd.DataFrame, k: int) -> pd.DataFrame:
+    cols = []
+    for i in range(1, k + 1):
+        cols += [f"reason_{i}", f"reason_{i}_points"]
+    return reasons[[c for c in cols if c in reasons.columns]]
+
+
+def _attributes(accounts: pd.DataFrame | None, columns: Sequence[str]) -> pd.DataFrame | None:
+    if accounts is None:
+        return None
+    keep = [c for c in columns if c in accounts.columns]
+    return accounts[["account_id", *keep]].drop_duplicates("account_id") if keep else None
+
+
+def at_risk_list(
+    rows: pd.DataFrame,
+    bundle: ModelBundle,
+    arr: np.ndarray,
+    params: ScoreParams,
+    *,
+    top_k: int = 3,
+    accounts: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every scored account with its churn risk, revenue at risk, reasons and play, ranked.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The list (sorted by rank) and the full reasons frame (TreeSHAP, every account).
+    """
+    reasons = explain.reasons(bundle, rows, top_k)
+    p = reasons["p"].to_numpy()
+    out = pd.DataFrame({"account_id": rows["account_id"].astype(str).to_numpy()})
+    attrs = _attributes(accounts, params.account_columns)
+    if attrs is not None:
+        out = out.merge(attrs, on="account_id", how="left")
+    out["churn_probability"] = p
+    out["risk_band"] = risk_bands(p, params.risk_bands)
+    out["arr"] = np.asarray(arr, dtype=float)
+    out["revenue_at_risk"] = out["churn_probability"] * out["arr"]
+    body = pd.concat(
+        [_reason_columns(reasons, top_k), plays(reasons, bundle, params)], axis=1
+    ).reset_index(drop=True)
+    out = pd.concat([out, body], axis=1)
+    if "nps_category" in rows.columns:
+        out["nps_category"] = rows["nps_category"].astype(object).to_numpy()
+    return _ranked(out, "revenue_at_risk"), reasons
+
+
+def _ranked(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Sorted by ``by`` (largest first; ties by account id) with ``rank`` 1..n."""
+    out = frame.sort_values([by, "account_id"], ascending=[False, True], kind="stable")
+    out = out.reset_index(drop=True)
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+def _offers(
+    rows: pd.DataFrame, reasons: pd.DataFrame, bundle: ModelBundle, mrr: np.ndarray, k: int
+) -> np.ndarray:
+    """``seats`` when a top reason is seat pressure, ``cross_sell`` on the top plan, else upsell."""
+    measure = {f.name: f.measure or f.name for f in bundle.features}
+    seats = np.zeros(len(rows), dtype=bool)
+    for i in range(1, k + 1):
+        col = f"reason_{i}_feature"
+        if col in reasons:
+            up = reasons[f"reason_{i}_points"].to_numpy() > 0
+            seats |= up & reasons[col].map(measure).isin(SEAT_MEASURES).to_numpy()
+    offer = np.where(seats, "seats", "upsell").astype(object)
+    if "plan" in rows.columns and rows["plan"].notna().any():
+        plan = rows["plan"].astype(object)
+        by_plan = pd.Series(np.asarray(mrr, dtype=float)).groupby(plan.to_numpy()).mean()
+        top = by_plan.idxmax() if len(by_plan) else None
+        offer[(plan.to_numpy() == top) & ~seats] = "cross_sell"
+    return offer
+
+
+def expansion_list(
+    rows: pd.DataFrame,
+    bundle: ModelBundle,
+    churn_probability: np.ndarray,
+    mrr: np.ndarray,
+    params: ScoreParams,
+    *,
+    annualise: float,
+    top_k: int = 3,
+    accounts: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accounts likely to expand (not at high churn risk) with their expected value and offer.
+
+    Parameters
+    ----------
+    annualise : float
+        Turns the amount the label measures into a yearly figure (12 for a monthly MRR change;
+        365.25 / horizon days for spend in the horizon).
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The list (sorted by expected expansion value) and the full reasons frame.
+    """
+    reasons = explain.reasons(bundle, rows, top_k)
+    amount = bundle.expected_amount(rows)
+    if amount is None:
+        raise ScoreError(
+            "the expansion model has no amount model (trained by an older churnlab): retrain "
+            "with `churnlab train` to get expected expansion values"
+        )
+    out = pd.DataFrame({"account_id": rows["account_id"].astype(str).to_numpy()})
+    attrs = _attributes(accounts, params.account_columns)
+    if attrs is not None:
+        out = out.merge(attrs, on="account_id", how="left")
+    out["expansion_probability"] = reasons["p"].to_numpy()
+    out["expected_amount"] = np.clip(amount, 0.0, None) * annualise
+    out["expected_expansion_value"] = out["expansion_probability"] * out["expected_amount"]
+    out["churn_probability"] = np.asarray(churn_probability, dtype=float)
+    out = pd.concat(
+        [out, _reason_columns(reasons, top_k).reset_index(drop=True)], axis=1
+    )
+    out["offer"] = _offers(rows, reasons, bundle, mrr, top_k)
+    keep = out["churn_probability"].to_numpy() <= params.expansion_max_churn
+    return _ranked(out[keep], "expected_expansion_value"), reasons
+
+
+def annual_factor(mode: str, horizon_days: int) -> float:
+    """What the expansion amount is multiplied by to be a yearly figure (see the docstring)."""
+    return 12.0 if mode == "contractual" else DAYS_PER_YEAR / horizon_days
+
+
+def as_of_cutoff(as_of: dt.datetime | None, data_end: dt.datetime) -> dt.datetime:
+    """The scoring cutoff: ``as_of`` (a midnight, not after the data end) or the data end.
+
+    Raises
+    ------
+    ScoreError
+        If ``as_of`` is not a midnight or lies after the data end.
+    """
+    cutoff = as_of if as_of is not None else data_end
+    if cutoff != dt.datetime(cutoff.year, cutoff.month, cutoff.day):
+        if as_of is None:  # a data.as_of with a time of day: score at the midnight before it
+            return dt.datetime(cutoff.year, cutoff.month, cutoff.day)
+        raise ScoreError(
+            f"--as-of {as_of:%Y-%m-%d %H:%M:%S} is not a midnight: features count whole days "
+            f"before the cutoff; use a date, e.g. --as-of {as_of:%Y-%m-%d}"
+        )
+    if cutoff > data_end:
+        raise ScoreError(
+            f"--as-of {cutoff:%Y-%m-%d} is after the data end {data_end:%Y-%m-%d}: there is no "
+            "data up to then; leave --as-of out to score at the data end"
+        )
+    return cutoff
