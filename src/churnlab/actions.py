@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,57 +199,91 @@ def score_accounts(
 
     bundles, notes = _score_models(params, versions, say)
     lap("models")
-    say("loading and validating the data")
-    con = load(params.data, source or params.data.source)
-    try:
-        cutoff = score.as_of_cutoff(as_of, load_mod.data_end(con, params.data))
-        say(f"building feature rows at {cutoff:%Y-%m-%d}")
-        rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
-        arr = _arr(con, money, mode, cutoff)
-        accounts = con.execute("SELECT * FROM main.accounts").df()
-    finally:
-        con.close()
-    lap("features")
-    for bundle in bundles.values():
-        score.check_signature(bundle, rows)
+    tracking.configure(params.tracking)
+    with tracking.start("score") as run_id:  # the whole scoring is one run (FAILED if it fails)
+        say("loading and validating the data")
+        con = load(params.data, source or params.data.source)
+        try:
+            cutoff = score.as_of_cutoff(as_of, load_mod.data_end(con, params.data))
+            tracking.rename(f"score {cutoff:%Y-%m-%d}")
+            say(f"building feature rows at {cutoff:%Y-%m-%d}")
+            rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
+            arr = _arr(con, money, mode, cutoff)
+            accounts = con.execute("SELECT * FROM main.accounts").df()
+        finally:
+            con.close()
+        lap("features")
+        for bundle in bundles.values():
+            score.check_signature(bundle, rows)
+        at_risk, expansion, drivers = _lists(params, bundles, rows, money, arr, accounts,
+                                             score.annual_factor(mode, dparams.horizon_days),
+                                             lap, say)  # fmt: skip
+        say("choosing the campaign audiences")
+        limit = params.score.budget if budget == "params" else budget
+        audience, selection = audiences.build(
+            at_risk, expansion, _campaigns(params.score),
+            limit if not isinstance(limit, str) else None,
+            holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
+        )  # fmt: skip
+        summary = audiences.summary(audience)
+        lap("audiences")
+        drift_table = _drift(bundles["churn"], rows)
+        lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
+        models = {t: dict(b.info.get("registry", {})) for t, b in bundles.items()}
+        say("writing the lists")
+        extras = {"drift": drift_table, "audience_summary": summary}
+        extras |= {f"drivers_{t}": d for t, d in drivers.items()}
+        meta = {
+            "as_of": f"{cutoff:%Y-%m-%d}",
+            "run_id": run_id,
+            "models": models,
+            "notes": notes,
+            "budget": limit if not isinstance(limit, str) else None,
+        }
+        folder = sinks.write_files(lists, params.score.out, cutoff, extras=extras, meta=meta)
+        written = sinks.write_database(lists, sink, cutoff) if sink else None
+        lap("write")
+        tracking.log(score_run_log(params, cutoff, bundles, lists, summary, drift_table,
+                                   selection, timings))  # fmt: skip
+    return ScoreRun(
+        as_of=cutoff, at_risk=lists["at_risk"], expansion=lists.get("expansion"),
+        audiences=lists["audiences"], audience_summary=summary, selection=selection,
+        drift=drift_table, models=models, folder=folder, sink=written, run_id=run_id,
+        notes=tuple(notes), timings=timings,
+    )  # fmt: skip
+
+
+def _lists(
+    params: Params,
+    bundles: dict[str, ModelBundle],
+    rows: pd.DataFrame,
+    money: pd.DataFrame,
+    arr: np.ndarray,
+    accounts: pd.DataFrame,
+    annualise: float,
+    lap: Callable[[str], None],
+    say: ProgressFn,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, pd.DataFrame]]:
+    """Both lists and each model's global drivers (mean |TreeSHAP| on the scored rows)."""
     churn = bundles["churn"]
     say(f"scoring and explaining {len(rows):,} accounts: churn")
-    at_risk, _ = score.at_risk_list(
+    at_risk, reasons = score.at_risk_list(
         rows, churn, arr, params.score, top_k=params.explain.top_k, accounts=accounts
     )
+    drivers = {"churn": reasons.attrs["importance"]}
     lap("churn")
     expansion = None
     if "expansion" in bundles:
         say(f"scoring and explaining {len(rows):,} accounts: expansion")
-        churn_p = churn.predict(rows)
-        expansion, _ = score.expansion_list(
-            rows, bundles["expansion"], churn_p, money["mrr"].to_numpy(dtype=float),
-            params.score, annualise=score.annual_factor(mode, dparams.horizon_days),
+        expansion, ereasons = score.expansion_list(
+            rows, bundles["expansion"], at_risk.set_index("account_id").loc[
+                rows["account_id"].astype(str), "churn_probability"].to_numpy(),
+            money["mrr"].to_numpy(dtype=float), params.score, annualise=annualise,
             top_k=params.explain.top_k, accounts=accounts,
         )  # fmt: skip
+        drivers["expansion"] = ereasons.attrs["importance"]
     lap("expansion")
-    say("choosing the campaign audiences")
-    limit = params.score.budget if budget == "params" else budget
-    audience, selection = audiences.build(
-        at_risk, expansion, _campaigns(params.score), limit if not isinstance(limit, str) else None,
-        holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
-    )  # fmt: skip
-    lap("audiences")
-    drift_table = _drift(churn, rows)
-    lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
-    say("writing the lists")
-    folder = sinks.write_files(lists, params.score.out, cutoff)
-    written = sinks.write_database(lists, sink, cutoff) if sink else None
-    lap("write")
-    run_id = _log_score(params, cutoff, bundles, lists, audiences.summary(audience), drift_table,
-                        selection, timings)  # fmt: skip
-    return ScoreRun(
-        as_of=cutoff, at_risk=lists["at_risk"], expansion=lists.get("expansion"),
-        audiences=lists["audiences"], audience_summary=audiences.summary(audience),
-        selection=selection, drift=drift_table,
-        models={t: dict(b.info.get("registry", {})) for t, b in bundles.items()},
-        folder=folder, sink=written, run_id=run_id, notes=tuple(notes), timings=timings,
-    )  # fmt: skip
+    return at_risk, expansion, drivers
 
 
 def _drift(bundle: ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
@@ -281,24 +316,6 @@ def _stamped_lists(
         ].to_numpy()
     lists["audiences"] = by_kind
     return lists
-
-
-def _log_score(
-    params: Params,
-    cutoff: dt.datetime,
-    bundles: dict[str, ModelBundle],
-    lists: dict[str, pd.DataFrame],
-    summary: pd.DataFrame,
-    drift_table: pd.DataFrame,
-    selection: Any,
-    timings: dict[str, float],
-) -> str:
-    """The MLflow scoring run: versions, band counts, money, audiences, drift, the lists."""
-    tracking.configure(params.tracking)
-    with tracking.start(f"score {cutoff:%Y-%m-%d}") as run_id:
-        tracking.log(score_run_log(params, cutoff, bundles, lists, summary, drift_table,
-                                   selection, timings))  # fmt: skip
-    return run_id
 
 
 def score_run_log(

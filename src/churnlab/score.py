@@ -120,6 +120,14 @@ def plays(reasons: pd.DataFrame, bundle: ModelBundle, params: ScoreParams) -> pd
     return pd.DataFrame({"driver_group": group, "play": play}, index=reasons.index)
 
 
+def _reasons(bundle: ModelBundle, rows: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """Per-account reasons; the global importance of the same TreeSHAP values in ``attrs``."""
+    contrib = explain.contributions(bundle, rows)
+    reasons = explain.reasons(bundle, rows, top_k, contrib=contrib)
+    reasons.attrs["importance"] = explain.importance(bundle, contrib)
+    return reasons
+
+
 def _reason_columns(reasons: pd.DataFrame, k: int) -> pd.DataFrame:
     cols = []
     for i in range(1, k + 1):
@@ -150,7 +158,7 @@ def at_risk_list(
     (DataFrame, DataFrame)
         The list (sorted by rank) and the full reasons frame (TreeSHAP, every account).
     """
-    reasons = explain.reasons(bundle, rows, top_k)
+    reasons = _reasons(bundle, rows, top_k)
     p = reasons["p"].to_numpy()
     out = pd.DataFrame({"account_id": rows["account_id"].astype(str).to_numpy()})
     attrs = _attributes(accounts, params.account_columns)
@@ -221,7 +229,7 @@ def expansion_list(
     (DataFrame, DataFrame)
         The list (sorted by expected expansion value) and the full reasons frame.
     """
-    reasons = explain.reasons(bundle, rows, top_k)
+    reasons = _reasons(bundle, rows, top_k)
     amount = bundle.expected_amount(rows)
     if amount is None:
         raise ScoreError(

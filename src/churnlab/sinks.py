@@ -13,7 +13,9 @@ previous rows in place.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -30,8 +32,28 @@ class SinkError(ChurnlabError):
     """The lists cannot be written where asked."""
 
 
-def write_files(lists: dict[str, pd.DataFrame], out: Path | str, as_of: dt.datetime) -> Path:
+def write_files(
+    lists: dict[str, pd.DataFrame],
+    out: Path | str,
+    as_of: dt.datetime,
+    *,
+    extras: dict[str, pd.DataFrame] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write each list as CSV and Parquet under ``<out>/<as_of date>/`` (one atomic swap).
+
+    Parameters
+    ----------
+    lists : dict of str to DataFrame
+        The action lists.
+    out : Path or str
+        ``score.out``.
+    as_of : datetime
+        The scoring date (the folder's name).
+    extras : dict of str to DataFrame, optional
+        Supporting tables written as CSV (drift, drivers, audience summary: the report's input).
+    meta : dict, optional
+        Written as ``run.json`` (the scoring run id, the models, the budget).
 
     Returns
     -------
@@ -43,6 +65,10 @@ def write_files(lists: dict[str, pd.DataFrame], out: Path | str, as_of: dt.datet
         for name, frame in lists.items():
             frame.to_csv(tmp / f"{name}.csv", index=False)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        for name, frame in (extras or {}).items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        if meta is not None:
+            (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return folder
 
 

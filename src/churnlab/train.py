@@ -402,6 +402,10 @@ def train_task(
     bundle.info["dataset"] = {**manifest.params, "mode": manifest.mode}
     bundle.info["event_types"] = list(manifest.event_types)
     bundle.info["profile"] = drift.profile(X_train)  # the training rows, for drift at scoring
+    curve = evaluate.calibration_table(y_test, scores["test"])
+    bundle.info["calibration_curve"] = curve.rename(
+        columns={"mean_p": "mean_predicted", "rate": "realised"}
+    ).to_dict("list")
     predictions = pd.DataFrame(
         {
             "account_id": split.test["account_id"].astype(str).to_numpy(),
