@@ -498,6 +498,69 @@ def score(
 
 @app.command()
 @expected_errors
+def report(
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="The scoring to report on (default: the latest `churnlab score` wrote).",
+        ),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Write one self-contained HTML page for customer success and marketing.
+
+    Headline money by risk band, KPI trends (outcome and activity metrics), model quality against
+    the baselines with calibration and predicted vs realised churn, drift warnings, the top drivers
+    in plain words, the at-risk and expansion lists (sortable, filterable, each row expands to its
+    reasons) and the campaign audiences. No network is needed to open it. Written next to the
+    action lists (reports/report_AS_OF.html) and logged to the scoring run in MLflow.
+    """
+    from churnlab import reporting
+
+    p = get_params(params)
+    with spinner("building the report") as progress:
+        done = reporting.build_report(p, as_of=as_of, progress=progress)
+    for note in done.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    console.print("report written; open it in a browser:", highlight=False)
+    console.print(str(done.path.resolve()), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@expected_errors
+def serve(
+    task: Annotated[
+        str, typer.Option("--task", help="Which champion to serve: churn or expansion.")
+    ] = "churn",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 5001,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    params: ParamsOpt = None,
+) -> None:
+    """Serve the champion model over HTTP with MLflow's scoring server (until Ctrl-C).
+
+    POST feature rows to http://HOST:PORT/invocations, e.g. with
+    `{"dataframe_split": {"columns": [...], "data": [[...]]}}` (the columns of the model's
+    signature, one row per account, as `churnlab score` builds them); the answer is
+    `{"predictions": [...]}`, the calibrated probabilities. It runs in this project's own Python
+    environment (no conda or virtualenv is created).
+    """
+    from churnlab import serving
+
+    if task not in ("churn", "expansion"):
+        raise ChurnlabError(f"--task {task!r}: use churn or expansion")
+    p = get_params(params)
+    command, env, uri = serving.command(p, task, host, port)
+    console.print(f"serving {uri} on http://{host}:{port}/invocations (Ctrl-C stops it)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    raise typer.Exit(serving.run(command, env))
+
+
+@app.command()
+@expected_errors
 def demo(
     accounts: Annotated[
         int | None,

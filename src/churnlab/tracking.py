@@ -198,6 +198,12 @@ def log(entry: RunLog) -> None:
             mlflow.log_artifact(str(f), folder or None)
 
 
+def log_to_run(run_id: str, entry: RunLog) -> None:
+    """Add ``entry`` to a finished run (the report to its scoring run), leaving it FINISHED."""
+    with mlflow.start_run(run_id=run_id):
+        log(entry)
+
+
 def log_metrics_at(metrics: dict[str, float], step: int) -> None:
     """Log metrics at a step (backtest folds)."""
     mlflow.log_metrics(_finite(metrics), step=step)

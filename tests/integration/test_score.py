@@ -338,3 +338,84 @@ def test_params_campaigns_build_the_audience_campaigns() -> None:
     campaigns = actions._campaigns(Params().score)
     assert [c.kind for c in campaigns] == ["retention", "retention", "upsell", "advocacy"]
     assert dataclasses.replace(campaigns[0]).name == "csm-save-call"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_answers_with_the_same_probabilities_as_score(company, scored) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from churnlab.bundle import model_input
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "churnlab",
+            "serve",
+            "--port",
+            str(port),
+            "--params",
+            str(company["path"]),
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                time.sleep(0.5)
+        else:
+            pytest.fail("the model server did not start within 60 s")
+        bundle, _ = pipeline.champion_bundle(company["params"], "churn")
+        rows, *_ = _rows(company, scored.as_of)
+        sample = rows.head(25)
+        frame = model_input(bundle, sample)
+
+        def post(x: pd.DataFrame) -> tuple[int, dict]:
+            body = {"dataframe_split": json.loads(x.to_json(orient="split", index=False))}
+            req = urllib.request.Request(
+                f"{url}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read() or b"{}")
+
+        status, answer = post(frame)
+        assert status == 200, answer
+        got = np.asarray(answer["predictions"], dtype=float)
+        want = scored.at_risk.set_index("account_id").loc[
+            sample["account_id"].astype(str), "churn_probability"
+        ]
+        np.testing.assert_allclose(got, want.to_numpy(), rtol=1e-9)
+        status, answer = post(frame.drop(columns=[frame.columns[0]]))
+        assert 400 <= status < 500 and answer.get("message"), (status, answer)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
