@@ -143,8 +143,23 @@ def _arr(
     return np.array([max(by_id.get(a, 0.0), 0.0) for a in money["account_id"]], dtype=float)
 
 
-def _campaigns(params: ScoreParams) -> list[audiences.Campaign]:
-    return [audiences.Campaign(**c.model_dump()) for c in params.campaigns]
+def _campaigns(
+    params: ScoreParams, at_risk: pd.DataFrame | None = None, notes: list[str] | None = None
+) -> list[audiences.Campaign]:
+    """The declared campaigns, as the audiences module takes them.
+
+    A campaign that filters on data the company does not have is left out with a note, not an
+    error: an advocacy ask for promoters needs NPS responses.
+    """
+    out = []
+    for c in params.campaigns:
+        if c.nps_categories and at_risk is not None and "nps_category" not in at_risk.columns:
+            if notes is not None:
+                notes.append(f"campaign {c.name} left out: it targets NPS categories, and the data "
+                             "has no NPS responses")  # fmt: skip
+            continue
+        out.append(audiences.Campaign(**c.model_dump()))
+    return out
 
 
 def _stamp(frame: pd.DataFrame, cutoff: dt.datetime, bundle: ModelBundle) -> pd.DataFrame:
@@ -221,7 +236,7 @@ def score_accounts(
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection = audiences.build(
-            at_risk, expansion, _campaigns(params.score),
+            at_risk, expansion, _campaigns(params.score, at_risk, notes),
             limit if not isinstance(limit, str) else None,
             holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
         )  # fmt: skip

@@ -572,14 +572,16 @@ def demo(
     ] = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Run every stage end to end on the embedded defaults.
+    """Run every stage end to end on the embedded defaults, ending in lists people use.
 
     1 synth (a synthetic SaaS company into synth.out), 2 validate it against the data contract,
     3 build-dataset (point-in-time training set), 4 train (churn and expansion models, SHAP,
     registry; the retention KPIs are logged in the same MLflow run), 5 kpis (tables and plots
-    into kpis.out). The data source is always the synthetic world, whatever data.source says.
+    into kpis.out), 6 score (the at-risk list, the expansion list and campaign audiences at the
+    data end), 7 report (one HTML page to open). The data source is always the synthetic world,
+    whatever data.source says. It ends by printing where everything is.
     """
-    from churnlab import pipeline, synth, terminal
+    from churnlab import actions, pipeline, reporting, synth, terminal
     from churnlab.validate import validate_source
 
     p = get_params(params)
@@ -594,7 +596,7 @@ def demo(
         console.rule(title)
         return spinner("starting", transient=True)
 
-    with stage(f"1/5 synth: {p.synth.accounts:,} accounts x {p.synth.months} months") as progress:
+    with stage(f"1/7 synth: {p.synth.accounts:,} accounts x {p.synth.months} months") as progress:
         s = synth.run(
             p.synth, progress=lambda step, done, total: progress(f"{step} {done}/{total}")
         )
@@ -604,10 +606,10 @@ def demo(
         highlight=False,
     )
 
-    console.rule("2/5 validate")
+    console.rule("2/7 validate")
     terminal.report_ok(validate_source(p.data), console)
 
-    with stage("3/5 build-dataset") as progress:
+    with stage("3/7 build-dataset") as progress:
         d = pipeline.build_dataset(p, progress=progress)
     m = d.manifest
     console.print(
@@ -620,12 +622,12 @@ def demo(
             f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
         )
 
-    with stage("4/5 train") as progress:
+    with stage("4/7 train") as progress:
         summary = pipeline.train_models(p, params_path=params, progress=progress)
     for line in terminal.format_summary(summary):
         console.print(line, highlight=False, soft_wrap=True)
 
-    with stage("5/5 kpis") as progress:
+    with stage("5/7 kpis") as progress:
         done = pipeline.compute_kpis(
             p.kpis,
             p.data,
@@ -636,11 +638,18 @@ def demo(
         )
     console.print(terminal.summary_table(done.result, width=console.width))
     console.print(f"KPI tables and {len(done.plots)} plots in {done.out}/", highlight=False)
-    console.rule("done")
-    console.print(
-        f"See every run in MLflow: mlflow ui --backend-store-uri {summary['tracking_uri']}",
-        highlight=False,
-    )
+
+    with stage("6/7 score") as progress:
+        run = actions.score_accounts(p, progress=progress)
+    for renderable in terminal.score_summary(run, p.score.top, p.score.drift_warning):
+        console.print(renderable, highlight=False, soft_wrap=True)
+
+    with stage("7/7 report") as progress:
+        page = reporting.build_report(p, as_of=run.as_of, progress=progress)
+    console.rule("done: where everything is")
+    for line in terminal.demo_outputs(run, page.path, done.out, summary["tracking_uri"]):
+        console.print(line, highlight=False, soft_wrap=True)
+    _exit_if_skipped(summary)
 
 
 @app.command("synth")

@@ -8,6 +8,7 @@ script reads depends on the terminal's width or on where the files live.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -394,3 +395,16 @@ def score_summary(run: Any, top: int, drift_warning: float) -> list[Any]:
     if run.sink:
         out.append(f"also written to: {run.sink}")
     return out
+
+
+def demo_outputs(run: Any, report_path: Path, kpi_dir: Path, tracking_uri: str) -> list[str]:
+    """The demo's last lines: where each output is, as paths to open, one per line."""
+    folder = Path(run.folder)
+    return [
+        f"at-risk list (customer success): {folder / 'at_risk.csv'}",
+        f"expansion list (account managers): {folder / 'expansion.csv'}",
+        f"campaign audiences with holdouts (marketing): {folder / 'audiences.csv'}",
+        f"report, open it in a browser: {Path(report_path).resolve()}",
+        f"retention KPIs and plots: {kpi_dir}/",
+        f"every run in MLflow: mlflow ui --backend-store-uri {tracking_uri}",
+    ]

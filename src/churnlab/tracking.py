@@ -71,10 +71,30 @@ def configure(params: TrackingParams) -> str:
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_uri(params)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    store = _absolute(uri)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    # MLflow also exports the URI to the environment; keep the user's own value there, so that
+    # the next command in this process resolves the store from params and cwd again.
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     experiment = mlflow.set_experiment(params.experiment)
     reap_dead_runs(experiment.experiment_id)
+    return uri
+
+
+def _absolute(uri: str) -> str:
+    """A relative SQLite store as an absolute path.
+
+    MLflow caches stores by URI, so ``sqlite:///mlflow.db`` would otherwise keep pointing at the
+    first working directory's file for the rest of the process.
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
     return uri
 
 

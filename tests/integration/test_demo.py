@@ -26,7 +26,9 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_demo_runs_every_stage_and_leaves_its_outputs(in_tmp: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--accounts", "400", "--months", "15"])
     assert result.exit_code == 0, result.output
-    for stage in ("1/5 synth", "2/5 validate", "3/5 build-dataset", "4/5 train", "5/5 kpis"):
+    stages = ("1/7 synth", "2/7 validate", "3/7 build-dataset", "4/7 train", "5/7 kpis",
+              "6/7 score", "7/7 report")  # fmt: skip
+    for stage in stages:
         assert stage in result.output
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in result.output
 
@@ -44,9 +46,18 @@ def test_demo_runs_every_stage_and_leaves_its_outputs(in_tmp: Path) -> None:
         assert int(champion.version) == 1
     runs = mlflow.search_runs(experiment_names=["churnlab"])
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(parents) == 1
+    # One training run (with its task children) and one scoring run.
+    assert sorted(parents["tags.churnlab.command"]) == ["score", "train"]
     assert any(c.startswith("metrics.kpi.") for c in runs.columns)
     assert os.path.exists(in_tmp / "models")
+    # It ends in lists people use, and says where they are.
+    lists = sorted((in_tmp / "reports" / "actions").glob("[!.]*/at_risk.csv"))
+    assert len(lists) == 1 and len(pd.read_csv(lists[0])) > 0
+    for what in ("at-risk list", "expansion list", "campaign audiences", "report, open it"):
+        assert what in result.output
+    report = next((in_tmp / "reports").glob("report_*.html"))
+    assert str(report.resolve()) in result.output.replace("\n", "")
+    assert report.stat().st_size > 50_000
 
 
 def test_demo_help_lists_the_stages() -> None:
