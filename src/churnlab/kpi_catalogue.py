@@ -233,7 +233,7 @@ METRICS: tuple[Metric, ...] = (
         "any",
         "ratio",
         "revenue from existing customers: revenue from customers older than the period start "
-        "(created_at < period start) / total revenue",
+        "(who first paid before it: a paying subscription or a purchase) / total revenue",
     ),
     Metric(
         "nps",

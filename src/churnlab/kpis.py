@@ -457,31 +457,61 @@ def _order_kpis(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
 
 
+def _first_revenue_sql(has_subs: bool, has_orders: bool) -> str:
+    """Since when each account is a customer (``first_paid``).
+
+    A customer's age starts when it becomes a customer: its first subscription row (a zero-MRR
+    row counts, as it does for customer counts) or its first purchase (a non-refund order with a
+    positive amount), whichever is first. An account created before that (a sign-up, a trial) is
+    a new customer in the month it starts. An account that is already a customer on the first
+    observed day of the data was one before the data starts: it counts from its ``created_at``
+    if that is earlier.
+    """
+    parts = []
+    if has_subs:
+        parts.append(
+            "SELECT account_id, min(start_at) AS t FROM main.subscriptions "
+            "WHERE end_at IS NULL OR end_at > start_at GROUP BY ALL"
+        )
+    if has_orders:
+        parts.append(
+            "SELECT account_id, min(ordered_at) AS t FROM main.orders "
+            "WHERE kind IS DISTINCT FROM 'refund' AND amount > 0 GROUP BY ALL"
+        )
+    first = f"SELECT account_id, min(t) AS paid FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+    return f"""(SELECT f.account_id,
+            CASE WHEN f.paid < (SELECT min(b0) FROM _kpi_periods) + INTERVAL 1 DAY
+                  AND a.created_at < f.paid THEN a.created_at ELSE f.paid END AS first_paid
+        FROM ({first}) f JOIN main.accounts a ON a.account_id = f.account_id)"""
+
+
 def _revenue_kpis(con: duckdb.DuckDBPyConnection, has_subs: bool, has_orders: bool) -> pd.DataFrame:
+    first = _first_revenue_sql(has_subs, has_orders)
     selects = []
     if has_subs:
         # Pro rata per calendar month: overlap / month length, so a whole month is exactly mrr.
         selects.append(
-            """
-            SELECT pc.ps AS period, a.created_at < pc.ps AS existing,
+            f"""
+            SELECT pc.ps AS period, coalesce(f.first_paid < pc.ps, false) AS existing,
                    sum(s.mrr * ((epoch_us(least(coalesce(s.end_at, pc.qe), pc.qe))
                                  - epoch_us(greatest(s.start_at, pc.qs))) / pc.month_us))
                        AS subscription_revenue,
                    0.0 AS order_revenue, 0.0 AS refunds, 0.0 AS upsell_revenue
             FROM main.subscriptions s
             JOIN _kpi_pieces pc ON s.start_at < pc.qe AND (s.end_at IS NULL OR s.end_at > pc.qs)
-            JOIN main.accounts a ON a.account_id = s.account_id
+            LEFT JOIN {first} f ON f.account_id = s.account_id
             GROUP BY ALL
             """
         )
     if has_orders:
         selects.append(
-            """
-            SELECT p.period, a.created_at < p.period AS existing, 0.0 AS subscription_revenue,
+            f"""
+            SELECT p.period, coalesce(f.first_paid < p.period, false) AS existing,
+                   0.0 AS subscription_revenue,
                    sum(o.net) AS order_revenue, sum(o.refunds) AS refunds,
                    sum(o.upsell) AS upsell_revenue
             FROM _kpi_periods p JOIN _kpi_ord o ON o.ps = p.period
-            JOIN main.accounts a ON a.account_id = o.account_id
+            LEFT JOIN {first} f ON f.account_id = o.account_id
             GROUP BY ALL
             """
         )

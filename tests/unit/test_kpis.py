@@ -574,3 +574,15 @@ def test_rows_ending_at_the_as_of_date_have_ended():
     res = _compute(frames, as_of=None)
     assert list(res["monthly"]["partial"]) == [False, False, False, True]
     assert res["monthly"]["churned"].tolist()[:3] == [0, 1, 1]
+
+
+def test_existing_customer_revenue_counts_from_the_first_subscription_not_the_sign_up():
+    # Y signs up mid-January and starts paying on February 1st: in February its revenue is a
+    # new customer's (issue 13: the share was 100% in every month when sign-ups preceded the
+    # first payment). X pays from the first observed day and was created before: existing.
+    frames = {
+        "accounts": _accounts([("X", "2023-06-01"), ("Y", "2024-01-15")]),
+        "subscriptions": _subs([("X", "2024-01-01", None, 100.0), ("Y", "2024-02-01", None, 50.0)]),
+    }
+    m = _compute(frames, as_of=dt.datetime(2024, 4, 1))["monthly"]
+    _assert_values(m["existing_customer_revenue_share"].tolist(), [1.0, 100 / 150, 1.0])
