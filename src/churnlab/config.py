@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -134,6 +135,62 @@ class ImportParams(_Section):
     online_retail_out: str = "data/online_retail"
 
 
+_HORIZON = re.compile(r"^\s*(\d+)\s*(day|days|d|week|weeks|w|month|months|m)\s*$", re.IGNORECASE)
+_UNITS = {"d": "day", "w": "week", "m": "month"}
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """A label window length: whole days, weeks or calendar months.
+
+    Calendar months follow the calendar (a cutoff on the 1st ends on the 1st of a later month),
+    so that churn within "1 month" of a monthly cutoff is the KPIs' churn of that month.
+    """
+
+    n: int
+    unit: Literal["day", "week", "month"]
+
+    @property
+    def days(self) -> int:
+        """Nominal length in days (calendar months count as 30.44 days)."""
+        per = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}[self.unit]
+        return round(self.n * per)
+
+    @property
+    def label(self) -> str:
+        """``90 days``, ``1 month``, ``3 months``."""
+        return f"{self.n} {self.unit}{'' if self.n == 1 else 's'}"
+
+    def add(self, t: dt.datetime, sign: int = 1) -> dt.datetime:
+        """``t`` plus (or minus) the horizon."""
+        if self.unit == "month":
+            import pandas as pd
+
+            return (pd.Timestamp(t) + sign * pd.DateOffset(months=self.n)).to_pydatetime()
+        return t + sign * dt.timedelta(days=self.n * (7 if self.unit == "week" else 1))
+
+    def sql(self, expr: str, sign: str = "+") -> str:
+        """SQL for ``expr`` plus (or minus) the horizon (DuckDB interval arithmetic)."""
+        unit = {"day": "DAY", "week": "WEEK", "month": "MONTH"}[self.unit]
+        return f"({expr} {sign} INTERVAL {self.n} {unit})"
+
+
+def parse_horizon(value: int | str) -> Horizon:
+    """``90`` (days), ``"90 days"``, ``"13 weeks"``, ``"1 month"``, ``"3 months"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"a horizon must be positive (got {value})")
+        return Horizon(value, "day")
+    m = _HORIZON.match(str(value))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(
+            f'not a horizon: use whole days, weeks or months, e.g. 90, "90 days", "1 month", '
+            f'"3 months" (got {value!r})'
+        )
+    unit = m.group(2).lower().rstrip("s")
+    return Horizon(int(m.group(1)), _UNITS.get(unit, unit))  # type: ignore[arg-type]
+
+
 class DatasetParams(_Section):
     """Point-in-time training set: spine, feature windows, labels."""
 
@@ -143,6 +200,10 @@ class DatasetParams(_Section):
     cutoff_freq: Literal["monthly", "weekly"] = "monthly"
     windows: tuple[int, ...] = (7, 30, 90)
     horizon_days: int = Field(90, gt=0)
+    """Label window in days (used when ``horizon`` is not set)."""
+    horizon: int | str | None = None
+    """Label window as days, weeks or calendar months (``"1 month"``, ``"3 months"``); overrides
+    ``horizon_days``."""
     lookback_days: int = Field(90, gt=0)
     expansion_min_fraction: float = Field(0.1, ge=0)
     min_positives: int = Field(20, ge=0)
@@ -165,6 +226,18 @@ class DatasetParams(_Section):
             raise ValueError(
                 f"feature windows must be positive whole days, e.g. [7, 30, 90] (got {list(v)})"
             )
+        return v
+
+    @property
+    def window(self) -> Horizon:
+        """The label window: ``horizon`` if set, else ``horizon_days`` days."""
+        return parse_horizon(self.horizon if self.horizon is not None else self.horizon_days)
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_parses(cls, v: int | str | None) -> int | str | None:
+        if v is not None:
+            parse_horizon(v)
         return v
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from churnlab import features, labels, spine, timeline
 from churnlab.atomic import atomic_dir
-from churnlab.config import DataParams, DatasetParams
+from churnlab.config import DataParams, DatasetParams, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.load import data_end, drop_temp_tables, present_tables
 from churnlab.manifest import Feature, Manifest
@@ -93,7 +93,8 @@ def build(
     say("fingerprinting the data")
     manifest = Manifest(
         mode=mode,
-        horizon_days=int(params.horizon_days),
+        horizon_days=params.window.days,
+        horizon=params.window.label,
         windows=tuple(int(w) for w in sorted(set(params.windows))),
         data_end=end.isoformat(),
         cutoffs=tuple(c.isoformat() for c in cuts),
@@ -213,9 +214,65 @@ def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, st
             f"{task}: too few labeled examples to train ({pos} positives, {neg} negatives; "
             f"need at least {params.min_positives} and {params.min_negatives} "
             f"(dataset.min_positives/min_negatives)). Per cutoff: {detail}. Use more data or "
-            "earlier cutoffs (dataset.cutoff_start), or a shorter dataset.horizon_days"
+            f"earlier cutoffs (dataset.cutoff_start); {horizon_hint(manifest)}"
         )
     return problems
+
+
+CANDIDATE_HORIZONS = ("7 days", "14 days", "30 days", "1 month", "60 days", "2 months", "90 days",
+                      "3 months", "6 months")  # fmt: skip
+
+
+def horizons_that_fit(manifest: Manifest) -> list[tuple[str, int]]:
+    """Label windows that would give a train, validation and test cutoff on this data.
+
+    Computed from the manifest's cutoffs and data end with the purge of
+    :func:`churnlab.train.temporal_split` (each split's label windows end by the next split's
+    cutoff). Returns (horizon, labeled cutoffs) for each window that fits, shortest first.
+    """
+    end = pd.Timestamp(manifest.data_end)
+    cutoffs = sorted(pd.Timestamp(c) for c in manifest.cutoffs)
+    out = []
+    for text in CANDIDATE_HORIZONS:
+        h = parse_horizon(text)
+        labeled = [c for c in cutoffs if pd.Timestamp(h.add(c)) <= end]
+        if not labeled:
+            continue
+        test = labeled[-1]
+        valid = [c for c in labeled if pd.Timestamp(h.add(c)) <= test]
+        train = [c for c in labeled if valid and pd.Timestamp(h.add(c)) <= valid[-1]]
+        if train:
+            out.append((text, len(labeled)))
+    return out
+
+
+def split_warning(manifest: Manifest) -> str | None:
+    """A warning when the configured horizon leaves no train/validation/test split, or None."""
+    fits = [h for h, _ in horizons_that_fit(manifest)]
+    window = manifest.window
+    if any(parse_horizon(h) == window for h in fits):
+        return None
+    labeled = sum(1 for r in manifest.per_cutoff if r.get("labeled"))
+    return (
+        f"with horizon {window.label} only {labeled} cutoff(s) are labeled: too few for a "
+        f"train, validation and test cutoff, so `churnlab train` cannot run; "
+        f"{horizon_hint(manifest)}"
+    )
+
+
+def horizon_hint(manifest: Manifest) -> str:
+    """A sentence naming the horizons that would fit, or saying that none would."""
+    fits = horizons_that_fit(manifest)
+    if not fits:
+        return (
+            f"no horizon from {CANDIDATE_HORIZONS[0]} to {CANDIDATE_HORIZONS[-1]} gives a train, "
+            "validation and test cutoff on this data: it needs a longer history"
+        )
+    return (
+        "horizons that give a train/validation/test split on this data: "
+        + ", ".join(f"{h} ({n} labeled cutoffs)" for h, n in fits)
+        + " (set dataset.horizon in params.yaml)"
+    )
 
 
 def require_sufficient(manifest: Manifest, params: DatasetParams, task: str) -> None:

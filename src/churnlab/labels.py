@@ -24,7 +24,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
-from churnlab.config import DatasetParams
+from churnlab.config import DatasetParams, Horizon
 from churnlab.load import drop_temp_tables
 from churnlab.schema import UPSELL_KINDS, sql_list
 from churnlab.spine import MODES, SpineError
@@ -51,7 +51,8 @@ def compute(
     spine : DataFrame
         Columns ``account_id`` and ``cutoff``.
     params : DatasetParams
-        ``horizon_days``, ``lookback_days``, ``expansion_min_fraction``.
+        ``window`` (``horizon`` or ``horizon_days``), ``lookback_days``,
+        ``expansion_min_fraction``.
     mode : str
         'contractual' or 'orders'.
     data_end : datetime
@@ -68,16 +69,16 @@ def compute(
     """
     if mode not in MODES:
         raise SpineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    h = int(params.horizon_days)
+    h = params.window
     frac = float(params.expansion_min_fraction)
     end = pd.Timestamp(data_end).to_pydatetime()
     con.register("_cl_lspine_df", spine[["account_id", "cutoff"]])
+    window_end = h.sql("CAST(cutoff AS TIMESTAMP)")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cl_lspine AS
         SELECT CAST(account_id AS VARCHAR) AS account_id, CAST(cutoff AS TIMESTAMP) AS cutoff,
-               CAST(cutoff AS TIMESTAMP) + INTERVAL {h} DAY AS window_end,
-               CAST(cutoff AS TIMESTAMP) + INTERVAL {h} DAY <= TIMESTAMP '{end.isoformat(" ")}'
-                   AS labeled
+               {window_end} AS window_end,
+               {window_end} <= TIMESTAMP '{end.isoformat(" ")}' AS labeled
         FROM _cl_lspine_df"""
     )
     con.unregister("_cl_lspine_df")
@@ -134,9 +135,10 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float, steps: str) -> str
         LEFT JOIN {upsell} u ON u.account_id = sp.account_id AND u.cutoff = sp.cutoff"""
 
 
-def _orders(h: int, lookback: int, frac: float) -> str:
+def _orders(h: Horizon, lookback: int, frac: float) -> str:
     refund = "coalesce(o.kind, '') = 'refund'"
-    lo = max(h, lookback)
+    before = h.sql("sp.cutoff", "-")  # the equally long window before the cutoff
+    earliest = f"least({before}, sp.cutoff - INTERVAL {lookback} DAY)"
     amount = "CAST(o.amount AS DECIMAL(38, 6))"
     return f"""
         SELECT sp.account_id, sp.cutoff, sp.labeled,
@@ -151,10 +153,10 @@ def _orders(h: int, lookback: int, frac: float) -> str:
                    count(*) FILTER (WHERE o.ordered_at >= sp.cutoff) AS n_after,
                    sum({amount}) FILTER (WHERE o.ordered_at >= sp.cutoff) AS after,
                    sum({amount}) FILTER (WHERE o.ordered_at < sp.cutoff
-                       AND o.ordered_at >= sp.cutoff - INTERVAL {h} DAY) AS before,
+                       AND o.ordered_at >= {before}) AS before,
                    sum({amount}) FILTER (WHERE o.ordered_at < sp.cutoff
                        AND o.ordered_at >= sp.cutoff - INTERVAL {lookback} DAY) AS lookback
             FROM _cl_lspine sp JOIN main.orders o ON sp.account_id = o.account_id
-             AND o.ordered_at >= sp.cutoff - INTERVAL {lo} DAY AND o.ordered_at < sp.window_end
+             AND o.ordered_at >= {earliest} AND o.ordered_at < sp.window_end
             WHERE NOT {refund}
             GROUP BY ALL) a ON a.account_id = sp.account_id AND a.cutoff = sp.cutoff"""

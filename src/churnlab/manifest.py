@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from churnlab.config import Horizon, parse_horizon
+
 KINDS = ("count", "amount", "days", "ratio", "trend", "change", "value", "category")
 """What a feature's number is, which decides how a sentence words it:
 
@@ -128,7 +130,9 @@ class Manifest:
     mode : str
         ``contractual`` or ``orders``.
     horizon_days : int
-        Label window length.
+        Label window length in days (nominal for calendar months).
+    horizon : str
+        Label window as configured (``90 days``, ``1 month``).
     windows : tuple of int
         Feature windows in days.
     data_end : str
@@ -167,6 +171,7 @@ class Manifest:
     per_cutoff: tuple[dict[str, Any], ...]
     rows: int
     features: tuple[Feature, ...]
+    horizon: str = ""
     event_types: tuple[str, ...] = ()
     label_columns: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
@@ -175,6 +180,11 @@ class Manifest:
     params: dict[str, Any] = field(default_factory=dict)
     built_at: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def window(self) -> Horizon:
+        """The label window (``horizon``, else ``horizon_days`` days)."""
+        return parse_horizon(self.horizon or self.horizon_days)
 
     def feature(self, name: str) -> Feature:
         """The feature called ``name``.

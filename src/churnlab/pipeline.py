@@ -115,9 +115,11 @@ def build_dataset(
     target = Path(out if out is not None else params.dataset.out)
     say(f"writing {target}")
     dataset.write(frame, manifest, target)
-    return DatasetRun(
-        target, manifest, dataset.check_sufficiency(manifest, params.dataset), tuple(coverage)
-    )
+    warnings = dataset.check_sufficiency(manifest, params.dataset)
+    split = dataset.split_warning(manifest)
+    if split:
+        warnings = {"split": split, **warnings}
+    return DatasetRun(target, manifest, warnings, tuple(coverage))
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +314,17 @@ def train_frame(
     """
     say = progress or _quiet
     summary: dict[str, Any] = {"tasks": {}, "skipped": {}, "models_dir": str(params.train.out)}
+    cannot = {
+        t: _cannot_train(manifest, t) or train.split_problem(frame, manifest, t, params.train.purge)
+        for t in params.train.tasks
+    }
+    if all(cannot.values()):  # nothing to train: say so before opening runs or computing KPIs
+        raise train.TrainError(
+            "no task can be trained on this training set: "
+            + "; ".join(f"{t}: {r}" for t, r in cannot.items())
+            + "; "
+            + dataset.horizon_hint(manifest)
+        )
     tracking.configure(params.tracking)
     name = f"train {_latest_labeled(manifest)} {'+'.join(params.train.tasks)}"
     with tracking.start(name) as run_id:
@@ -323,7 +336,7 @@ def train_frame(
             summary["kpis"] = _log_kpis(params, manifest)
         for task in params.train.tasks:
             say(f"{task}: training")
-            reason = _cannot_train(manifest, task)
+            reason = cannot[task]
             try:
                 result = (
                     None

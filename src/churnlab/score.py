@@ -244,9 +244,7 @@ def expansion_list(
     out["expected_amount"] = np.clip(amount, 0.0, None) * annualise
     out["expected_expansion_value"] = out["expansion_probability"] * out["expected_amount"]
     out["churn_probability"] = np.asarray(churn_probability, dtype=float)
-    out = pd.concat(
-        [out, _reason_columns(reasons, top_k).reset_index(drop=True)], axis=1
-    )
+    out = pd.concat([out, _reason_columns(reasons, top_k).reset_index(drop=True)], axis=1)
     out["offer"] = _offers(rows, reasons, bundle, mrr, top_k)
     keep = out["churn_probability"].to_numpy() <= params.expansion_max_churn
     return _ranked(out[keep], "expected_expansion_value"), reasons

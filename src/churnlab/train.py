@@ -38,7 +38,7 @@ from churnlab.bundle import ModelBundle
 # Calibrator is importable from here too: bundles pickled before calibration had its own
 # module refer to churnlab.train.Calibrator.
 from churnlab.calibration import Calibrator, fit_calibrator  # noqa: F401
-from churnlab.config import ConfigError, TrainParams
+from churnlab.config import ConfigError, Horizon, TrainParams, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.manifest import Feature, Manifest
 from churnlab.runlog import RunLog
@@ -108,7 +108,7 @@ def labeled_cutoffs(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
 def temporal_split(
     frame: pd.DataFrame,
     task: str,
-    horizon_days: int,
+    horizon_days: int | Horizon,
     *,
     test_cutoff: pd.Timestamp | None = None,
     purge: bool = True,
@@ -121,8 +121,8 @@ def temporal_split(
         The training set (``account_id``, ``cutoff``, features, label columns).
     task : {"churn", "expansion"}
         Label column.
-    horizon_days : int
-        Label window length (from the dataset manifest), used by the purge.
+    horizon_days : int or Horizon
+        Label window (from the dataset manifest; an int is days), used by the purge.
     test_cutoff : Timestamp, optional
         Test on this cutoff (default: the latest cutoff with eligible rows).
     purge : bool
@@ -144,10 +144,10 @@ def temporal_split(
     test = pd.Timestamp(test_cutoff) if test_cutoff is not None else cutoffs[-1]
     if test not in cutoffs:
         raise TrainError(f"{task}: test cutoff {test.date()} has no labeled rows")
-    gap = pd.Timedelta(days=horizon_days) if purge else pd.Timedelta(0)
+    window = horizon_days if isinstance(horizon_days, Horizon) else parse_horizon(horizon_days)
 
     def before(c: pd.Timestamp) -> list[pd.Timestamp]:
-        return [x for x in cutoffs if x < c and (not purge or x + gap <= c)]
+        return [x for x in cutoffs if x < c and (not purge or pd.Timestamp(window.add(x)) <= c)]
 
     valid_options = before(test)
     if not valid_options:
@@ -179,6 +179,15 @@ def temporal_split(
                 f"negatives {counts.get(0.0, 0)}); {hint}"
             )
     return split
+
+
+def split_problem(frame: pd.DataFrame, manifest: Manifest, task: str, purge: bool) -> str | None:
+    """Why ``task`` has no train/validation/test split on this training set, or None."""
+    try:
+        temporal_split(frame, task, manifest.window, purge=purge)
+    except TrainError as err:
+        return str(err)
+    return None
 
 
 def canonical_order(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -360,7 +369,7 @@ def train_task(
     feats = model_features(frame, manifest)
     frame = canonical_order(frame, [f.name for f in feats])
     split = temporal_split(
-        frame, task, manifest.horizon_days, test_cutoff=test_cutoff, purge=params.purge
+        frame, task, manifest.window, test_cutoff=test_cutoff, purge=params.purge
     )
     bundle = _empty_bundle(task, split.train, feats)
     categories = bundle.categories

@@ -92,3 +92,36 @@ def test_rates_are_plausible_and_defined(kpi_world):
     # Twelve months of history: only December's trailing window (Jan 1 to Jan 1) is observed.
     assert m["grr_12m"].iloc[:-1].isna().all() and m["nrr_12m"].iloc[:-1].isna().all()
     assert 0 < m["grr_12m"].iloc[-1] <= m["nrr_12m"].iloc[-1]
+
+
+def test_one_calendar_month_churn_labels_equal_the_kpis_churned_count() -> None:
+    """With ``horizon: 1 month`` and monthly cutoffs, the labels count the KPIs' churn.
+
+    (With a 30-day horizon they do not: months have 28 to 31 days, so a 30-day window misses
+    the last day of a long month and reaches into the next after a short one.)
+    """
+    from churnlab import dataset
+    from churnlab.config import DatasetParams
+
+    tables, _, _ = synth.generate(SynthParams(accounts=600, months=MONTHS, seed=12, start=START))
+    con = connect_frames(tables)
+    as_of = dt.datetime(2025, 1, 1)
+    data = DataParams(as_of=as_of)
+    frame, manifest = dataset.build(
+        con, DatasetParams(horizon="1 month", windows=(7, 30), cutoff_start=dt.date(2024, 2, 1)),
+        data,
+    )  # fmt: skip
+    assert manifest.horizon == "1 month"
+    churned = kpis.compute(con, KpiParams(), data)["monthly"]["churned"]
+    labeled = frame[frame["labeled"]]
+    per_cutoff = labeled.groupby("cutoff")["churn"].sum()
+    assert len(per_cutoff) >= 10
+    for cutoff, n in per_cutoff.items():
+        assert n == churned.loc[pd.Timestamp(cutoff)], cutoff
+    # A 30-day window is not the month: on this world it differs in some month.
+    thirty, _ = dataset.build(
+        con, DatasetParams(horizon_days=30, windows=(7, 30), cutoff_start=dt.date(2024, 2, 1)),
+        data,
+    )  # fmt: skip
+    by30 = thirty[thirty["labeled"]].groupby("cutoff")["churn"].sum()
+    assert any(by30.loc[c] != churned.loc[pd.Timestamp(c)] for c in by30.index)
