@@ -28,7 +28,9 @@ from sklearn.pipeline import Pipeline
 
 from churnlab import drift, evaluate
 from churnlab.baselines import (
+    calibrate_logreg,
     fit_logreg_baseline,
+    heuristic_direction,
     heuristic_features,
     heuristic_scores,
     logreg_scores,
@@ -386,13 +388,16 @@ def train_task(
     bundle.calibrator = calibrator
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
+    seed = int(params.lightgbm.get("seed", 0))
+    logreg_cal = calibrate_logreg(logreg, X_valid, y_valid, categorical, params.calibration, seed)
     chosen = heuristic_features(feats)
+    reverse = heuristic_direction(X_valid, y_valid, task, chosen)
     scores = {
         "test": calibrator.predict(
             np.asarray(booster.predict(X_test, raw_score=True), dtype=float)
         ),
-        "logreg": logreg_scores(logreg, X_test, categorical),
-        "heuristic": heuristic_scores(X_test, task, chosen),
+        "logreg": logreg_scores(logreg, X_test, categorical, logreg_cal),
+        "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
@@ -427,7 +432,11 @@ def train_task(
         },
         index=split.test.index,
     )
-    return TaskResult(task, bundle, split, metrics, predictions, cal_info, chosen, logreg)
+    direction = "reversed on the validation cutoff" if reverse else "as designed"
+    return TaskResult(
+        task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
+        extra={"heuristic_direction": direction, "logreg_calibrator": logreg_cal},
+    )  # fmt: skip
 
 
 def _fit_amount(
@@ -608,6 +617,8 @@ def run_log(result: TaskResult) -> RunLog:
             "split.test_cutoff": str(split.test_cutoff.date()),
             "baseline_heuristic.recency": str(result.heuristic.get("recency")),
             "baseline_heuristic.activity": str(result.heuristic.get("activity")),
+            "baseline_heuristic.direction": str(result.extra.get("heuristic_direction")),
+            "baseline_logreg.calibration": "on the validation cutoff, as the model",
         },
         tables={
             "features.csv": pd.DataFrame([f.to_dict() for f in result.bundle.features]),

@@ -159,3 +159,38 @@ def test_heuristic_scores_rank_inactive_accounts_as_churn_risk() -> None:
     churn = train.heuristic_scores(X, "churn", chosen)
     assert churn.argsort().tolist() == [0, 1, 2]  # never active (NaN recency) riskiest
     assert train.heuristic_scores(X, "expansion", chosen).argsort().tolist() == [2, 1, 0]
+
+
+def test_the_heuristic_direction_is_chosen_on_the_validation_cutoff() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"days": rng.uniform(0, 60, 500), "events": rng.poisson(5, 500).astype(float)})
+    chosen = {"recency": "days", "activity": "events"}
+    natural = (rng.random(500) < 0.1 + 0.01 * X["days"]).astype(float)  # inactive churn more
+    assert not train.heuristic_direction(X, natural.to_numpy(), "churn", chosen)
+    backwards = (rng.random(500) < 0.7 - 0.01 * X["days"]).astype(float)  # the opposite world
+    assert train.heuristic_direction(X, backwards.to_numpy(), "churn", chosen)
+    s = train.heuristic_scores(X, "churn", chosen)
+    np.testing.assert_allclose(train.heuristic_scores(X, "churn", chosen, reverse=True), 1 - s)
+
+
+def test_the_logistic_regression_is_calibrated_like_the_model() -> None:
+    from churnlab.baselines import calibrate_logreg, fit_logreg_baseline, logreg_scores
+
+    rng = np.random.default_rng(1)
+
+    def world(n: int, shift: float) -> tuple[pd.DataFrame, np.ndarray]:
+        x = rng.normal(size=n)
+        p = 1 / (1 + np.exp(-(-2.0 + shift + 1.5 * x)))
+        return pd.DataFrame({"x": x}), (rng.random(n) < p).astype(float)
+
+    X_tr, y_tr = world(4000, 0.0)
+    X_va, y_va = world(4000, 1.0)  # the season moved the base rate
+    X_te, y_te = world(4000, 1.0)
+    pipe = fit_logreg_baseline(X_tr, y_tr, [])
+    raw = logreg_scores(pipe, X_te, [])
+    cal = logreg_scores(pipe, X_te, [], calibrate_logreg(pipe, X_va, y_va, []))
+    assert abs(raw.mean() - y_te.mean()) > 0.08  # uncalibrated: off by the shift
+    assert abs(cal.mean() - y_te.mean()) < 0.02
+    from churnlab.evaluate import expected_calibration_error
+
+    assert expected_calibration_error(y_te, cal) < expected_calibration_error(y_te, raw)
