@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from churnlab import features, labels, spine, timeline
+from churnlab import btyd, features, labels, spine, timeline
 from churnlab.atomic import atomic_dir
 from churnlab.config import DataParams, DatasetParams, parse_horizon
 from churnlab.errors import ChurnlabError
@@ -90,6 +90,8 @@ def build(
     timings["spine"] = time.perf_counter() - t0
     say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
     frame, feats = _features_and_labels(con, sp, params, mode, end, timings, say)
+    if mode == "orders":
+        frame = _with_purchase_history(con, frame)
     say("fingerprinting the data")
     manifest = Manifest(
         mode=mode,
@@ -138,6 +140,22 @@ def _features_and_labels(
     if not (x["account_id"].equals(y["account_id"]) and x["cutoff"].equals(y["cutoff"])):
         raise DatasetError("internal error: feature and label rows are out of step")
     return pd.concat([x, y.drop(columns=["account_id", "cutoff"])], axis=1), feats
+
+
+BTYD_COLUMNS = ("btyd_frequency", "btyd_recency", "btyd_T")
+"""Orders-only: repeat purchase days, first-to-last and first-to-cutoff weeks before each cutoff
+(the BG/NBD baseline's inputs; not model features)."""
+
+
+def _with_purchase_history(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.DataFrame:
+    rfm = btyd.rfm_at_cutoffs(con, frame[["account_id", "cutoff"]])
+    keyed = rfm.set_index(["account_id", "cutoff"])[["frequency", "recency", "T"]]
+    keys = pd.MultiIndex.from_frame(frame[["account_id", "cutoff"]])
+    values = keyed.reindex(keys).to_numpy(dtype=float)
+    out = frame.copy()
+    for j, name in enumerate(BTYD_COLUMNS):
+        out[name] = values[:, j]
+    return out
 
 
 def _event_types(feats: list[Feature]) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from churnlab import drift, evaluate
+from churnlab import btyd, drift, evaluate
 from churnlab.baselines import (
     calibrate_logreg,
     fit_logreg_baseline,
@@ -400,9 +400,13 @@ def train_task(
         "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
+    btyd_scores = _btyd_baseline(split, task, manifest)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
     metrics = _metrics(test, y_test, scores, value, y_valid, calibrator.predict(margin_valid))
+    if btyd_scores is not None:
+        m = evaluate.score_metrics(y_test, btyd_scores, value=value)
+        metrics |= {f"baseline_btyd.{k}": v for k, v in m.items()}
     if task == "expansion":
         metrics |= _fit_amount(params, bundle, split, (X_train, X_valid, X_test))
     metrics |= {
@@ -437,6 +441,28 @@ def train_task(
         task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
         extra={"heuristic_direction": direction, "logreg_calibrator": logreg_cal},
     )  # fmt: skip
+
+
+def _btyd_baseline(split: Split, task: str, manifest: Manifest) -> np.ndarray | None:
+    """Orders-only churn: a BG/NBD model's P(no purchase in the horizon) for the test rows.
+
+    Fitted by maximum likelihood on the training cutoffs' purchase histories only (rows
+    without an order before their cutoff are left out of the fit; they score as missing
+    history, the population's mean).
+    """
+    cols = ("btyd_frequency", "btyd_recency", "btyd_T")
+    if task != "churn" or manifest.mode != "orders" or any(c not in split.test for c in cols):
+        return None
+    fit_rows = split.train.dropna(subset=list(cols))
+    try:
+        params = btyd.fit(*(fit_rows[c].to_numpy(dtype=float) for c in cols))
+    except ChurnlabError:
+        return None  # too little history for a fit: the baseline is left out, not faked
+    rfm = split.test[["account_id", "cutoff", *cols]].rename(
+        columns={"btyd_frequency": "frequency", "btyd_recency": "recency", "btyd_T": "T"}
+    )
+    p = btyd.score_at_cutoffs(params, rfm, manifest.window.days)["p_churn"].to_numpy(dtype=float)
+    return np.where(np.isfinite(p), p, np.nanmean(p))
 
 
 def _fit_amount(

@@ -47,3 +47,12 @@ def test_lightgbm_ranks_better_than_the_baselines(retail, task: str) -> None:
     assert m["test.roc_auc"] > m["baseline_heuristic.roc_auc"] + 0.05
     assert m["test.roc_auc"] > m["baseline_logreg.roc_auc"] - 0.01
     assert m["test.pr_auc"] > m["baseline_heuristic.pr_auc"]
+
+
+def test_churn_is_compared_with_a_bg_nbd_baseline(retail) -> None:
+    """The purchase-only reference a BTYD user would reach for (issue 13): a BG/NBD model fitted
+    on the training cutoffs, scored as P(no purchase in the horizon) at the test cutoff."""
+    m = retail["churn"].metrics
+    assert 0.5 < m["baseline_btyd.roc_auc"] < 1.0
+    assert m["test.roc_auc"] > m["baseline_btyd.roc_auc"]
+    assert "baseline_btyd.roc_auc" not in retail["expansion"].metrics
