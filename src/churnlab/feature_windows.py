@@ -4,24 +4,31 @@ The rows of a table arrive as arrays: the account's index, the day (offset from 
 any window covers; -1 for older rows), a class (which filters the row matches), values, times.
 Cutoffs are midnights and windows whole days, so the timeline is cut into *segments* at every
 ``cutoff - w`` (and every cutoff): each window of each cutoff is a run of whole segments.
-One ``bincount`` per pass sums the rows into (account, segment, class) cells; a cumulative sum
+One ``bincount`` per value sums the rows into (segment, account, class) cells; a cumulative sum
 over segments then gives every window of every cutoff as one difference, and lifetime totals
-(segment 0 holds the older rows) as one lookup. Distinct days come from a per-(account, day)
-presence table, the latest time before a cutoff from its last active day, distinct users from
-per-(account, user) bit masks of the segments they were active in. All of it is exact:
-integers stay integers, money is summed as integer micro-units.
+(segment 0 holds the older rows) as one lookup. Distinct days come from a (day, account)
+presence table, the latest time before a cutoff from the last active day (or, for few rows,
+from the rows sorted by account and time), distinct users from per-(account, user) bit masks of
+the segments they were active in. All of it is exact: integers stay integers (float64 holds
+them exactly below 2**53, and larger integer sums are split in two), money is summed as integer
+micro-units. Arrays are segment- or day-major so that cumulative sums run over contiguous rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 US_PER_DAY = 86_400_000_000
-_EXACT_FLOAT = 2**53  # integers below this add exactly in float64
 MASK_BITS = 64
+_EXACT_FLOAT = 2**53  # integers below this add exactly in float64
+_SPLIT = 2**26
+SORT_ROWS = 4_000_000
+"""Up to this many rows, a table's windows come from its rows sorted by account and time
+(:class:`Runs`); beyond, from dense (segment, account) sums and (day, account) presence."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,14 @@ class Grid:
         """Segments including segment 0."""
         return len(self.bounds)
 
+    @cached_property
+    def _cutoff_day(self) -> np.ndarray:
+        days = np.array([(c - self.start).days for c in self.cutoffs], dtype=np.int64)
+        return days[self.cut]
+
     def cutoff_day(self) -> np.ndarray:
-        """Day offset of each cutoff."""
-        return np.array([(c - self.start).days for c in self.cutoffs], dtype=np.int64)
+        """Per spine row: the day offset of its cutoff (do not modify)."""
+        return self._cutoff_day
 
     def segment_of_day(self) -> np.ndarray:
         """Lookup: index ``d + 1`` (``d`` = day offset, -1 for older rows) -> segment."""
@@ -77,18 +89,23 @@ class Grid:
         seg = np.searchsorted(self.bounds, days, side="right")
         return seg.astype(np.int16 if len(self.bounds) < 2**15 else np.int32)
 
-    def window_columns(self, window: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per spine row: cumulative-sum columns of the window's end and start (None: lifetime).
+    def window_segments(self, window: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per spine row: the cumulative-sum planes at the window's end and start.
 
-        With ``C[:, m]`` the sum of segments ``0 .. m-1``, a window's value is
-        ``C[:, hi] - C[:, lo]`` and a lifetime value ``C[:, hi]``.
+        With ``C[m]`` the sum of segments ``0 .. m-1``, a window's value is ``C[hi] - C[lo]``
+        and a lifetime value ``C[hi]`` (``lo`` is None for ``window=None``).
         """
         cday = self.cutoff_day()
         hi = np.searchsorted(self.bounds, cday) + 1
         if window is None:
-            return hi[self.cut], None
-        lo = np.searchsorted(self.bounds, cday - window) + 1
-        return hi[self.cut], lo[self.cut]
+            return hi, None
+        return hi, np.searchsorted(self.bounds, cday - window) + 1
+
+    def cutoff_us(self) -> np.ndarray:
+        """Per spine row: its cutoff in epoch microseconds."""
+        epoch = dt.datetime(1970, 1, 1)
+        us = np.array([(c - epoch) // dt.timedelta(microseconds=1) for c in self.cutoffs])
+        return us.astype(np.int64)[self.cut]
 
 
 def make_grid(
@@ -113,10 +130,12 @@ def dense_classes(bits: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]
     if nbits == 0 or not len(bits):
         return np.zeros(len(bits), dtype=np.int8), np.zeros(1, dtype=np.int64)
     if nbits <= 22:
-        combos = np.flatnonzero(np.bincount(bits, minlength=1 << nbits))
+        seen = np.zeros(1 << nbits, dtype=bool)
+        seen[bits] = True  # (fancy indexing casts the index in chunks; bincount copies it)
+        combos = np.flatnonzero(seen)
     else:  # too many filters for a lookup table the size of every combination
         combos = np.unique(bits)
-    lut = np.zeros(int(combos[-1]) + 1 if len(combos) else 1, dtype=np.int16)
+    lut = np.zeros(int(combos[-1]) + 1, dtype=np.int16)
     lut[combos] = np.arange(len(combos), dtype=np.int16)
     return lut[bits], combos.astype(np.int64)
 
@@ -138,36 +157,40 @@ class Rows:
             return np.arange(len(self.combos))
         return np.flatnonzero(self.combos & (1 << bit))
 
-    def rows_with(self, bit: int | None) -> np.ndarray:
-        """Boolean mask of the rows matching filter ``bit``."""
+    def class_mask(self, bit: int | None) -> np.ndarray:
+        """Per class: whether its rows match filter ``bit``."""
         match = np.zeros(len(self.combos), dtype=bool)
         match[self.classes_with(bit)] = True
-        return match[self.cls]
+        return match
 
-
-_SPLIT = 2**26
+    def rows_with(self, bit: int | None) -> np.ndarray:
+        """Boolean mask of the rows matching filter ``bit``."""
+        return self.class_mask(bit)[self.cls]
 
 
 @dataclass(frozen=True)
 class Sums:
-    """Cumulative (account, segment) sums of several measures.
+    """Running (segment, account) sums of several measures.
 
-    ``cum[a, m, k]`` is measure ``k`` of account ``a`` summed over segments ``0 .. m-1``, so
-    a window is the difference of two columns and a lifetime total one column. Float64 holds
-    every integer sum exactly below 2**53; integer values that could exceed it per account are
-    summed as a high and a low part (``split``) and recombined exactly by :func:`window_sums`.
+    ``per_class[s, a, k]`` counts the rows of class ``k`` of account ``a`` in segments
+    ``0 .. s``; a count measure is a 0/1 combination of classes (``select``), applied only to
+    the values gathered for the spine rows. ``sums[m]`` holds the running sums of measure
+    ``m``'s values the same way (two planes for large integers: low and high parts).
     """
 
-    cum: np.ndarray
-    index: dict[str, int]
-    split: dict[str, int]  # measure -> column of its high part (``index`` has the low part)
+    per_class: np.ndarray | None
+    select: np.ndarray
+    counts: dict[str, int]
+    sums: dict[str, list[np.ndarray]]
 
 
 def _weights(rows: Rows, column: str, accounts: int) -> list[np.ndarray]:
-    """Weight columns for one value: itself, or low and high parts of large integers."""
+    """Weights of a sum: the values (NaN counts as 0), or the low and high parts of integers
+    that could pass 2**53 for one account."""
     v = rows.values[column]
     if v.dtype != np.int64:
-        return [np.where(np.isnan(v), 0.0, v)]
+        missing = np.isnan(v)
+        return [np.where(missing, 0.0, v)] if missing.any() else [v]
     per_account = np.bincount(rows.acc, weights=np.abs(v).astype(np.float64), minlength=accounts)
     if not len(v) or per_account.max() < _EXACT_FLOAT / 2:
         return [v.astype(np.float64)]
@@ -175,117 +198,209 @@ def _weights(rows: Rows, column: str, accounts: int) -> list[np.ndarray]:
     return [low.astype(np.float64), high.astype(np.float64)]
 
 
+def _running(planes: np.ndarray) -> np.ndarray:
+    """In place: each segment plane plus all earlier ones (faster than cumsum on axis 0)."""
+    for s in range(1, len(planes)):
+        planes[s] += planes[s - 1]
+    return planes
+
+
 def segment_sums(
     grid: Grid, rows: Rows, measures: dict[str, tuple[int | None, str | None]]
 ) -> Sums:
-    """Cumulative (account, segment) sums of each measure, from one ``bincount`` per value.
+    """Running (segment, account) sums of each measure (see :class:`Sums`).
 
-    ``measures`` maps a measure to (filter bit, value column or None for a row count). Each
-    value is summed per (account, segment, class) once; a 0/1 matrix of which classes each
-    measure takes then gives all its measures in one matrix product.
+    ``measures`` maps a measure to (filter bit, value column or None for a row count). Row
+    counts share one ``bincount`` per (segment, account, class) cell; each sum is one
+    ``bincount`` of its masked values per (segment, account) cell. Index arrays are int64 from
+    the start: ``bincount`` would otherwise copy them.
     """
-    nseg, ncls = grid.segments, len(rows.combos)
-    seg = grid.segment_of_day()[rows.day.astype(np.int64) + 1]
-    cells = grid.accounts * nseg * ncls
-    itype = np.dtype(np.int32 if cells < 2**31 else np.int64)
-    # Python ints are weak scalars: the products stay in ``itype``
-    flat = rows.acc.astype(itype) * (nseg * ncls) + seg.astype(itype) * ncls
-    flat += rows.cls.astype(itype)
-    by_value: dict[str | None, list[str]] = {}
-    for name, (_, column) in measures.items():
-        by_value.setdefault(column, []).append(name)
-    parts: list[np.ndarray] = []
-    index: dict[str, int] = {}
-    split: dict[str, int] = {}
-    width = 0
-    for column, names in by_value.items():
-        select = np.zeros((ncls, len(names)))
-        for j, name in enumerate(names):
-            select[rows.classes_with(measures[name][0]), j] = 1.0
-        weights = [None] if column is None else _weights(rows, column, grid.accounts)
-        for part, w in enumerate(weights):
-            per_class = np.bincount(flat, weights=w, minlength=cells).astype(np.float64)
-            # einsum, not matmul: BLAS is slow (and threads) on this tall, thin product
-            picked = np.einsum("ck,km->cm", per_class.reshape(-1, ncls), select)
-            parts.append(picked.reshape(grid.accounts, nseg, len(names)))
-            for j, name in enumerate(names):
-                (split if part else index)[name] = width + j
-            width += len(names)
-    cum = np.zeros((grid.accounts, nseg + 1, width))
-    np.cumsum(np.concatenate(parts, axis=2), axis=1, out=cum[:, 1:, :])
-    return Sums(cum, index, split)
+    nseg, ncls, na = grid.segments, len(rows.combos), grid.accounts
+    cell = grid.segment_of_day()[rows.day + 1].astype(np.int64)
+    cell *= na
+    cell += rows.acc
+    sums: dict[str, list[np.ndarray]] = {}
+    for m, (bit, col) in measures.items():
+        if col is not None:
+            if bit is not None:
+                raise ValueError(f"{m}: filter sums in the projection (their values)")
+            parts = _weights(rows, col, na)
+            sums[m] = [
+                _running(np.bincount(cell, weights=w, minlength=nseg * na).reshape(nseg, na))
+                for w in parts
+            ]
+    counts = [m for m, (_, col) in measures.items() if col is None]
+    select = np.zeros((ncls, len(counts)), dtype=np.int64)
+    for j, m in enumerate(counts):
+        select[rows.classes_with(measures[m][0]), j] = 1
+    per_class = None
+    if counts:
+        cell *= ncls
+        cell += rows.cls
+        per_class = _running(np.bincount(cell, minlength=nseg * na * ncls).reshape(nseg, na, ncls))
+    return Sums(per_class, select, {m: j for j, m in enumerate(counts)}, sums)
 
 
 def window_sums(grid: Grid, sums: Sums, window: int | None) -> dict[str, np.ndarray]:
     """Per spine row and measure: the window's (or the lifetime's) sum.
 
-    Integer measures come back as int64, exactly; others as float64.
+    Counts and split integers come back as int64, other sums as float64.
     """
-    hi, lo = grid.window_columns(window)
-    m = sums.cum[grid.acc, hi]
-    if lo is not None:
-        m -= sums.cum[grid.acc, lo]
-    out = {name: m[:, k] for name, k in sums.index.items()}
-    for name, k in sums.split.items():
-        out[name] = np.rint(m[:, k]).astype(np.int64) * _SPLIT + np.rint(out[name]).astype(np.int64)
+    hi, lo = grid.window_segments(window)  # planes of running sums are C[m] = planes[m - 1]
+    hi, lo = hi - 1, None if lo is None else lo - 1
+
+    def gather(planes: np.ndarray) -> np.ndarray:
+        v = planes[hi, grid.acc]
+        if lo is not None:
+            v -= planes[lo, grid.acc]
+        return v
+
+    out: dict[str, np.ndarray] = {}
+    if sums.per_class is not None:
+        picked = np.einsum("nk,km->nm", gather(sums.per_class), sums.select)
+        out |= {m: picked[:, j] for m, j in sums.counts.items()}
+    for m, parts in sums.sums.items():
+        values = [gather(p) for p in parts]
+        if len(values) == 1:
+            out[m] = values[0]
+        else:
+            low, high = (np.rint(v).astype(np.int64) for v in values)
+            out[m] = high * _SPLIT + low
     return out
 
 
 def day_cells(grid: Grid, rows: Rows) -> np.ndarray:
-    """Per row: its (account, day) cell of the grid, -1 for rows before the start."""
+    """Per row: its (day, account) cell of the grid, -1 for rows before the start."""
     itype = np.dtype(np.int32 if grid.accounts * grid.ndays < 2**31 else np.int64)
-    cell = rows.acc.astype(itype) * grid.ndays + rows.day.astype(itype)
+    cell = rows.day.astype(itype) * grid.accounts
+    cell += rows.acc
     cell[rows.day < 0] = -1
     return cell
 
 
 def active_day_counts(grid: Grid, cells: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Cumulative active days: ``[a, j]`` = days before day ``j`` with a row in ``mask``."""
-    present = np.zeros(grid.accounts * grid.ndays, dtype=bool)
+    """Cumulative active days: ``[j, a]`` = days before day ``j`` with a row in ``mask``."""
+    present = np.zeros(grid.ndays * grid.accounts, dtype=bool)
     present[cells[mask & (cells >= 0)]] = True
-    cum = np.zeros((grid.accounts, grid.ndays + 1), dtype=np.int32)
-    np.cumsum(present.reshape(grid.accounts, grid.ndays), axis=1, out=cum[:, 1:])
+    cum = np.empty((grid.ndays + 1, grid.accounts), dtype=np.int32)
+    cum[0] = 0
+    np.cumsum(present.reshape(grid.ndays, grid.accounts), axis=0, out=cum[1:])
     return cum
 
 
 def active_days(grid: Grid, cum: np.ndarray, window: int) -> np.ndarray:
     """Per spine row: days with a row in ``[cutoff - window, cutoff)``."""
-    cday = grid.cutoff_day()[grid.cut]
-    return (cum[grid.acc, cday] - cum[grid.acc, cday - window]).astype(np.float64)
+    cday = grid.cutoff_day()
+    return (cum[cday, grid.acc] - cum[cday - window, grid.acc]).astype(np.float64)
 
 
-def latest_times(
+def latest_by_day(
     grid: Grid, rows: Rows, cells: np.ndarray, mask: np.ndarray, cum: np.ndarray
 ) -> np.ndarray:
     """Per spine row: the latest row time (epoch us) in ``mask`` before the cutoff; -1 if none.
 
-    Only rows on or after the grid's start are looked at (older ones: :func:`older_times`).
-    The last active day before the cutoff is found by bisecting the account's cumulative
-    active days (``cum``); the time within that day is the maximum over the rows of the
-    (account, day) cells actually needed.
+    For many rows: only rows on or after the grid's start are looked at (older ones:
+    :func:`older_times`). The last active day before the cutoff is found by bisecting the
+    account's cumulative active days (``cum``); the time within that day is the maximum over the
+    rows of just the (day, account) cells needed.
     """
     assert rows.time is not None
-    cday = grid.cutoff_day()[grid.cut]
-    before = cum[grid.acc, cday]
+    cday = grid.cutoff_day()
+    before = cum[cday, grid.acc]
     lo, hi = np.zeros(grid.n, dtype=np.int64), cday.copy()
-    while (lo < hi).any():  # smallest j with cum[a, j] == before: the last active day is j - 1
+    while (lo < hi).any():  # smallest j with cum[j] == before: the last active day is j - 1
         mid = (lo + hi) // 2
-        go = cum[grid.acc, mid] < before
+        go = cum[mid, grid.acc] < before
         lo, hi = np.where(go, mid + 1, lo), np.where(go, hi, mid)
-    found = before > 0
+    found = np.flatnonzero(before > 0)
     out = np.full(grid.n, -1, dtype=np.int64)
-    if not found.any():
+    if not len(found):
         return out
-    need = grid.acc[found].astype(np.int64) * grid.ndays + (lo[found] - 1)
+    need = (lo[found] - 1) * grid.accounts + grid.acc[found]
     wanted, inverse = np.unique(need, return_inverse=True)
-    slot = np.full(grid.accounts * grid.ndays, -1, dtype=np.int32)
-    slot[wanted] = np.arange(len(wanted), dtype=np.int32)
-    keep = np.flatnonzero(mask & (cells >= 0))
-    pos = slot[cells[keep]]
-    hit = pos >= 0
+    # rows in a needed (day, account) cell: a flag per cell (the extra last one answers cell -1,
+    # rows before the start), then a binary search for the few rows flagged
+    needed = np.zeros(grid.ndays * grid.accounts + 1, dtype=bool)
+    needed[wanted] = True
+    hit = np.flatnonzero(needed[cells] & mask)
+    pos = np.searchsorted(wanted, cells[hit])
     best = np.full(len(wanted), -1, dtype=np.int64)
-    np.maximum.at(best, pos[hit], rows.time[keep[hit]])
+    np.maximum.at(best, pos, rows.time[hit])
     out[found] = best[inverse]
+    return out
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A table's rows sorted by (account, day, time), with running sums of each measure.
+
+    For few rows this beats dense grids: a window of a spine row is two binary searches in the
+    sorted keys (``account * (days + 1) + day + 1``; older rows have day -1) and one difference
+    of running sums. Running sums stay exact because only counts and integer micro-units are
+    summed this way (int64).
+    """
+
+    key: np.ndarray
+    order: np.ndarray  # sorted position -> row
+    cum: dict[str, np.ndarray]
+    cls: np.ndarray
+    positions: dict[int | None, np.ndarray] = field(default_factory=dict)  # by window back
+
+
+def sort_runs(grid: Grid, rows: Rows, measures: dict[str, tuple[int | None, str | None]]) -> Runs:
+    """Sort the rows and take the running sum of each measure (see :class:`Runs`)."""
+    key = rows.acc.astype(np.int64) * (grid.ndays + 1) + (rows.day.astype(np.int64) + 1)
+    order = np.argsort(key, kind="stable") if rows.time is None else np.lexsort((rows.time, key))
+    cum = {}
+    for name, (bit, column) in measures.items():
+        match = rows.rows_with(bit)[order]
+        if column is None:
+            v = match.astype(np.int64)
+        else:
+            values = rows.values[column]
+            if values.dtype != np.int64:
+                raise TypeError(f"{name}: running sums are exact for integers only")
+            v = np.where(match, values[order], 0)
+        out = np.zeros(len(v) + 1, dtype=np.int64)
+        np.cumsum(v, out=out[1:])
+        cum[name] = out
+    return Runs(key[order], order, cum, rows.cls[order])
+
+
+def _run_position(grid: Grid, runs: Runs, back: int | None) -> np.ndarray:
+    """Per spine row: rows of earlier accounts, plus its own rows before ``cutoff - back``
+    days (None: none of its own rows). Cached: a few distinct ``back`` serve every feature."""
+    if back not in runs.positions:
+        base = grid.acc.astype(np.int64) * (grid.ndays + 1)
+        if back is not None:
+            base += grid.cutoff_day() - back + 1
+        runs.positions[back] = np.searchsorted(runs.key, base)
+    return runs.positions[back]
+
+
+def runs_window(grid: Grid, runs: Runs, measure: str, window: int | None) -> np.ndarray:
+    """Per spine row: a measure summed over the window (None: every row before the cutoff)."""
+    cum = runs.cum[measure]
+    return cum[_run_position(grid, runs, 0)] - cum[_run_position(grid, runs, window)]
+
+
+def runs_latest(grid: Grid, runs: Runs, match: np.ndarray | None) -> np.ndarray:
+    """Per spine row: the row (index into the unsorted rows) of the latest matching row before
+    the cutoff, -1 if none.
+
+    ``match`` says which sorted rows count (None: all); the last matching row before a
+    position is a running maximum of positions.
+    """
+    positions = np.arange(len(runs.key))
+    last = positions if match is None else np.maximum.accumulate(np.where(match, positions, -1))
+    hi = _run_position(grid, runs, 0)
+    start = _run_position(grid, runs, None)
+    out = np.full(grid.n, -1, dtype=np.int64)
+    if not len(last):
+        return out
+    j = np.where(hi > 0, last[np.maximum(hi - 1, 0)], -1)
+    ok = (j >= start) & (j >= 0)
+    out[ok] = runs.order[j[ok]]
     return out
 
 
@@ -303,18 +418,15 @@ def days_since(grid: Grid, times: np.ndarray) -> np.ndarray:
 
     Computed as the SQL engines do: integer microseconds first, then one division.
     """
-    epoch = dt.datetime(1970, 1, 1)
-    cut_us = np.array([(c - epoch) // dt.timedelta(microseconds=1) for c in grid.cutoffs])
-    diff = (cut_us[grid.cut] - times).astype(np.float64) / US_PER_DAY
+    diff = (grid.cutoff_us() - times).astype(np.float64) / US_PER_DAY
     return np.where(times >= 0, diff, np.nan)
 
 
 def segment_masks(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Per day offset: the 64-segment chunk of its segment and the segment's bit in it."""
     seg = grid.segment_of_day()[1:].astype(np.int64)
-    return (seg // MASK_BITS).astype(np.int32), np.left_shift(
-        np.uint64(1), (seg % MASK_BITS).astype(np.uint64)
-    )
+    bit = np.left_shift(np.uint64(1), (seg % MASK_BITS).astype(np.uint64))
+    return (seg // MASK_BITS).astype(np.int32), bit
 
 
 def distinct_counts(grid: Grid, acc: np.ndarray, masks: np.ndarray, window: int) -> np.ndarray:
@@ -324,24 +436,21 @@ def distinct_counts(grid: Grid, acc: np.ndarray, masks: np.ndarray, window: int)
     when the value had a row in segment ``s``.
     """
     out = np.zeros(grid.n, dtype=np.float64)
-    hi, lo = grid.window_columns(window)
-    cday = grid.cutoff_day()
+    hi, lo = grid.window_segments(window)
+    assert lo is not None
     for k in range(len(grid.cutoffs)):
         rows = np.flatnonzero(grid.cut == k)
         if not len(rows):
             continue
-        # segments lo-1 .. hi-2 (1-based segment numbers) form the window
-        first = int(np.searchsorted(grid.bounds, cday[k] - window)) + 1
-        last = int(np.searchsorted(grid.bounds, cday[k]))
+        # the window is segments lo .. hi-1 (see Grid.window_segments)
+        first, last = int(lo[rows[0]]), int(hi[rows[0]])
         active = np.zeros(len(acc), dtype=bool)
         for chunk in range(masks.shape[1]):
             m = 0
-            for s in range(first, last + 1):
-                if s // MASK_BITS == chunk:
-                    m |= 1 << (s % MASK_BITS)
+            for s in range(max(first, chunk * MASK_BITS), min(last, (chunk + 1) * MASK_BITS)):
+                m |= 1 << (s % MASK_BITS)
             if m:
                 active |= (masks[:, chunk] & np.uint64(m)) != 0
         counts = np.bincount(acc[active], minlength=grid.accounts)
         out[rows] = counts[grid.acc[rows]]
-    del hi, lo
     return out
