@@ -22,10 +22,16 @@ from churnlab.feature_engine import ACCOUNTS, Lookup, Pass, Query, Run, relation
 from churnlab.feature_specs import Planned, Source
 
 MICRO = 1_000_000
+MAX_AMOUNT = 9_000_000_000_000
+"""Amounts are summed exactly as 64-bit micro-units: up to nine trillion per row and per sum."""
 MICRO_EXACT = 2**50
 """Below this many micro-units, DuckDB casts DECIMAL(38, 6) to DOUBLE as one division of the
 unscaled integer (its fast path), which NumPy reproduces bit for bit."""
 
+AMOUNT_ERROR = (
+    "churnlab: an amount in {table} is beyond nine trillion; features sum amounts exactly in "
+    "64-bit micro-units (6 decimals): check the table for a misplaced unit or corrupt row"
+)
 ValueKey = tuple[str, bool, str | None]
 Bit = Callable[[str | None], int | None]
 Measures = dict[str, tuple[int | None, str | None]]
@@ -73,8 +79,12 @@ def _projection(
         if where is not None:  # a sum's filter, applied here: NULL (then 0) outside it
             expr = f"CASE WHEN {where} THEN {expr} END"
         if decimal:
-            micro = f"CAST(CAST({expr} AS DECIMAL(38, 6)) * {MICRO} AS BIGINT)"
-            cols.append(f"coalesce({micro}, 0) AS {alias}")
+            exact = f"CAST({expr} AS DECIMAL(38, 6))"
+            cols.append(
+                f"coalesce(CASE WHEN abs({exact}) >= {MAX_AMOUNT} THEN error("
+                f"'{AMOUNT_ERROR.format(table=source.table)}') "
+                f"ELSE CAST({exact} * {MICRO} AS BIGINT) END, 0) AS {alias}"
+            )
         else:
             cols.append(f"CAST({expr} AS DOUBLE) AS {alias}")
     if any(p.spec.agg in ("last", "latest") for p in planned):

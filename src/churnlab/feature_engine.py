@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnlab import feature_windows as fw
-from churnlab.feature_specs import BUCKETED, Planned, Source
+from churnlab.feature_specs import BUCKETED, FeatureError, Planned, Source
 from churnlab.sources import quote
 
 SPINE = "_cl_spine"  # account_id, cutoff, rid
@@ -146,6 +146,10 @@ def fetch_arrays(con: duckdb.DuckDBPyConnection, query: Query) -> Arrays:
         if query.capacity is not None:
             return _stream(con.sql(query.sql).to_arrow_reader(1 << 20), query.capacity)
         table = con.sql(query.sql).to_arrow_table().combine_chunks()
+    except duckdb.Error as e:  # a data problem a pass checks in SQL (error('churnlab: ...'))
+        if "churnlab: " in str(e):
+            raise FeatureError(str(e).split("churnlab: ", 1)[1].splitlines()[0]) from None
+        raise
     finally:
         for name in query.tables:
             con.unregister(name)

@@ -33,12 +33,17 @@ and sums).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from churnlab.errors import ChurnlabError
 from churnlab.manifest import Feature
 from churnlab.schema import FAILED_PAYMENT_EVENT, TICKET_PRIORITIES, UPSELL_KINDS, sql_list
+
+
+class FeatureError(ChurnlabError):
+    """Features cannot be computed for the spine, params or data given."""
+
 
 EACH, MAX, PAIRS, NONE = "each", "max", "pairs", "none"
 BUCKETED = ("count", "sum", "days", "last")
@@ -175,7 +180,7 @@ REFUND = "coalesce(kind, '') = 'refund'"
 NOT_REFUND = f"NOT {REFUND}"
 KNOWN_AT = "greatest(opened_at, coalesce(closed_at, opened_at))"
 """CSAT is given when a ticket closes: known from closed_at (opened_at if never closed)."""
-_DAYS_RATIO = "CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / {den} END"
+_RATIO = "CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / {den} END"
 _TREND = (
     "CASE WHEN {col}_{b}d - {col}_{a}d > 0 THEN ({col}_{a}d / {a}) / "
     "(({col}_{b}d - {col}_{a}d) / {span}) - 1 END"
@@ -184,7 +189,7 @@ _TREND = (
 
 def ratio(num: str, den: str) -> str:
     """SQL for ``num / den`` as a double, missing when ``den`` is not positive."""
-    return _DAYS_RATIO.format(num=num, den=den)
+    return _RATIO.format(num=num, den=den)
 
 
 SOURCES = {
@@ -574,8 +579,3 @@ def expand(ctx: Context, families: tuple[Family, ...] = FAMILIES) -> list[Planne
                 for efields in _values(spec, ctx):
                     out.append(_plan(spec, family.name, {**wfields, **efields}, ctx))
     return out
-
-
-def with_fields(planned: Planned, **changes: object) -> Planned:
-    """A copy of ``planned`` with some of its own fields replaced (``dataclasses.replace``)."""
-    return dataclasses.replace(planned, **changes)  # type: ignore[arg-type]

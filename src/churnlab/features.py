@@ -31,8 +31,15 @@ from churnlab import feature_buckets as buckets
 from churnlab import feature_engine as engine
 from churnlab import feature_windows as fw
 from churnlab.config import DatasetParams
-from churnlab.errors import ChurnlabError
-from churnlab.feature_specs import FAMILIES, NPS_CATEGORIES, Account, Context, Planned, expand
+from churnlab.feature_specs import (
+    FAMILIES,
+    NPS_CATEGORIES,
+    Account,
+    Context,
+    FeatureError,
+    Planned,
+    expand,
+)
 from churnlab.load import drop_temp_tables, present_tables
 from churnlab.manifest import Feature
 from churnlab.schema import DRIVER_GROUPS, FAILED_PAYMENT_EVENT, TABLES
@@ -40,10 +47,6 @@ from churnlab.sources import quote
 from churnlab.timeline import subscription_steps
 
 __all__ = ["NPS_CATEGORIES", "FeatureError", "compute", "describe", "slug"]
-
-
-class FeatureError(ChurnlabError):
-    """Features cannot be computed for the spine or params given."""
 
 
 def slug(value: str) -> str:
@@ -246,6 +249,7 @@ def compute(
     event_types: tuple[str, ...] | list[str] | None = None,
     categories: dict[str, list[str] | tuple[str, ...]] | None = None,
     steps: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, list[Feature]]:
     """Features for every (account_id, cutoff) row of ``spine``, from rows before its cutoff.
 
@@ -266,6 +270,8 @@ def compute(
     steps : str, optional
         The subscription timeline table (:func:`churnlab.timeline.subscription_steps`) when the
         caller has built it; it is left in place. By default the timeline is built and dropped.
+    timings : dict, optional
+        Filled with seconds per stage and per pass (``"bucketed:events"``, ...), for benchmarks.
 
     Returns
     -------
@@ -285,7 +291,7 @@ def compute(
     con.execute("SET preserve_insertion_order = false")
     try:
         with _no_hugepage_advice():
-            return _compute(con, spine, params, windows, types, given, steps)
+            return _compute(con, spine, params, windows, types, given, steps, timings)
     finally:
         drop_temp_tables(con, keep=(steps,) if steps is not None else ())
         con.execute(f"SET preserve_insertion_order = {str(bool(keep_order[0][0])).lower()}")
@@ -299,13 +305,23 @@ def _compute(
     types: tuple[str, ...] | None,
     given: dict[str, tuple[str, ...]],
     steps: str | None,
+    timings: dict[str, float] | None,
 ) -> tuple[pd.DataFrame, list[Feature]]:
+    clock = {"start": time.perf_counter()}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        clock[name], clock["start"] = now - clock["start"], now
+
     grid, shared = _grid(con, spine, windows)
+    lap("grid")
     ctx = _context(con, params, grid, types, given)
     planned = expand(ctx)
     _check_names(planned)
+    lap("context")
     if steps is None and any(p.source.relation == "steps" for p in planned):
         steps = subscription_steps(con, "_cl_fsteps")
+        lap("timeline")
     feats = sorted((p.feature for p in planned), key=lambda f: DRIVER_GROUPS.index(f.group))
     floats = [f.name for f in feats if f.dtype != "category"]
     run = engine.Run(
@@ -317,7 +333,12 @@ def _compute(
         shared=shared,
     )
     _run(run, planned)
-    return _assemble(run, spine, feats), feats
+    lap("passes")
+    frame = _assemble(run, spine, feats)
+    lap("assemble")
+    if timings is not None:
+        timings.update({k: v for k, v in clock.items() if k != "start"} | run.timings)
+    return frame, feats
 
 
 @contextlib.contextmanager
