@@ -33,7 +33,7 @@ and sums).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from churnlab.errors import ChurnlabError
@@ -92,7 +92,9 @@ class Spec:
     ``name``, ``description``, ``measure``, ``where`` and ``value`` are templates: ``{w}``
     (the window), ``{a}``, ``{b}``, ``{span}`` (a pair of windows and the days between them),
     ``{type}``, ``{slug}``, ``{type_sql}`` (an event type, its column-safe form, its SQL
-    literal), ``{p}`` (a ticket priority), ``{used}`` (the ``event_types`` sum).
+    literal), ``{p}`` (a ticket priority), ``{column}`` and ``{label}`` (an account column's
+    feature name and words). ``join`` repeats ``value`` for every event type and adds them up
+    (``0`` without types); ``levels`` names the category levels the caller resolved.
     """
 
     name: str
@@ -111,6 +113,8 @@ class Spec:
     dtype: str = "float64"
     categories: tuple[str, ...] | None = None
     each: str | None = None  # "event_type" | "priority" | "column"
+    join: str | None = None  # "event_type": value repeated per type, joined with " + "
+    levels: str | None = None  # key of the category levels in Context.categories
     needs: tuple[str, ...] = ()  # "table.column" that must have values
 
     def __post_init__(self) -> None:
@@ -275,7 +279,8 @@ ENGAGEMENT = Family(
                      needs=("events.quantity",)),
                 Spec("event_types_{w}d",
                      "distinct product features (event types) used in the last {w} days", _E,
-                     "derived", "events", value="{used}", windows=EACH, measure="event_types"),
+                     "derived", "events", value="(events_{slug}_{w}d > 0)::INTEGER",
+                     windows=EACH, measure="event_types", join="event_type"),
             )
         ),
         Block(
@@ -337,7 +342,8 @@ COMMERCIAL = Family(
                      value="seats_after", kind="value", fill_zero=True,
                      needs=("subscriptions.seats",)),
                 Spec("plan", "subscription plan", _C, "latest", "plans", value="plan",
-                     kind="category", dtype="category", needs=("subscriptions.plan",)),
+                     kind="category", dtype="category", levels="plan",
+                     needs=("subscriptions.plan",)),
             ),
             by_window=False,
         ),
@@ -513,47 +519,39 @@ def _available(spec: Spec, ctx: Context) -> bool:
 
 def _plan(spec: Spec, family: str, fields: dict[str, object], ctx: Context) -> Planned:
     """One feature record and its computation from a spec and its template fields."""
-    fmt: Callable[[str | None], str | None] = lambda s: None if s is None else s.format(**fields)  # noqa: E731
-    source = SOURCES[spec.source]
-    window = fields.get("w", fields.get("a"))
-    value = spec.value
-    if value == "{used}":
-        w = fields["w"]
-        value = (
-            " + ".join(f"(events_{ctx.slugs[t]}_{w}d > 0)::INTEGER" for t in ctx.event_types) or "0"
-        )
+
+    def fmt(template: str | None, extra: dict[str, object] | None = None) -> str | None:
+        return None if template is None else template.format(**(fields | (extra or {})))
+
+    if spec.join == "event_type":
+        parts = [fmt(spec.value, {"slug": ctx.slugs[t]}) for t in ctx.event_types]
+        value = " + ".join(str(v) for v in parts) or "0"
+    else:
+        value = fmt(spec.value)
     dtype, kind, categories = spec.dtype, spec.kind, spec.categories
+    if spec.levels is not None:
+        categories = ctx.categories.get(spec.levels, ())
     account = fields.get("account")
-    if isinstance(account, Account):
-        dtype, categories = account.dtype, account.levels
+    if isinstance(account, Account):  # a profile column: its type decides the feature's
+        dtype, categories, value = account.dtype, account.levels, account.column
         kind = "category" if dtype == "category" else "value"
-        value = account.column
-    elif spec.name == "plan":
-        categories = ctx.categories.get("plan", ())
+    window = fields.get("w", fields.get("a"))
     feature = Feature(
         name=str(fmt(spec.name)),
         description=str(fmt(spec.description)),
         group=spec.group,
         dtype=dtype,
         kind=kind,
-        table=source.table,
+        table=SOURCES[spec.source].table,
         family=family,
-        window=int(window) if isinstance(window, int) else None,
+        window=window if isinstance(window, int) else None,
         measure=fmt(spec.measure),
         categories=categories,
         event_type=str(fields["type"]) if "type" in fields else None,
         fill_zero=spec.fill_zero,
-        expr=fmt(value) if spec.agg == "derived" else None,
+        expr=value if spec.agg == "derived" else None,
     )
-    where = fmt(spec.where)
-    return Planned(
-        feature,
-        spec,
-        source,
-        feature.window,
-        where,
-        fmt(value) if not isinstance(account, Account) else value,
-    )
+    return Planned(feature, spec, SOURCES[spec.source], feature.window, fmt(spec.where), value)
 
 
 def expand(ctx: Context, families: tuple[Family, ...] = FAMILIES) -> list[Planned]:
