@@ -127,7 +127,11 @@ def _build(con: Any, data: Any, first: dt.datetime, last: dt.datetime) -> dict[s
 
 
 def _feature_passes(con: Any, data: Any, first: dt.datetime, last: dt.datetime) -> dict:
-    """The features stage alone, with its own stages and passes timed (same spine)."""
+    """The features stage alone, with its stages and passes timed (same spine).
+
+    The worker connection is off here so that each pass's time is its own (with it on, the
+    main thread's time for a pass includes waiting for the worker's queries).
+    """
     from churnlab import features, spine, timeline
     from churnlab.config import DatasetParams
     from churnlab.load import data_end
@@ -138,10 +142,15 @@ def _feature_passes(con: Any, data: Any, first: dt.datetime, last: dt.datetime) 
     end = data_end(cursor, data)
     cursor.close()
     sp = spine.build(con, spine.cutoffs(con, params, end, mode), mode, params)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     steps = timeline.subscription_steps(con)
     timings = {"timeline (built by dataset.build)": time.perf_counter() - t}
-    features.compute(con, sp, params, steps=steps, timings=timings)
+    timings["cpu timeline (built by dataset.build)"] = _cpu() - c
+    background, features.BACKGROUND = features.BACKGROUND, False
+    try:
+        features.compute(con, sp, params, steps=steps, timings=timings)
+    finally:
+        features.BACKGROUND = background
     con.execute(f"DROP TABLE IF EXISTS {steps}")
     return timings
 
@@ -217,7 +226,8 @@ def main() -> None:
         f"floor, 1 cutoff (the events its windows cover): {_range(f1)} s wall\n"
         f"{b['cutoffs']}-cutoff build ({b['rows']:,} rows, {b['features']} features, both "
         f"labels): {_range([x['wall'] for x in builds])} s wall, "
-        f"{_range([x['cpu'] for x in builds])} s CPU; stages {b['stages']}\n"
+        f"{_range([x['cpu'] for x in builds])} s CPU; stages {b['stages']}, the rest "
+        f"(fingerprint, manifest) {b['wall'] - sum(b['stages'].values()):.2f}\n"
         f"1-cutoff build ({s['rows']:,} rows): {_range([x['wall'] for x in singles])} s wall; "
         f"stages {s['stages']}",
         flush=True,
@@ -232,18 +242,23 @@ def main() -> None:
         print(f"per-cutoff loop (the 1-cutoff build for each of the {args.cutoffs} cutoffs): "
               f"{loop:.2f} s wall", flush=True)  # fmt: skip
     passes = _feature_passes(con, data, first, last)
+    walls = {k: v for k, v in passes.items() if not k.startswith("cpu ")}
     print(
-        "where the features' time goes (features.compute alone, same spine; seconds): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in passes.items()),
+        "where the features' time goes (features.compute alone, same spine, one connection; "
+        "wall / CPU seconds): "
+        + ", ".join(
+            f"{k} {v:.2f}" + (f"/{passes['cpu ' + k]:.2f}" if "cpu " + k in passes else "")
+            for k, v in walls.items()
+        ),
         flush=True,
     )
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(
         f"peak RSS during the {b['cutoffs']}-cutoff build: {_range(peaks)} GB (process before "
         f"{base_rss / 1024:.2f} GB; ru_maxrss {maxrss:.2f} GB; target <= 4 GB)\n"
-        f"time per event the windows cover: "
-        f"{_range([x['wall'] / covered * 1e6 for x in builds], '{:.3f}')} us "
-        f"({args.accounts:,} accounts)",
+        f"time per event the windows cover ({args.accounts:,} accounts): "
+        f"{_range([x['wall'] / covered * 1e6 for x in builds], '{:.3f}')} us wall, "
+        f"{_range([x['cpu'] / covered * 1e6 for x in builds], '{:.3f}')} us CPU",
         flush=True,
     )
     ref, _ = _best(
@@ -257,13 +272,16 @@ def main() -> None:
     )
     r12 = [x["wall"] / f for x, f in zip(builds, f12, strict=True)]
     r1 = [x["wall"] / f for x, f in zip(singles, f1, strict=True)]
+    c12 = [x["cpu"] / f[1] for x, f in zip(builds, floors, strict=True)]
+    c1 = [x["cpu"] / f[1] for x, f in zip(singles, floors1, strict=True)]
     load = Path("/proc/loadavg").read_text().split()[0]
     loop_txt = ""
     if loop is not None:
         loop_txt = f"; per-cutoff loop / {b['cutoffs']}-cutoff build {loop / b['wall']:.1f}x"
     print(
         f"ratio build / reference (the floor): {b['cutoffs']} cutoffs {_range(r12, '{:.1f}')}x "
-        f"(target <= 6x); 1 cutoff {_range(r1, '{:.1f}')}x its floor (target <= 6x){loop_txt}; "
+        f"wall, {_range(c12, '{:.1f}')}x CPU (target <= 6x); 1 cutoff {_range(r1, '{:.1f}')}x "
+        f"wall, {_range(c1, '{:.1f}')}x CPU its floor (target <= 6x){loop_txt}; "
         f"peak {max(peaks):.2f} GB (target <= 4 GB); the old one-cutoff counting reference "
         f"{ref:.2f} s: build / it {b['wall'] / ref:.1f}x; load average {load} on "
         f"{os.cpu_count()} cores"

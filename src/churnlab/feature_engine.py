@@ -59,7 +59,8 @@ class Run:
     position: dict[str, int]
     shared: dict[str, pa.Table] = field(default_factory=dict)
     codes: dict[str, np.ndarray] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per pass
+    cpu: dict[str, float] = field(default_factory=dict)  # process CPU seconds per pass
 
     def put(self, name: str, values: np.ndarray) -> None:
         """Store a float feature's values (one per spine row)."""
@@ -447,9 +448,10 @@ def execute(
     try:
         futures = {k: worker.submit(q) for k, q in first.items() if worker and not q.main}
         for key in gens:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             gen = gens[key]
             result = futures[key].result() if key in futures else fetch_arrays(run.con, first[key])
+            run.timings[":".join(key) + " (first query)"] = time.perf_counter() - t
             while True:
                 try:
                     query = gen.send(result)
@@ -457,6 +459,7 @@ def execute(
                     break
                 result = fetch_arrays(run.con, query)
             run.timings[":".join(key)] = time.perf_counter() - t
+            run.cpu[":".join(key)] = time.process_time() - c
     finally:
         if worker is not None:
             worker.close()

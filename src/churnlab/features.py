@@ -271,7 +271,8 @@ def compute(
         The subscription timeline table (:func:`churnlab.timeline.subscription_steps`) when the
         caller has built it; it is left in place. By default the timeline is built and dropped.
     timings : dict, optional
-        Filled with seconds per stage and per pass (``"bucketed:events"``, ...), for benchmarks.
+        Filled with wall seconds per stage and per pass (``"bucketed:events"``, ...) and process
+        CPU seconds per pass (``"cpu bucketed:events"``), for benchmarks.
 
     Returns
     -------
@@ -338,6 +339,7 @@ def _compute(
     lap("assemble")
     if timings is not None:
         timings.update({k: v for k, v in clock.items() if k != "start"} | run.timings)
+        timings.update({f"cpu {k}": v for k, v in run.cpu.items()})
     return frame, feats
 
 
@@ -391,9 +393,10 @@ def _run(run: engine.Run, planned: list[Planned]) -> None:
     # the events projection first: its array work is the longest and overlaps the rest
     order = sorted(groups, key=lambda k: (k[1] != "events", k[0] != "bucketed"))
     engine.execute(run, {k: groups[k] for k in order}, PASSES, background=BACKGROUND)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     engine.derived(run, [p for p in planned if p.spec.agg == "derived"])
     run.timings["derived"] = time.perf_counter() - t
+    run.cpu["derived"] = time.process_time() - c
 
 
 def _assemble(run: engine.Run, spine: pd.DataFrame, feats: list[Feature]) -> pd.DataFrame:
