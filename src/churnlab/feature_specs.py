@@ -523,11 +523,10 @@ def _plan(spec: Spec, family: str, fields: dict[str, object], ctx: Context) -> P
     def fmt(template: str | None, extra: dict[str, object] | None = None) -> str | None:
         return None if template is None else template.format(**(fields | (extra or {})))
 
+    value: str | None = fmt(spec.value) if spec.join is None else None
     if spec.join == "event_type":
         parts = [fmt(spec.value, {"slug": ctx.slugs[t]}) for t in ctx.event_types]
         value = " + ".join(str(v) for v in parts) or "0"
-    else:
-        value = fmt(spec.value)
     dtype, kind, categories = spec.dtype, spec.kind, spec.categories
     if spec.levels is not None:
         categories = ctx.categories.get(spec.levels, ())
