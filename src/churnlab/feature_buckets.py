@@ -131,9 +131,11 @@ def bucketed(run: Run, source: Source, planned: list[Planned]) -> Pass:
             measures[key] = (bit(p.where) if col is None else None, col)
     summed = {values[_value_key(p)] for p in planned if p.spec.agg == "sum"}
     floats = any(rows.values[v].dtype != np.int64 for v in summed)
-    if any(p.spec.agg == "latest" for p in planned) and (floats or len(rows.acc) > fw.SORT_ROWS):
-        raise ValueError(f"{source.name}: latest values need the sorted pass (few rows)")
-    if len(rows.acc) <= fw.SORT_ROWS and not floats:
+    latest = any(p.spec.agg == "latest" for p in planned)
+    if latest and floats:  # no family declares this; sorted running sums need integers
+        raise ValueError(f"{source.name}: latest values and float sums in one pass")
+    # latest values need the sorted rows, however many: sorting is then the price
+    if (len(rows.acc) <= fw.SORT_ROWS or latest) and not floats:
         out, older = _sorted_pass(g, rows, planned, measures, values, bit)
     else:
         out, older = _dense_pass(g, rows, planned, measures, values, bit)

@@ -325,3 +325,20 @@ def test_derived_features_see_missing_inputs_as_null_not_nan():
     planned = Planned(feature, spec, Source("events", "events", "occurred_at"), None, None, expr)
     feature_engine.derived(run, [planned])
     np.testing.assert_array_equal(run.column("y"), [1.0, 0.0, 0.0])
+
+
+def test_small_tables_through_the_dense_path_give_the_same_frame(tmp_path, monkeypatch):
+    """With no table counted as small, orders, tickets and campaigns (lifetime totals, latest
+    rows before the windows) go through the dense grids; subscription steps keep the sorted
+    runs their latest values need."""
+    con = small_world(tmp_path)
+    ids = [r[0] for r in con.execute("SELECT account_id FROM accounts ORDER BY 1").fetchall()]
+    cutoffs = pd.date_range("2024-03-01", "2024-12-01", freq="MS")
+    spine = pd.DataFrame([(a, c) for a in ids for c in cutoffs], columns=["account_id", "cutoff"])
+    spine["cutoff"] = spine["cutoff"].astype("datetime64[us]")
+    params = DatasetParams(windows=(7, 30, 90))
+    sorted_runs, _ = features.compute(con, spine, params)
+    monkeypatch.setattr(fw, "SORT_ROWS", 0)
+    dense, _ = features.compute(con, spine, params)
+    pd.testing.assert_frame_equal(sorted_runs, dense, check_exact=True)
+    assert dense["orders_lifetime"].sum() > 0 and dense["days_since_last_order"].notna().any()
