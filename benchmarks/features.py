@@ -1,21 +1,28 @@
-"""Benchmark: the full point-in-time training set build against one plain DuckDB pass.
+"""Benchmark: the point-in-time training set build against the cost of reading its data.
 
-On the synthetic world (default 100k accounts, 24 months: tens of millions of events) this prints
+On the synthetic world (default 100k accounts, 24 months: tens of millions of events) this
+prints, in one run:
 
-- the reference: one plain DuckDB pass over the same files computing only event counts per
-  account and event type in 7/30/90-day windows before a single cutoff (best of 3);
-- the full build (spine, every feature family, both labels) over 12 monthly cutoffs:
-  wall time and peak resident memory of the process;
-- the ratio build / reference (target <= 3x, peak memory <= 4 GB);
-- for context, measured in the same run: the reference query when it cannot skip row groups,
-  and a floor for any 12-cutoff build (one pass reading the events the 12 cutoffs' windows
-  cover, no grouping), each as a ratio.
+- the floor for the 12-cutoff build: one DuckDB pass that reads, without grouping, the events
+  the windows of the 12 cutoffs cover and the columns the features use (best of 3);
+- the 12-cutoff build (``dataset.build``: spine, every feature family, both labels): wall and
+  CPU time, its stages, and the ratio to the floor (target <= 6x);
+- the one-cutoff build (what scoring pays every time) against its own floor, the events its
+  windows cover (target <= 6x);
+- the per-cutoff loop a user would write (the one-cutoff build for each of the 12 cutoffs);
+- the peak resident memory of the process during the 12-cutoff build (target <= 4 GB);
+- where the time goes: the features' stages and passes, and the build's other stages, in the
+  same run; time per event the windows cover, for the scaling curve across ``--accounts``;
+- for continuity with earlier runs: the old reference (one plain pass counting events per
+  account and type over a single cutoff, which skips every row group outside its 90 days).
 
-The world is generated once into ``--world`` (skipped when it exists) in a child process, so its
-memory does not count. Validation at load is skipped (the generator's output is valid); both
-timings read the same typed views.
+Machines are shared: ``--repeat N`` repeats the builds (each after its floors) and prints every
+ratio as a range. The world is generated once into ``--world`` (skipped when it exists) in a
+child process, so its memory does not count. Validation at load is skipped (the generator's
+output is valid); every timing reads the same typed views.
 
     .venv/bin/python benchmarks/features.py [--accounts 100000] [--months 24] [--world DIR]
+        [--cutoffs 12] [--repeat 1] [--no-loop]
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import resource
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _generate(accounts: int, months: int, seed: int, out: str) -> None:
@@ -73,23 +81,93 @@ class PeakRss:
         self.peak = max(self.peak, _rss_mb())
 
 
-def _best(con: object, sql: str, runs: int = 3) -> tuple[float, float]:
+def _best(con: Any, sql: str, runs: int = 3) -> tuple[float, float]:
     """Best wall and CPU seconds of ``runs`` executions of ``sql`` (results fetched)."""
     walls, cpus = [], []
     for _ in range(runs):
         t, c = time.perf_counter(), _cpu()
-        con.execute(sql).fetchall()  # type: ignore[attr-defined]
+        con.execute(sql).fetchall()
         walls.append(time.perf_counter() - t)
         cpus.append(_cpu() - c)
     return min(walls), min(cpus)
 
 
+def _month_back(t: dt.datetime, n: int = 1) -> dt.datetime:
+    for _ in range(n):
+        t = dt.datetime(t.year - (t.month == 1), (t.month - 2) % 12 + 1, 1)
+    return t
+
+
+def _floor(con: Any, start: str, end: str) -> tuple[float, float]:
+    """One pass reading, without grouping, the events and columns the features use."""
+    return _best(
+        con,
+        f"""SELECT count(*), sum(hash(account_id)), sum(hash(user_id)), sum(hash(event_type)),
+                   sum(quantity), max(occurred_at)
+            FROM events WHERE occurred_at >= {start} AND occurred_at < {end}""",
+    )
+
+
+def _build(con: Any, data: Any, first: dt.datetime, last: dt.datetime) -> dict[str, Any]:
+    """One ``dataset.build`` over the monthly cutoffs first .. last: time, CPU, stages."""
+    from churnlab import dataset
+    from churnlab.config import DatasetParams
+
+    params = DatasetParams(cutoff_start=first.date(), cutoff_end=last.date())
+    t, c = time.perf_counter(), _cpu()
+    frame, manifest = dataset.build(con, params, data)
+    return {
+        "wall": time.perf_counter() - t,
+        "cpu": _cpu() - c,
+        "rows": len(frame),
+        "features": len(manifest.features),
+        "cutoffs": len(manifest.cutoffs),
+        "stages": manifest.timings_s,
+    }
+
+
+def _feature_passes(con: Any, data: Any, first: dt.datetime, last: dt.datetime) -> dict:
+    """The features stage alone, with its stages and passes timed (same spine).
+
+    The worker connection is off here so that each pass's time is its own (with it on, the
+    main thread's time for a pass includes waiting for the worker's queries).
+    """
+    from churnlab import features, spine, timeline
+    from churnlab.config import DatasetParams
+    from churnlab.load import data_end
+
+    params = DatasetParams(cutoff_start=first.date(), cutoff_end=last.date())
+    mode = spine.resolve_mode(con, params)
+    cursor = con.cursor()
+    end = data_end(cursor, data)
+    cursor.close()
+    sp = spine.build(con, spine.cutoffs(con, params, end, mode), mode, params)
+    t, c = time.perf_counter(), _cpu()
+    steps = timeline.subscription_steps(con)
+    timings = {"timeline (built by dataset.build)": time.perf_counter() - t}
+    timings["cpu timeline (built by dataset.build)"] = _cpu() - c
+    background, features.BACKGROUND = features.BACKGROUND, False
+    try:
+        features.compute(con, sp, params, steps=steps, timings=timings)
+    finally:
+        features.BACKGROUND = background
+    con.execute(f"DROP TABLE IF EXISTS {steps}")
+    return timings
+
+
+def _range(values: list[float], fmt: str = "{:.2f}") -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if len(values) == 1 or lo == hi else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cutoffs", type=int, default=12)
+    ap.add_argument("--repeat", type=int, default=1, help="repeat the builds (ranges)")
+    ap.add_argument("--no-loop", action="store_true", help="skip the per-cutoff loop")
     ap.add_argument("--world", default=None, help="world folder (default data/bench/synth_<N>)")
     args = ap.parse_args()
     world = Path(args.world or f"data/bench/synth_{args.accounts}")
@@ -105,8 +183,7 @@ def main() -> None:
             raise SystemExit("world generation failed")
         print(f"  generated in {time.perf_counter() - t:.1f} s", flush=True)
 
-    from churnlab import dataset
-    from churnlab.config import DataParams, DatasetParams
+    from churnlab.config import DataParams
     from churnlab.load import typed_views
     from churnlab.sources import open_source
 
@@ -114,86 +191,100 @@ def main() -> None:
     con = open_source(data)
     typed_views(con, data)
     n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-    n_types = con.execute("SELECT count(DISTINCT event_type) FROM events").fetchall()[0][0]
     as_of = con.execute("SELECT max(start_at) FROM subscriptions").fetchall()[0][0]
     last = dt.datetime(as_of.year, as_of.month, 1)
     if last == as_of:  # the as-of month has no complete data: step back one month
-        last = dt.datetime(last.year - (last.month == 1), (last.month - 2) % 12 + 1, 1)
-    first = last
-    for _ in range(args.cutoffs - 1):
-        first = dt.datetime(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
-    print(
-        f"world: {world}  accounts {args.accounts:,}  events {n_events:,}  "
-        f"event types {n_types}  cutoffs {first:%Y-%m-%d} .. {last:%Y-%m-%d}",
-        flush=True,
-    )
-
+        last = _month_back(last)
+    first = _month_back(last, args.cutoffs - 1)
     cut = f"TIMESTAMP '{last:%Y-%m-%d}'"
-    counts = f"""SELECT account_id, event_type,
-               count(*) FILTER (WHERE occurred_at >= {cut} - INTERVAL 7 DAY) AS n_7d,
-               count(*) FILTER (WHERE occurred_at >= {cut} - INTERVAL 30 DAY) AS n_30d,
-               count(*) AS n_90d
-        FROM events
-        WHERE {{where}}
-        GROUP BY account_id, event_type"""
-    window = f"occurred_at < {cut} AND occurred_at >= {cut} - INTERVAL 90 DAY"
-    ref, ref_cpu = _best(
-        con, f"CREATE OR REPLACE TEMP TABLE _bench_ref AS {counts.format(where=window)}"
-    )
-    print(
-        "reference (one cutoff, event counts per account x type, 7/30/90 d): "
-        f"{ref:.2f} s wall, {ref_cpu:.2f} s CPU",
-        flush=True,
-    )
-    # Context for the ratio, same run, same files. The reference reads only the row groups
-    # that overlap its 90 days (the file is in time order). (a) The same query when no row
-    # group can be skipped (a filter DuckDB cannot push into the scan), as on a file not in
-    # time order. (b) A floor for any 12-cutoff build: one pass reading, without grouping, the
-    # events the 12 cutoffs' windows cover and the columns the engagement features use.
-    full, full_cpu = _best(
-        con,
-        "CREATE OR REPLACE TEMP TABLE _bench_ref AS "
-        + counts.format(where=f"({window}) OR random() < 0"),
-    )
     start = f"TIMESTAMP '{first:%Y-%m-%d}' - INTERVAL 90 DAY"
-    floor, floor_cpu = _best(
-        con,
-        f"""SELECT count(*), sum(hash(account_id)), sum(hash(user_id)), sum(hash(event_type)),
-                   sum(quantity), max(occurred_at)
-            FROM events WHERE occurred_at >= {start} AND occurred_at < {cut}""",
-    )
+    start1 = f"{cut} - INTERVAL 90 DAY"
+    covered = con.execute(
+        f"SELECT count(*) FROM events WHERE occurred_at >= {start} AND occurred_at < {cut}"
+    ).fetchall()[0][0]
     print(
-        f"  same query scanning every row group: {full:.2f} s wall, {full_cpu:.2f} s CPU "
-        f"({full / ref:.1f}x the reference)\n"
-        f"  floor, reading the events 12 cutoffs need once (no grouping): {floor:.2f} s wall, "
-        f"{floor_cpu:.2f} s CPU ({floor / ref:.1f}x the reference)",
+        f"world: {world}  accounts {args.accounts:,}  events {n_events:,} ({covered:,} in the "
+        f"windows of {args.cutoffs} cutoffs {first:%Y-%m-%d} .. {last:%Y-%m-%d})",
         flush=True,
     )
 
-    params = DatasetParams(cutoff_start=first.date(), cutoff_end=last.date())
-    base_rss = _rss_mb()
-    with PeakRss() as mem:
-        t, c = time.perf_counter(), _cpu()
-        frame, manifest = dataset.build(con, params, data)
-        build = time.perf_counter() - t
-        build_cpu = _cpu() - c
-    n_feat = len(manifest.features)
+    builds, singles, floors, floors1, peaks = [], [], [], [], []
+    for _ in range(args.repeat):
+        floors.append(_floor(con, start, cut))
+        floors1.append(_floor(con, start1, cut))
+        base_rss = _rss_mb()
+        with PeakRss() as mem:
+            builds.append(_build(con, data, first, last))
+        peaks.append(mem.peak / 1024)
+        singles.append(_build(con, data, last, last))
+    b, s = builds[-1], singles[-1]
+    f12 = [f[0] for f in floors]
+    f1 = [f[0] for f in floors1]
     print(
-        f"full build ({len(manifest.cutoffs)} cutoffs, {len(frame):,} rows, {n_feat} "
-        f"features, both labels): {build:.2f} s wall, {build_cpu:.2f} s CPU; "
-        f"stages {manifest.timings_s}",
+        f"floor, {args.cutoffs} cutoffs (one pass reading the events their windows cover, no "
+        f"grouping): {_range(f12)} s wall, {_range([f[1] for f in floors])} s CPU\n"
+        f"floor, 1 cutoff (the events its windows cover): {_range(f1)} s wall\n"
+        f"{b['cutoffs']}-cutoff build ({b['rows']:,} rows, {b['features']} features, both "
+        f"labels): {_range([x['wall'] for x in builds])} s wall, "
+        f"{_range([x['cpu'] for x in builds])} s CPU; stages {b['stages']}, the rest "
+        f"(fingerprint, manifest) {b['wall'] - sum(b['stages'].values()):.2f}\n"
+        f"1-cutoff build ({s['rows']:,} rows): {_range([x['wall'] for x in singles])} s wall; "
+        f"stages {s['stages']}",
+        flush=True,
+    )
+    loop = None
+    if not args.no_loop:
+        t = time.perf_counter()
+        for k in range(args.cutoffs):
+            c = _month_back(last, k)
+            _build(con, data, c, c)
+        loop = time.perf_counter() - t
+        print(f"per-cutoff loop (the 1-cutoff build for each of the {args.cutoffs} cutoffs): "
+              f"{loop:.2f} s wall", flush=True)  # fmt: skip
+    passes = _feature_passes(con, data, first, last)
+    walls = {k: v for k, v in passes.items() if not k.startswith("cpu ")}
+    print(
+        "where the features' time goes (features.compute alone, same spine, one connection; "
+        "wall / CPU seconds): "
+        + ", ".join(
+            f"{k} {v:.2f}" + (f"/{passes['cpu ' + k]:.2f}" if "cpu " + k in passes else "")
+            for k, v in walls.items()
+        ),
         flush=True,
     )
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(
-        f"peak RSS during build: {mem.peak / 1024:.2f} GB (process before build "
-        f"{base_rss / 1024:.2f} GB; ru_maxrss {maxrss:.2f} GB; target <= 4 GB)"
+        f"peak RSS during the {b['cutoffs']}-cutoff build: {_range(peaks)} GB (process before "
+        f"{base_rss / 1024:.2f} GB; ru_maxrss {maxrss:.2f} GB; target <= 4 GB)\n"
+        f"time per event the windows cover ({args.accounts:,} accounts): "
+        f"{_range([x['wall'] / covered * 1e6 for x in builds], '{:.3f}')} us wall, "
+        f"{_range([x['cpu'] / covered * 1e6 for x in builds], '{:.3f}')} us CPU",
+        flush=True,
     )
+    ref, _ = _best(
+        con,
+        f"""SELECT account_id, event_type,
+               count(*) FILTER (WHERE occurred_at >= {cut} - INTERVAL 7 DAY) AS n_7d,
+               count(*) FILTER (WHERE occurred_at >= {cut} - INTERVAL 30 DAY) AS n_30d,
+               count(*) AS n_90d
+        FROM events WHERE occurred_at < {cut} AND occurred_at >= {cut} - INTERVAL 90 DAY
+        GROUP BY account_id, event_type""",
+    )
+    r12 = [x["wall"] / f for x, f in zip(builds, f12, strict=True)]
+    r1 = [x["wall"] / f for x, f in zip(singles, f1, strict=True)]
+    c12 = [x["cpu"] / f[1] for x, f in zip(builds, floors, strict=True)]
+    c1 = [x["cpu"] / f[1] for x, f in zip(singles, floors1, strict=True)]
     load = Path("/proc/loadavg").read_text().split()[0]
+    loop_txt = ""
+    if loop is not None:
+        loop_txt = f"; per-cutoff loop / {b['cutoffs']}-cutoff build {loop / b['wall']:.1f}x"
     print(
-        f"ratio build / reference: {build / ref:.1f}x wall, {build_cpu / ref_cpu:.1f}x CPU "
-        f"(target <= 3x); build / full-scan reference {build / full:.1f}x wall; "
-        f"build / floor {build / floor:.1f}x wall; load average {load} on {os.cpu_count()} cores"
+        f"ratio build / reference (the floor): {b['cutoffs']} cutoffs {_range(r12, '{:.1f}')}x "
+        f"wall, {_range(c12, '{:.1f}')}x CPU (target <= 6x); 1 cutoff {_range(r1, '{:.1f}')}x "
+        f"wall, {_range(c1, '{:.1f}')}x CPU its floor (target <= 6x){loop_txt}; "
+        f"peak {max(peaks):.2f} GB (target <= 4 GB); the old one-cutoff counting reference "
+        f"{ref:.2f} s: build / it {b['wall'] / ref:.1f}x; load average {load} on "
+        f"{os.cpu_count()} cores"
     )
 
 
