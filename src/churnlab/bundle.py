@@ -19,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from churnlab import season
 from churnlab.calibration import Calibrator
 from churnlab.errors import ChurnlabError
 from churnlab.manifest import Feature
@@ -70,6 +71,8 @@ class ModelBundle:
         self.info = info or {}
         self.amount_booster: lgb.Booster | None = None
         """Expansion only: expected amount given expansion (a regressor on the positive rows)."""
+        self.season: dict[int, float] | None = None
+        """Calendar month -> log-odds offset the booster starts from (:mod:`churnlab.season`)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -101,13 +104,40 @@ class ModelBundle:
                 cols[name] = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
         return pd.DataFrame(cols, index=frame.index)
 
+    def offset(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's season offset in log-odds (zeros for a model without a season).
+
+        Raises
+        ------
+        BundleError
+            If the model is season-aware and ``frame`` has no ``cutoff`` column.
+        """
+        if self.season is None:
+            return np.zeros(len(frame))
+        if "cutoff" not in frame.columns:
+            raise BundleError(
+                f"{self.task} model: it is season-aware (its base rate depends on the calendar "
+                "month), so each row needs a cutoff column: the date it is scored at "
+                "(YYYY-MM-DD)"
+            )
+        cutoffs = pd.to_datetime(frame["cutoff"], errors="coerce", format="ISO8601")
+        if cutoffs.isna().any():
+            raise BundleError(
+                f"{self.task} model: {int(cutoffs.isna().sum())} rows have no valid cutoff date: "
+                "give each row the date it is scored at (YYYY-MM-DD)"
+            )
+        return season.offset_of(self.season, cutoffs)
+
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        """Booster log-odds (uncalibrated)."""
-        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
+        """Model log-odds before calibration: the season offset plus the booster's output."""
+        raw = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
+        return raw + self.offset(frame)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities of the task's positive label."""
-        return self.calibrator.predict(self.margin(frame))
+        offset = self.offset(frame)
+        raw = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
+        return self.calibrator.predict(raw + offset, offset)
 
     def expected_amount(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The expected label amount given a positive label (expansion), or None without one."""
@@ -129,6 +159,7 @@ class ModelBundle:
             "categories": self.categories,
             "reference": self.reference,
             "info": self.info,
+            "season": self.season,
         }
         (out / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
         return out
@@ -151,14 +182,21 @@ class ModelBundle:
             meta["reference"],
             meta["info"],
         )
+        if meta.get("season") is not None:
+            bundle.season = {int(m): float(v) for m, v in meta["season"].items()}
         if (path / "amount_booster.txt").is_file():
             bundle.amount_booster = lgb.Booster(model_file=str(path / "amount_booster.txt"))
         return bundle
 
 
 def model_input(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
-    """The pyfunc input form of ``frame``: model features, categoricals as plain strings."""
+    """The pyfunc input form of ``frame``: model features, categoricals as plain strings.
+
+    A season-aware model also takes each row's ``cutoff`` (the date it is scored at).
+    """
     X = bundle.matrix(frame)
     for c in bundle.categories:
         X[c] = X[c].astype(object).where(X[c].notna(), None)
+    if bundle.season is not None:
+        X["cutoff"] = pd.to_datetime(frame["cutoff"]).dt.strftime("%Y-%m-%d").to_numpy()
     return X

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -22,20 +23,63 @@ PROB_CLIP = 1e-4
 
 
 @dataclass
+class OffsetPlatt:
+    """Scaling around a fixed offset: ``p = sigmoid(offset + a * (margin - offset))``.
+
+    A season-aware model's margin is the calendar month's offset (its base rate at training
+    cutoffs) plus the booster's output. Its validation rows come from one cutoff, whose level
+    is one draw of one month: a free intercept would carry that cutoff's luck to every month
+    (on a planted world a 3-standard-error dip at the validation cutoff cut every month's
+    prediction by a fifth). So only the booster's confidence ``a`` is fitted; the level is the
+    month's, and training keeps the plain model when the validation cutoff clearly disagrees.
+    """
+
+    a: float
+
+    def probability(self, margin: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities before clipping."""
+        z = offset + self.a * (margin - offset)
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=float)
+
+
+@dataclass
 class Calibrator:
-    """Maps booster log-odds to calibrated probabilities (isotonic or Platt)."""
+    """Maps booster log-odds to calibrated probabilities (isotonic, Platt, Platt with offset)."""
 
     method: str
-    model: IsotonicRegression | LogisticRegression
+    model: IsotonicRegression | LogisticRegression | OffsetPlatt
 
-    def predict(self, margin: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities, clipped to [1e-4, 1 - 1e-4] so log loss stays finite."""
+    def predict(self, margin: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities, clipped to [1e-4, 1 - 1e-4] so log loss stays finite.
+
+        ``offset`` is each row's part of ``margin`` that is not the booster's (season offsets);
+        only Platt scaling around an offset reads it.
+        """
         margin = np.asarray(margin, dtype=float)
         if isinstance(self.model, IsotonicRegression):
             p = self.model.predict(margin)
+        elif isinstance(self.model, OffsetPlatt):
+            off = np.zeros_like(margin) if offset is None else np.asarray(offset, dtype=float)
+            p = self.model.probability(margin, np.broadcast_to(off, margin.shape))
         else:
             p = self.model.predict_proba(margin.reshape(-1, 1))[:, 1]
         return np.clip(np.asarray(p, dtype=float), PROB_CLIP, 1 - PROB_CLIP)
+
+
+def fit_offset_platt(margin: np.ndarray, offset: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Maximum-likelihood :class:`OffsetPlatt` (the booster's confidence ``a``)."""
+    raw = np.asarray(margin, dtype=float) - np.asarray(offset, dtype=float)
+    off = np.asarray(offset, dtype=float)
+    y = np.asarray(y, dtype=float)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = off + theta[0] * raw
+        # log(1 + e^z) - y z, and its derivative (sigmoid(z) - y) * raw.
+        value = float(np.sum(np.logaddexp(0.0, z) - y * z))
+        return value, np.array([float((1.0 / (1.0 + np.exp(-z)) - y) @ raw)])
+
+    res = minimize(loss, np.array([1.0]), jac=True, method="L-BFGS-B", bounds=[(0.0, None)])
+    return Calibrator("sigmoid", OffsetPlatt(float(res.x[0])))
 
 
 def _fit_method(method: str, margin: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -85,14 +129,46 @@ def fit_calibrator(
     }
     scores = {}
     for m in ("isotonic", "sigmoid"):
-        oof = np.empty_like(y)
-        for fit_idx, hold_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(
-            margin, y
-        ):
-            oof[hold_idx] = _fit_method(m, margin[fit_idx], y[fit_idx]).predict(margin[hold_idx])
+        oof = cross_fitted(margin, y, m, folds=k, seed=seed)
         scores[m] = float(log_loss(y, oof, labels=[0, 1]))
         info[f"calibration.cv_log_loss_{m}"] = scores[m]
     chosen = min(scores, key=lambda m: scores[m]) if method == "auto" else method
     info["calibration.method"] = chosen
     info["calibration.choice"] = "auto" if method == "auto" else "fixed in params"
     return _fit_method(chosen, margin, y), info
+
+
+def cross_fitted(
+    margin: np.ndarray,
+    y: np.ndarray,
+    method: str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Calibrated probabilities of each row from a calibrator fitted on the other folds.
+
+    ``folds`` is capped by the minority class count (at least 2), as in :func:`fit_calibrator`.
+    With ``offset`` the calibrator is Platt scaling around it (:func:`fit_offset_platt`).
+    """
+    margin = np.asarray(margin, dtype=float)
+    y = np.asarray(y, dtype=float)
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    k = max(2, min(folds, minority))
+    oof = np.empty_like(y)
+    for fit_idx, hold_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(margin, y):
+        if offset is None:
+            cal = _fit_method(method, margin[fit_idx], y[fit_idx])
+            oof[hold_idx] = cal.predict(margin[hold_idx])
+        else:
+            cal = fit_offset_platt(margin[fit_idx], offset[fit_idx], y[fit_idx])
+            oof[hold_idx] = cal.predict(margin[hold_idx], offset[hold_idx])
+    return oof
+
+
+def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's log loss (probabilities clipped as the calibrators clip them)."""
+    p = np.clip(np.asarray(p, dtype=float), PROB_CLIP, 1 - PROB_CLIP)
+    y = np.asarray(y, dtype=float)
+    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)), dtype=float)

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 def contributions(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
     """TreeSHAP values in log-odds, shape (rows, features + 1); the last column is the base.
 
+    A season-aware model's offset (the calendar month's base rate) is part of each row's base:
+    it is the same for every account scored at a cutoff, so it is nobody's reason.
+
     Parameters
     ----------
     bundle : ModelBundle
@@ -54,7 +57,10 @@ def contributions(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
         Rows holding the model's feature columns.
     """
     X = bundle.matrix(frame)
-    return np.asarray(bundle.booster.predict(X, pred_contrib=True), dtype=float)
+    contrib = np.asarray(bundle.booster.predict(X, pred_contrib=True), dtype=float)
+    if bundle.season is not None and len(contrib):
+        contrib[:, -1] += bundle.offset(frame)
+    return contrib
 
 
 def importance(bundle: ModelBundle, contrib: np.ndarray) -> pd.DataFrame:
@@ -74,27 +80,35 @@ def importance(bundle: ModelBundle, contrib: np.ndarray) -> pd.DataFrame:
 
 
 def probability_points(
-    bundle: ModelBundle, contrib: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float]:
+    bundle: ModelBundle, contrib: np.ndarray, offset: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-feature contributions in probability points (see the module docstring).
+
+    ``offset`` is each row's season offset (:meth:`ModelBundle.offset`), needed for a
+    season-aware model.
 
     Returns
     -------
     (points, p, p0)
         ``points`` (rows, features) in percentage points summing to ``100 * (p - p0)`` per row;
-        ``p`` the calibrated probabilities; ``p0`` the calibrated base probability.
+        ``p`` the calibrated probabilities; ``p0`` the calibrated base probability of each row
+        (one value for all rows of a cutoff).
     """
+    if bundle.season is not None and offset is None:
+        raise ValueError("a season-aware model's probability points need the rows' offsets")
+    off = np.zeros(len(contrib)) if offset is None else np.asarray(offset, dtype=float)
     phi = contrib[:, :-1]
     base = contrib[:, -1]
     margin = phi.sum(axis=1) + base
-    p = bundle.calibrator.predict(margin)
-    base_value = float(base[0]) if len(base) else 0.0
-    p0 = float(bundle.calibrator.predict(np.array([base_value]))[0])
+
+    def cal(m: np.ndarray) -> np.ndarray:
+        return bundle.calibrator.predict(m, off)
+
+    p = cal(margin)
+    p0 = cal(base)
     delta = margin - base
     h = 1e-3
-    slope = (bundle.calibrator.predict(margin + h) - bundle.calibrator.predict(margin - h)) / (
-        2 * h
-    )
+    slope = (cal(margin + h) - cal(margin - h)) / (2 * h)
     small = np.abs(delta) < 1e-9
     ratio = np.where(small, slope, (p - p0) / np.where(small, 1.0, delta))
     return 100.0 * phi * ratio[:, None], p, p0
@@ -193,7 +207,8 @@ def reasons(
     """
     if contrib is None:
         contrib = contributions(bundle, frame)
-    points, p, p0 = probability_points(bundle, contrib)
+    offset = bundle.offset(frame) if bundle.season is not None else None
+    points, p, p0 = probability_points(bundle, contrib, offset)
     n, nf = points.shape
     k = min(top_k, nf)
     names = np.array(bundle.feature_names, dtype=object)
@@ -213,7 +228,7 @@ def reasons(
         if key in frame.columns:
             out[key] = frame[key].to_numpy()
     out["p"] = p
-    out["base_p"] = np.full(n, p0)
+    out["base_p"] = p0
     rows = np.arange(n)
     for i in range(k):
         j = top[:, i]

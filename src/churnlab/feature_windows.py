@@ -63,10 +63,12 @@ class Grid:
 
     @property
     def n(self) -> int:
+        """Spine rows."""
         return len(self.acc)
 
     @property
     def ndays(self) -> int:
+        """Days in the grid."""
         return int(self.bounds[-1])
 
     @property
@@ -186,8 +188,10 @@ class Sums:
 
 
 def _weights(rows: Rows, column: str, accounts: int) -> list[np.ndarray]:
-    """Weights of a sum: the values (NaN counts as 0), or the low and high parts of integers
-    that could pass 2**53 for one account."""
+    """Weights of a sum: the values, or the low and high parts of large integers.
+
+    NaN counts as 0; integers that could pass 2**53 for one account are split in two parts.
+    """
     v = rows.values[column]
     if v.dtype != np.int64:
         missing = np.isnan(v)
@@ -377,8 +381,11 @@ def sort_runs(grid: Grid, rows: Rows, measures: dict[str, tuple[int | None, str 
 
 
 def _run_position(grid: Grid, runs: Runs, back: int | None) -> np.ndarray:
-    """Per spine row: rows of earlier accounts, plus its own rows before ``cutoff - back``
-    days (None: none of its own rows). Cached: a few distinct ``back`` serve every feature."""
+    """Per spine row: rows of earlier accounts, plus its own rows before ``cutoff - back`` days.
+
+    ``back`` None counts none of its own rows. Cached: a few distinct ``back`` serve every
+    feature.
+    """
     if back not in runs.positions:
         base = grid.acc.astype(np.int64) * (grid.ndays + 1)
         if back is not None:
@@ -394,8 +401,9 @@ def runs_window(grid: Grid, runs: Runs, measure: str, window: int | None) -> np.
 
 
 def runs_latest(grid: Grid, runs: Runs, match: np.ndarray | None) -> np.ndarray:
-    """Per spine row: the row (index into the unsorted rows) of the latest matching row before
-    the cutoff, -1 if none.
+    """Per spine row: the index (into the unsorted rows) of the latest matching row, or -1.
+
+    Only rows before the cutoff are candidates.
 
     ``match`` says which sorted rows count (None: all); the last matching row before a
     position is a running maximum of positions.

@@ -211,8 +211,10 @@ def _prepare_spine(spine: pd.DataFrame) -> pd.DataFrame:
 def _grid(
     con: duckdb.DuckDBPyConnection, spine: pd.DataFrame, windows: tuple[int, ...]
 ) -> tuple[fw.Grid, dict[str, pa.Table]]:
-    """Spine layout for array work; the spine and account index as temporary tables (and as
-    Arrow tables, for a worker connection)."""
+    """Spine layout for array work; the spine and account index as temporary tables.
+
+    They are also returned as Arrow tables, for a worker connection.
+    """
     ids = spine["account_id"].to_numpy()
     acc, uniques = pd.factorize(ids, sort=False)  # the spine is sorted: codes ascend
     cut_values = np.sort(spine["cutoff"].unique())

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from churnlab import btyd, drift, evaluate
+from churnlab import btyd, drift, evaluate, season
 from churnlab.baselines import (
     calibrate_logreg,
     fit_logreg_baseline,
@@ -39,7 +39,13 @@ from churnlab.bundle import ModelBundle
 
 # Calibrator is importable from here too: bundles pickled before calibration had its own
 # module refer to churnlab.train.Calibrator.
-from churnlab.calibration import Calibrator, fit_calibrator  # noqa: F401
+from churnlab.calibration import (
+    Calibrator,
+    cross_fitted,
+    fit_calibrator,
+    fit_offset_platt,
+    row_log_loss,
+)
 from churnlab.config import ConfigError, Horizon, TrainParams, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.manifest import Feature, Manifest
@@ -295,11 +301,20 @@ def _fit_booster(
     y_train: np.ndarray,
     X_valid: pd.DataFrame,
     y_valid: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[lgb.Booster, int]:
-    """LightGBM with early stopping on the validation rows, cut to its best iteration."""
+    """LightGBM with early stopping on the validation rows, cut to its best iteration.
+
+    ``init`` gives the train and validation rows' fixed log-odds offsets (season offsets); the
+    booster then learns what the features add to them and boosting from the average is off.
+    """
     lgb_params, rounds = lightgbm_params(params)
-    dtrain = lgb.Dataset(X_train, y_train, feature_name=list(X_train.columns), free_raw_data=False)
-    dvalid = lgb.Dataset(X_valid, y_valid, reference=dtrain)
+    init_train, init_valid = init if init is not None else (None, None)
+    dtrain = lgb.Dataset(
+        X_train, y_train, feature_name=list(X_train.columns), free_raw_data=False,
+        init_score=init_train,
+    )  # fmt: skip
+    dvalid = lgb.Dataset(X_valid, y_valid, reference=dtrain, init_score=init_valid)
     booster = lgb.train(
         lgb_params,
         dtrain,
@@ -379,13 +394,9 @@ def train_task(
     y_train, y_valid, y_test = (
         p[task].to_numpy(dtype=float) for p in (split.train, split.valid, split.test)
     )
-    booster, best = _fit_booster(params, X_train, y_train, X_valid, y_valid)
-    bundle.booster = booster
-    margin_valid = np.asarray(booster.predict(X_valid, raw_score=True), dtype=float)
-    calibrator, cal_info = fit_calibrator(
-        margin_valid, y_valid, params.calibration, seed=int(params.lightgbm.get("seed", 0))
-    )
-    bundle.calibrator = calibrator
+    fit = _fit_with_season(params, split, task, bundle, (X_train, X_valid), (y_train, y_valid))
+    best, margin_valid, cal_info = fit.best, fit.margin_valid, fit.cal_info
+    calibrator = bundle.calibrator
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
@@ -393,9 +404,7 @@ def train_task(
     chosen = heuristic_features(feats)
     reverse = heuristic_direction(X_valid, y_valid, task, chosen)
     scores = {
-        "test": calibrator.predict(
-            np.asarray(booster.predict(X_test, raw_score=True), dtype=float)
-        ),
+        "test": calibrator.predict(bundle.margin(split.test)),
         "logreg": logreg_scores(logreg, X_test, categorical, logreg_cal),
         "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
@@ -415,7 +424,9 @@ def train_task(
         "train.rows": float(len(split.train)),
     }
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
+    metrics |= fit.season_metrics
     bundle.info = _fit_info(task, split, best, manifest.horizon_days, cal_info, metrics)
+    bundle.info["season"] = fit.season_note
     # Scoring rebuilds features with exactly these settings (windows, event types, mode).
     bundle.info["dataset"] = {**manifest.params, "mode": manifest.mode}
     bundle.info["event_types"] = list(manifest.event_types)
@@ -439,8 +450,145 @@ def train_task(
     direction = "reversed on the validation cutoff" if reverse else "as designed"
     return TaskResult(
         task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
-        extra={"heuristic_direction": direction, "logreg_calibrator": logreg_cal},
+        extra={
+            "heuristic_direction": direction, "logreg_calibrator": logreg_cal,
+            "season": fit.season_note, "per_cutoff": per_cutoff_calibration(bundle, split, task),
+        },
     )  # fmt: skip
+
+
+@dataclass
+class _Fit:
+    best: int
+    margin_valid: np.ndarray
+    cal_info: dict[str, Any]
+    season_note: str
+    season_metrics: dict[str, float]
+
+
+def _fit_calibrated(
+    params: TrainParams,
+    bundle: ModelBundle,
+    X: tuple[pd.DataFrame, pd.DataFrame],
+    y: tuple[np.ndarray, np.ndarray],
+    offsets: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[lgb.Booster, int, np.ndarray, Calibrator, dict[str, Any]]:
+    booster, best = _fit_booster(params, X[0], y[0], X[1], y[1], init=offsets)
+    margin_valid = np.asarray(booster.predict(X[1], raw_score=True), dtype=float)
+    seed = int(params.lightgbm.get("seed", 0))
+    if offsets is None:
+        calibrator, cal_info = fit_calibrator(margin_valid, y[1], params.calibration, seed=seed)
+        return booster, best, margin_valid, calibrator, cal_info
+    margin_valid = margin_valid + offsets[1]
+    calibrator = fit_offset_platt(margin_valid, offsets[1], y[1])
+    oof = cross_fitted(margin_valid, y[1], "sigmoid", seed=seed, offset=offsets[1])
+    cal_info = {
+        "calibration.cv_log_loss_uncalibrated": float(
+            row_log_loss(y[1], 1 / (1 + np.exp(-margin_valid))).mean()
+        ),
+        "calibration.cv_log_loss_sigmoid": float(row_log_loss(y[1], oof).mean()),
+        "calibration.method": "sigmoid",
+        "calibration.choice": "scaling around the month's base rate (season-aware model)",
+    }
+    return booster, best, margin_valid, calibrator, cal_info
+
+
+SEASON_Z = 2.0
+"""Season offsets are kept when they lower the validation log loss by this many standard errors."""
+
+
+def _valid_losses(
+    params: TrainParams,
+    margin: np.ndarray,
+    y: np.ndarray,
+    cal_info: dict[str, Any],
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-row cross-fitted log loss on the validation rows, with the calibration chosen."""
+    seed = int(params.lightgbm.get("seed", 0))
+    method = str(cal_info["calibration.method"])
+    return row_log_loss(y, cross_fitted(margin, y, method, seed=seed, offset=offset))
+
+
+def _fit_with_season(
+    params: TrainParams,
+    split: Split,
+    task: str,
+    bundle: ModelBundle,
+    X: tuple[pd.DataFrame, pd.DataFrame],
+    y: tuple[np.ndarray, np.ndarray],
+) -> _Fit:
+    """Fit booster and calibrator, with season offsets when they help on the validation cutoff.
+
+    ``train.season: auto`` fits both a plain and a season-aware model when the training cutoffs
+    cover every calendar month, and keeps the season-aware one only if its cross-fitted,
+    calibrated validation log loss is lower by more than :data:`SEASON_Z` standard errors of the
+    paired per-row difference; ``on`` keeps it whenever it can be fitted; ``off``
+    never fits it. The reason is stored in the bundle and logged.
+    """
+    booster, best, margin_valid, calibrator, cal_info = _fit_calibrated(params, bundle, X, y, None)
+    metrics: dict[str, float] = {}
+    problem = season.coverage_problem(split.train)
+    if params.season == "off":
+        note = "off (train.season: off)"
+    elif problem is not None:
+        note = f"off: {problem}"
+    elif params.calibration == "isotonic":
+        note = "off: isotonic calibration (train.calibration) cannot carry a month's offset"
+    else:
+        table = season.offsets(split.train, task)
+        offsets = (
+            season.offset_of(table, split.train["cutoff"]),
+            season.offset_of(table, split.valid["cutoff"]),
+        )
+        s_fit = _fit_calibrated(params, bundle, X, y, offsets)
+        loss_plain = _valid_losses(params, margin_valid, y[1], cal_info)
+        loss_season = _valid_losses(params, s_fit[2], y[1], s_fit[4], offsets[1])
+        plain, seasonal = float(loss_plain.mean()), float(loss_season.mean())
+        gain = loss_plain - loss_season
+        z = float(gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))) if gain.std() > 0 else 0.0
+        metrics = {
+            "season.valid_log_loss_plain": plain,
+            "season.valid_log_loss": seasonal,
+            "season.valid_gain_z": z,
+        }
+        if params.season == "on" or z > -SEASON_Z:
+            booster, best, margin_valid, calibrator, cal_info = s_fit
+            bundle.season = table
+            note = (
+                "on: the calendar month's base rate is the starting point (validation log loss "
+                f"{seasonal:.4f} against {plain:.4f} without)"
+                if params.season == "auto"
+                else "on (train.season: on)"
+            )
+        else:
+            note = (
+                f"off: clearly worse on the validation cutoff (log loss {seasonal:.4f} with the "
+                f"calendar month's base rate, {plain:.4f} without, {-z:.1f} standard errors)"
+            )
+    metrics["season.used"] = float(bundle.season is not None)
+    bundle.booster, bundle.calibrator = booster, calibrator
+    return _Fit(best, margin_valid, cal_info, note, metrics)
+
+
+def per_cutoff_calibration(bundle: ModelBundle, split: Split, task: str) -> pd.DataFrame:
+    """Mean predicted against realised rate at every labelled cutoff of the split."""
+    parts = []
+    for role, rows in (("train", split.train), ("valid", split.valid), ("test", split.test)):
+        if not len(rows):
+            continue
+        p = bundle.predict(rows)
+        table = (
+            pd.DataFrame({"cutoff": rows["cutoff"].to_numpy(), "p": p, "y": rows[task].to_numpy()})
+            .groupby("cutoff", as_index=False)
+            .agg(rows=("p", "size"), mean_predicted=("p", "mean"), realised=("y", "mean"))
+        )
+        table.insert(1, "role", role)
+        parts.append(table)
+    out = pd.concat(parts, ignore_index=True).sort_values("cutoff", kind="stable")
+    out["cutoff"] = pd.to_datetime(out["cutoff"]).dt.strftime("%Y-%m-%d")
+    out["gap"] = out["mean_predicted"] - out["realised"]
+    return out.reset_index(drop=True)
 
 
 def _btyd_baseline(split: Split, task: str, manifest: Manifest) -> np.ndarray | None:
@@ -645,8 +793,10 @@ def run_log(result: TaskResult) -> RunLog:
             "baseline_heuristic.activity": str(result.heuristic.get("activity")),
             "baseline_heuristic.direction": str(result.extra.get("heuristic_direction")),
             "baseline_logreg.calibration": "on the validation cutoff, as the model",
+            "season": str(result.extra.get("season")),
         },
         tables={
+            "evaluation/per_cutoff_calibration.csv": result.extra["per_cutoff"],
             "features.csv": pd.DataFrame([f.to_dict() for f in result.bundle.features]),
             "evaluation/test_predictions.csv": result.predictions,
         },

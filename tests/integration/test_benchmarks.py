@@ -22,8 +22,19 @@ CASES = {
         "ratio validate / reference",
     ),
     "validate-numpy": (
-        ["validate.py", "--source", "numpy", "--events", "20000", "--accounts", "200",
-         "--months", "13", "--repeat", "1"],
+        [
+            "validate.py",
+            "--source",
+            "numpy",
+            "--events",
+            "20000",
+            "--accounts",
+            "200",
+            "--months",
+            "13",
+            "--repeat",
+            "1",
+        ],
         "ratio validate / reference",
     ),  # fmt: skip
     "features": (

@@ -131,12 +131,28 @@ def test_heuristic_features_prefer_engagement_recency_and_a_30_day_window() -> N
         Feature("events_7d", "events", "engagement", measure="events", window=7),
         Feature("events_90d", "events", "engagement", measure="events", window=90),
         Feature("events_30d", "events", "engagement", measure="events", window=30),
-        Feature("events_30d_trend", "trend", "engagement", kind="trend", measure="events_trend",
-                window=30),  # fmt: skip
-        Feature("days_since_last_order", "days", "commercial", kind="days",
-                measure="days_since_last_order"),  # fmt: skip
-        Feature("days_since_last_event", "days", "engagement", kind="days",
-                measure="days_since_last_event"),  # fmt: skip
+        Feature(
+            "events_30d_trend",
+            "trend",
+            "engagement",
+            kind="trend",
+            measure="events_trend",
+            window=30,
+        ),  # fmt: skip
+        Feature(
+            "days_since_last_order",
+            "days",
+            "commercial",
+            kind="days",
+            measure="days_since_last_order",
+        ),  # fmt: skip
+        Feature(
+            "days_since_last_event",
+            "days",
+            "engagement",
+            kind="days",
+            measure="days_since_last_event",
+        ),  # fmt: skip
     ]
     assert train.heuristic_features(feats) == {
         "recency": "days_since_last_event",
@@ -144,8 +160,13 @@ def test_heuristic_features_prefer_engagement_recency_and_a_30_day_window() -> N
     }
     orders_only = [
         Feature("orders_90d", "orders", "commercial", measure="orders", window=90),
-        Feature("days_since_last_order", "days", "commercial", kind="days",
-                measure="days_since_last_order"),  # fmt: skip
+        Feature(
+            "days_since_last_order",
+            "days",
+            "commercial",
+            kind="days",
+            measure="days_since_last_order",
+        ),  # fmt: skip
     ]
     assert train.heuristic_features(orders_only) == {
         "recency": "days_since_last_order",
@@ -194,3 +215,25 @@ def test_the_logistic_regression_is_calibrated_like_the_model() -> None:
     from churnlab.evaluate import expected_calibration_error
 
     assert expected_calibration_error(y_te, cal) < expected_calibration_error(y_te, raw)
+
+
+def test_scaling_around_an_offset_keeps_each_month_level_and_fits_the_confidence():
+    """Season-aware calibration (issue 13): p = sigmoid(offset + a * (margin - offset))."""
+    from churnlab.calibration import OffsetPlatt, cross_fitted, fit_offset_platt
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    offset = np.where(rng.random(n) < 0.5, -2.0, -0.5)  # two months' base rates
+    raw = rng.normal(0.0, 1.5, n)  # an over-confident booster: truth uses 0.6 of it
+    y = (rng.random(n) < 1 / (1 + np.exp(-(offset + 0.6 * raw)))).astype(float)
+    cal = fit_offset_platt(raw + offset, offset, y)
+    assert isinstance(cal.model, OffsetPlatt)
+    assert cal.model.a == pytest.approx(0.6, abs=0.03)
+    p = cal.predict(raw + offset, offset)
+    for level in (-2.0, -0.5):
+        sel = offset == level
+        assert p[sel].mean() == pytest.approx(y[sel].mean(), abs=0.01)
+    # A booster output of 0 is the month's base rate, whatever the confidence.
+    np.testing.assert_allclose(cal.predict(offset, offset), 1 / (1 + np.exp(-offset)))
+    oof = cross_fitted(raw + offset, y, "sigmoid", offset=offset)
+    assert abs(oof.mean() - y.mean()) < 0.01

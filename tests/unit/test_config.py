@@ -65,8 +65,12 @@ def test_inconsistent_dataset_settings_are_rejected_up_front(dataset, expected) 
 
 
 def test_yaml_dates_and_lists_are_accepted() -> None:
-    p = parse_params({"dataset": {"windows": [14, 28], "cutoff_start": dt.date(2024, 6, 1)},
-                      "data": {"as_of": dt.date(2025, 1, 1)}})
+    p = parse_params(
+        {
+            "dataset": {"windows": [14, 28], "cutoff_start": dt.date(2024, 6, 1)},
+            "data": {"as_of": dt.date(2025, 1, 1)},
+        }
+    )
     assert p.dataset.windows == (14, 28)
     assert p.dataset.cutoff_start == dt.date(2024, 6, 1)
     assert p.data.as_of == dt.datetime(2025, 1, 1)
