@@ -23,6 +23,14 @@ and a ``cost`` (what one contact costs); ``expected_value = value * rate`` and
   in the ``expansion`` frame are eligible.
 - advocacy, nurture: value = the campaign's ``value_per_response`` (e.g. what a referral or a
   case study is worth), rate = the response rate.
+- retention targeted by uplift (``score --target uplift``, the ``uplift`` frame): value = the
+  expected saved ARR ``-effect x ARR`` from the uplift model's predicted effect of that campaign
+  on the account's churn, rate = 1 (the effect already is the saved probability); accounts with a
+  predicted harmful effect (``effect > 0``) or no prediction are not eligible.
+
+Once sent, an audience is appended to the ``treatments`` table of the data contract:
+:func:`treatments` gives its rows (campaign id = campaign name + as-of date, see
+:func:`campaign_id`), so that ``churnlab measure`` measures it after the horizon.
 
 Selection is a multiple-choice knapsack, solved exactly by :func:`churnlab.knapsack.select`
 (re-exported here as :func:`select`).
@@ -95,6 +103,19 @@ AUDIENCE_COLUMNS: tuple[str, ...] = (
     "expected_net_value",
     "expected_net_value_if_contacted",
 )
+UPLIFT_COLUMNS: tuple[str, ...] = ("account_id", "campaign", "effect", "value", "harmful")
+"""The ``uplift`` frame of :func:`candidate_pairs`: per account and retention campaign, the
+predicted effect on churn, the expected saved ARR and whether contact is predicted to harm."""
+TREATMENT_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "campaign_id",
+    "assigned_at",
+    "holdout",
+    "kind",
+    "channel",
+    "cost",
+)
+"""The contract's ``treatments`` columns, as :func:`treatments` writes them."""
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "campaign",
     "kind",
@@ -135,6 +156,9 @@ class Campaign:
     nps_categories : tuple of str or None
         Allowed ``nps_category`` values (detractor, passive, promoter), e.g. ``("promoter",)``
         for advocacy; None = any, including accounts without an NPS response.
+    channel : str or None
+        How the campaign reaches accounts (``csm_call``, ``email``, ...): copied to the
+        treatments rows; None = not recorded.
     """
 
     name: str
@@ -147,6 +171,7 @@ class Campaign:
     max_churn_probability: float | None = None
     plays: tuple[str, ...] | None = None
     nps_categories: tuple[str, ...] | None = None
+    channel: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -183,6 +208,10 @@ class Campaign:
             )
         for name in ("risk_bands", "plays", "nps_categories"):
             self._labels(name)
+        if self.channel is not None and (
+            not isinstance(self.channel, str) or not self.channel.strip()
+        ):
+            self._fail("channel", f"must be a non-empty string or null, got {self.channel!r}")
         if self.nps_categories is not None:
             unknown = sorted(set(self.nps_categories) - set(NPS_CATEGORIES))
             if unknown:
@@ -222,6 +251,8 @@ def candidate_pairs(
     at_risk: pd.DataFrame,
     expansion: pd.DataFrame | None,
     campaigns: Sequence[Campaign],
+    *,
+    uplift: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every eligible (account, campaign) pair with what contacting it is expected to be worth.
 
@@ -251,6 +282,12 @@ def candidate_pairs(
         it must be in ``at_risk``.
     campaigns : sequence of Campaign
         The declared campaigns; names must be unique.
+    uplift : DataFrame, optional
+        Columns ``UPLIFT_COLUMNS``: uplift targeting. Every retention campaign with rows in it
+        takes ``value`` (the expected saved ARR, ``-effect x ARR``) with rate 1 instead of
+        revenue at risk x save rate, and only its accounts that are not ``harmful`` are
+        eligible (besides the campaign's own filters). Retention campaigns without rows in it
+        keep the churn-risk value.
 
     Returns
     -------
@@ -273,6 +310,7 @@ def candidate_pairs(
             "nps_category column; score with NPS data or remove the filter"
         )
     upsell_base = _upsell_base(at_risk, expansion) if _has_kind(campaigns, "upsell") else None
+    by_uplift = _uplift_values(uplift, at_risk) if uplift is not None else {}
 
     frames = []
     for campaign in campaigns:
@@ -280,13 +318,19 @@ def candidate_pairs(
         if base is None or base.empty:
             continue
         sub = base.loc[_eligible(base, campaign)]
-        if campaign.kind == "retention":
+        rate = float(campaign.rate)
+        if campaign.kind == "retention" and campaign.name in by_uplift:
+            predicted = by_uplift[campaign.name]
+            sub = sub[sub["account_id"].isin(predicted.index)]
+            value = predicted.loc[sub["account_id"]].to_numpy(dtype=float)
+            rate = 1.0
+        elif campaign.kind == "retention":
             value = sub["revenue_at_risk"].to_numpy(dtype=float)
         elif campaign.kind == "upsell":
             value = sub["expected_expansion_value"].to_numpy(dtype=float)
         else:
             value = np.full(len(sub), float(campaign.value_per_response or 0.0))
-        expected = value * campaign.rate
+        expected = value * rate
         cost = float(campaign.cost_per_contact)
         frames.append(
             pd.DataFrame(
@@ -296,7 +340,7 @@ def candidate_pairs(
                     "kind": campaign.kind,
                     "risk_band": sub["risk_band"].to_numpy(),
                     "value": value,
-                    "rate": float(campaign.rate),
+                    "rate": rate,
                     "cost": cost,
                     "expected_value": expected,
                     "expected_net_value": expected - cost,
@@ -307,6 +351,27 @@ def candidate_pairs(
         return _empty(PAIR_COLUMNS)
     pairs = pd.concat(frames, ignore_index=True)
     return pairs.sort_values(["account_id", "campaign"], kind="mergesort").reset_index(drop=True)
+
+
+def _uplift_values(uplift: pd.DataFrame, at_risk: pd.DataFrame) -> dict[str, pd.Series]:
+    """Campaign -> expected saved ARR by account, harmful accounts left out."""
+    _require(uplift, UPLIFT_COLUMNS, "uplift")
+    if uplift.duplicated(["account_id", "campaign"]).any():
+        raise ChurnlabError("the uplift frame must have one row per (account_id, campaign)")
+    value = uplift["value"].to_numpy(dtype=float)
+    if not np.isfinite(value).all():
+        raise ChurnlabError("the uplift frame's value must be finite in every row")
+    unscored = ~uplift["account_id"].isin(at_risk["account_id"])
+    if unscored.any():
+        raise ChurnlabError(
+            "the uplift frame has accounts that are not in the at_risk frame: "
+            f"{sorted(map(str, uplift['account_id'][unscored]))[:5]}"
+        )
+    out: dict[str, pd.Series] = {}
+    for name, g in uplift.groupby("campaign", sort=True):
+        keep = ~g["harmful"].astype(bool).to_numpy()
+        out[str(name)] = g.loc[keep].set_index("account_id")["value"].astype(float)
+    return out
 
 
 def _check_campaigns(campaigns: Sequence[Campaign]) -> None:
@@ -561,6 +626,7 @@ def build(
     as_of: dt.date | dt.datetime | pd.Timestamp | str,
     seed: int = 0,
     time_limit: float = DEFAULT_TIME_LIMIT,
+    uplift: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, Selection]:
     """The audiences table: candidate pairs, the best selection within budget, holdouts.
 
@@ -578,6 +644,8 @@ def build(
         Seed of the holdout draw.
     time_limit : float
         Seconds allowed for the selection.
+    uplift : DataFrame, optional
+        Uplift targeting of the retention campaigns, as for :func:`candidate_pairs`.
 
     Returns
     -------
@@ -587,7 +655,66 @@ def build(
     selection : Selection
         How the rows were chosen (objective, LP bound, gap, method, status), before holdouts.
     """
-    pairs = candidate_pairs(at_risk, expansion, campaigns)
+    pairs = candidate_pairs(at_risk, expansion, campaigns, uplift=uplift)
     selection = select(pairs, budget, time_limit=time_limit)
     audience = assign_holdouts(selection.chosen, holdout_share, as_of=as_of, seed=seed)
     return audience[list(AUDIENCE_COLUMNS)], selection
+
+
+# -- treatments ------------------------------------------------------------------------------------
+
+
+def campaign_id(name: str, as_of: dt.date | dt.datetime | pd.Timestamp | str) -> str:
+    """The ``treatments`` campaign id of a campaign sent at ``as_of``: ``<name>-<YYYY-MM-DD>``.
+
+    Each scoring's audience is its own campaign (its own randomisation and window), so the same
+    campaign sent again a month later is measured separately.
+    """
+    return f"{name}-{pd.Timestamp(_iso(as_of)):%Y-%m-%d}"
+
+
+def treatments(
+    audience: pd.DataFrame,
+    campaigns: Sequence[Campaign],
+    as_of: dt.date | dt.datetime | pd.Timestamp | str,
+) -> pd.DataFrame:
+    """The audience as rows of the contract's ``treatments`` table, to append once it is sent.
+
+    Parameters
+    ----------
+    audience : DataFrame
+        The audiences table (:func:`build`): ``account_id``, ``campaign``, ``kind``,
+        ``holdout``, ``cost`` (0 for held-out rows).
+    campaigns : sequence of Campaign
+        The campaigns it was built for (their channels).
+    as_of : date, datetime, Timestamp or ISO string
+        The scoring date: every row's ``assigned_at`` (a midnight), and part of the campaign id.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``TREATMENT_COLUMNS``: ``account_id``, ``campaign_id`` (:func:`campaign_id`),
+        ``assigned_at``, ``holdout``, ``kind``, ``channel`` (the campaign's, None when not
+        declared) and ``cost`` (what contacting the account costs; 0 for the holdout), sorted
+        by campaign_id, account_id.
+    """
+    _require(audience, ("account_id", "campaign", "kind", "holdout", "cost"), "audience")
+    stamp = pd.Timestamp(_iso(as_of)).as_unit("us")
+    channel = {c.name: c.channel for c in campaigns}
+    names = audience["campaign"].astype(str)
+    unknown = sorted(set(names) - set(channel))
+    if unknown:
+        raise ChurnlabError(f"the audience has campaigns that were not declared: {unknown[:5]}")
+    out = pd.DataFrame(
+        {
+            "account_id": audience["account_id"].astype(str).to_numpy(),
+            "campaign_id": [campaign_id(n, stamp) for n in names],
+            "assigned_at": pd.Series(stamp, index=range(len(audience))).astype("datetime64[us]"),
+            "holdout": audience["holdout"].astype(bool).to_numpy(),
+            "kind": audience["kind"].astype(str).to_numpy(),
+            "channel": pd.Series([channel[n] for n in names], dtype=object),
+            "cost": audience["cost"].to_numpy(dtype=float),
+        }
+    )
+    out = out.sort_values(["campaign_id", "account_id"], kind="mergesort")
+    return out.reset_index(drop=True)[list(TREATMENT_COLUMNS)]
