@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnlab.report_campaigns import campaign_effects
 from churnlab.report_format import (
     _band_classes,
     _date,
@@ -309,6 +310,7 @@ def render(inputs: ReportInputs) -> str:
         ("at-risk-list", "At risk"),
         ("expansion-list", "Expansion"),
         ("audiences", "Audiences"),
+        ("campaign-effects", "Campaign effects"),
         ("glossary", "How to read"),
     ]
     body = "".join(
@@ -323,6 +325,7 @@ def render(inputs: ReportInputs) -> str:
             _at_risk(inputs),
             _expansion(inputs),
             _audiences(inputs),
+            campaign_effects(inputs),
             _glossary(),
             "</main>",
         ]

@@ -22,6 +22,10 @@ TASKS = ("churn", "expansion")
 _TASK_LABEL = {"churn": "Churn", "expansion": "Expansion"}
 
 
+MEASUREMENT_KEYS: tuple[str, ...] = ("campaigns", "warnings", "pending", "data_end", "level")
+"""What ``ReportInputs.measurement`` holds (``campaigns`` required, the others optional)."""
+
+
 class ReportError(ChurnlabError):
     """The report cannot be rendered or written from the given inputs."""
 
@@ -75,6 +79,12 @@ class ReportInputs:
         expected_net_value.
     audience_rows : DataFrame, optional
         The audience members (account_id, campaign, holdout, ...), shown as a paged table.
+    measurement : mapping, optional
+        What ``churnlab measure`` found: ``campaigns`` (its campaigns table: campaign_id,
+        kind, primary_outcome, n_treated, n_holdout and per outcome ``<o>_treated``,
+        ``<o>_holdout``, ``<o>_diff``, ``<o>_ci_low``, ``<o>_ci_high``, ``<o>_verdict``,
+        incremental ARR, cost, warning), ``warnings`` and ``pending`` (its tables), ``data_end``
+        and ``level``. None renders as a note on how to measure.
     notes : sequence of str
         Warnings shown at the top of the page.
     currency : str
@@ -98,6 +108,7 @@ class ReportInputs:
     expansion: pd.DataFrame | None = None
     audiences: pd.DataFrame | None = None
     audience_rows: pd.DataFrame | None = None
+    measurement: Mapping[str, Any] | None = None
     notes: Sequence[str] = ()
     currency: str = ""
     page_size: int = 50
@@ -130,7 +141,7 @@ class ReportInputs:
                     f"ReportInputs.{name} must be a pandas DataFrame or None, got "
                     f"{type(value).__name__}"
                 )
-        for name in ("headline", "models", "drivers"):
+        for name in ("headline", "models", "drivers", "measurement"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):
                 raise ReportError(
@@ -138,3 +149,32 @@ class ReportInputs:
                 )
         if isinstance(self.notes, str):
             raise ReportError("ReportInputs.notes must be a list of strings, not one string")
+        if self.measurement is not None:
+            check_measurement(self.measurement)
+
+
+def check_measurement(m: Mapping[str, Any]) -> None:
+    """Refuse a measurement the section cannot show (unknown keys, a campaigns table missing).
+
+    Raises
+    ------
+    ReportError
+        What is wrong, and what the mapping should hold.
+    """
+    unknown = sorted(set(m) - set(MEASUREMENT_KEYS))
+    if unknown:
+        raise ReportError(
+            f"ReportInputs.measurement has unknown keys {unknown}; use "
+            f"{', '.join(MEASUREMENT_KEYS)}"
+        )
+    for key in ("campaigns", "warnings", "pending"):
+        value = m.get(key)
+        if value is not None and not isinstance(value, pd.DataFrame):
+            raise ReportError(
+                f"ReportInputs.measurement[{key!r}] must be a pandas DataFrame or None, got "
+                f"{type(value).__name__}"
+            )
+    if m.get("campaigns") is None:
+        raise ReportError(
+            "ReportInputs.measurement needs 'campaigns' (churnlab measure's campaigns table)"
+        )

@@ -4,6 +4,7 @@ treatments.csv), measure with the scoring's segments, train-uplift, score --targ
 from __future__ import annotations
 
 import datetime as dt
+import html
 import shutil
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from churnlab import actions, measuring, pipeline, synth
+from churnlab import actions, measuring, pipeline, reporting, synth
 from churnlab.config import SynthParams, load_params
 from churnlab.validate import validate_source
 
@@ -126,3 +127,14 @@ def test_uplift_targeting_differs_never_harms_and_fits_the_budget(loop: dict) ->
     assert len(written) == len(lift.uplift)
     meta = (lift.folder / "run.json").read_text()
     assert '"target": "uplift"' in meta
+
+
+def test_the_report_shows_the_measured_campaigns(loop: dict) -> None:
+    page = reporting.build_report(loop["params"]).path.read_text()
+    start = page.index('<section id="campaign-effects"')
+    section = page[start : page.index("</section>", start)]
+    camps = loop["measured"].result.campaigns
+    assert section.count("<circle") == camps["churn_diff"].notna().sum()
+    for cid in camps["campaign_id"]:
+        assert f">{html.escape(cid)}" in section
+    assert 'data-testid="campaign-warnings"' in section  # the small scoring holdouts
