@@ -349,6 +349,12 @@ def score_accounts(
         if lift_model is not None and lift_rows is not None:
             say("predicting each retention campaign's effect")
             targets = uplift_targets(lift_model, lift_rows, at_risk, campaigns)
+            harmed = int(targets["harmful"].sum())
+            fitted_on = len(lift_model.info.get("campaigns", []))
+            notes.append(
+                f"retention audiences chosen by uplift (model of {fitted_on} campaigns): "
+                f"{harmed:,} account-campaign pairs predicted to raise churn were left out"
+            )
         audience, selection = audiences.build(
             at_risk, expansion, campaigns, limit if not isinstance(limit, str) else None,
             holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,

@@ -431,12 +431,12 @@ def _short_verdict(verdict: str) -> str:
 def summary_lines(result: measure.Measurement) -> list[str]:
     """The per-campaign table ``churnlab measure`` prints, then warnings and pending campaigns.
 
-    One row per measured campaign: its id, kind, contacted and held-out accounts, the outcome it
-    was meant to move (churn for retention, expansion for upsell), the treated-minus-holdout
+    One row per measured campaign: its id, contacted and held-out accounts, the outcome it was
+    meant to move (churn for retention, expansion for upsell), the treated-minus-holdout
     difference in rate points with its interval, and the verdict (``helps``, ``HARMS``, ``no
-    detectable effect``). Campaigns with a too-small holdout are starred and their counts
-    follow; pending campaigns are listed with the date their last window closes. Every line
-    fits ``WIDTH`` columns.
+    detectable effect``). Campaigns whose holdout is too small for that outcome are starred and
+    their counts follow; pending campaigns are listed with the date their last window closes.
+    Every line fits ``WIDTH`` columns.
 
     Parameters
     ----------
@@ -449,7 +449,7 @@ def summary_lines(result: measure.Measurement) -> list[str]:
     """
     level = int(round(100 * result.settings.level))
     head = (
-        f"{'campaign':<22} {'kind':<9} {'treated':>7} {'held':>5} {'outcome':<9} "
+        f"{'campaign':<28} {'treated':>7} {'held':>5} {'outcome':<9} "
         f"{'effect':>6} {f'{level}% CI (pts)':<15} verdict"
     )
     lines = [
@@ -458,26 +458,26 @@ def summary_lines(result: measure.Measurement) -> list[str]:
         head,
         "-" * len(head.rstrip()),
     ]
-    for _, r in result.campaigns.iterrows():
-        o = str(r["primary_outcome"])
-        star = "*" if r["warning"] else ""
-        ci = f"[{_pts(r[f'{o}_ci_low'])}, {_pts(r[f'{o}_ci_high'])}]"
-        if not _pts(r[f"{o}_ci_low"]):
-            ci = ""
-        kind = r["kind"] if isinstance(r["kind"], str) else ""
-        row = (
-            f"{_cut(str(r['campaign_id']) + star, 22):<22} {_cut(kind, 9):<9} "
-            f"{int(r['n_treated']):>7,} {int(r['n_holdout']):>5,} {o:<9} "
-            f"{_pts(r[f'{o}_diff']):>6} {ci:<15} {_short_verdict(str(r[f'{o}_verdict']))}"
-        )
-        lines.append(_cut(row, WIDTH))
-    # The warning on each campaign's own outcome (the other outcome's is in warnings.csv).
+    # The warnings on each campaign's own outcome (the other outcome's are in warnings.csv).
     primary = dict(zip(result.campaigns["campaign_id"], result.campaigns["primary_outcome"],
                        strict=True))  # fmt: skip
     overall = result.warnings[
         (result.warnings["segment_type"] == measure.OVERALL)
         & (result.warnings["outcome"] == result.warnings["campaign_id"].map(primary))
     ]
+    flagged = set(overall["campaign_id"])
+    for _, r in result.campaigns.iterrows():
+        o = str(r["primary_outcome"])
+        star = "*" if r["campaign_id"] in flagged else ""
+        ci = f"[{_pts(r[f'{o}_ci_low'])}, {_pts(r[f'{o}_ci_high'])}]"
+        if not _pts(r[f"{o}_ci_low"]):
+            ci = ""
+        row = (
+            f"{_cut(str(r['campaign_id']) + star, 28):<28} "
+            f"{int(r['n_treated']):>7,} {int(r['n_holdout']):>5,} {o:<9} "
+            f"{_pts(r[f'{o}_diff']):>6} {ci:<15} {_short_verdict(str(r[f'{o}_verdict']))}"
+        )
+        lines.append(_cut(row, WIDTH))
     for _, w in overall.iterrows():
         lines += _wrapped(f"* {w['campaign_id']} ({w['outcome']}): {w['message']}")
     for _, p in result.pending.iterrows():

@@ -96,7 +96,18 @@ def _forest(camps: pd.DataFrame) -> str:
     return "".join(out)
 
 
-def _table(camps: pd.DataFrame, level: int, currency: str) -> str:
+def _own_warnings(m: Mapping[str, Any], camps: pd.DataFrame) -> pd.DataFrame | None:
+    """Too-small warnings of each campaign on the outcome it was meant to move."""
+    w = m.get("warnings")
+    if w is None or w.empty or not {"campaign_id", "message"} <= set(w.columns):
+        return None
+    primary = dict(zip(camps["campaign_id"], camps["primary_outcome"], strict=True))
+    if {"segment_type", "outcome"} <= set(w.columns):
+        w = w[(w["segment_type"] == "all") & (w["outcome"] == w["campaign_id"].map(primary))]
+    return w
+
+
+def _table(camps: pd.DataFrame, level: int, currency: str, flagged: set[str]) -> str:
     headers = [
         ("Campaign", False),
         ("Kind", False),
@@ -126,8 +137,7 @@ def _table(camps: pd.DataFrame, level: int, currency: str) -> str:
         kind = r.get("kind")
         rows.append(
             [
-                str(r["campaign_id"]) + (" *" if isinstance(r.get("warning"), str)
-                                         and r.get("warning") else ""),
+                str(r["campaign_id"]) + (" *" if r["campaign_id"] in flagged else ""),
                 str(kind) if isinstance(kind, str) else DASH,
                 format_int(r["n_treated"]),
                 format_int(r["n_holdout"]),
@@ -145,14 +155,8 @@ def _table(camps: pd.DataFrame, level: int, currency: str) -> str:
     return _static_table(headers, rows, "campaign-effects-table", row_classes=classes)
 
 
-def _warnings(m: Mapping[str, Any], camps: pd.DataFrame) -> str:
-    w = m.get("warnings")
-    if w is None or w.empty or not {"campaign_id", "message"} <= set(w.columns):
-        return ""
-    primary = dict(zip(camps["campaign_id"], camps["primary_outcome"], strict=True))
-    if {"segment_type", "outcome"} <= set(w.columns):
-        w = w[(w["segment_type"] == "all") & (w["outcome"] == w["campaign_id"].map(primary))]
-    if w.empty:
+def _warnings(w: pd.DataFrame | None) -> str:
+    if w is None or w.empty:
         return ""
     items = "".join(f"<li>{_e(r['campaign_id'])}: {_e(r['message'])}</li>" for _, r in w.iterrows())
     return (
@@ -218,8 +222,10 @@ def campaign_effects(inputs: ReportInputs) -> str:
             "effect.</p>"
         )
         out.append(_forest(camps))
-        out.append(_table(camps, level, inputs.currency))
-        out.append(_warnings(m, camps))
+        own = _own_warnings(m, camps)
+        flagged = set() if own is None else set(own["campaign_id"])
+        out.append(_table(camps, level, inputs.currency, flagged))
+        out.append(_warnings(own))
     out.append(_pending(m))
     out.append("</section>")
     return "".join(out)

@@ -100,11 +100,18 @@ def test_a_too_small_holdout_is_a_starred_row_with_its_counts() -> None:
         "churn_ci_low": -0.2, "churn_ci_high": 0.1, "churn_verdict": "no detectable effect",
         "warning": "holdout too small",
     }  # fmt: skip
+    upsell = row | {"campaign_id": "upsell-offer-2025-06-01", "kind": "upsell",
+                    "primary_outcome": "expansion", "expansion_diff": 0.1,
+                    "expansion_verdict": "raised expansion",
+                    "warning": "on churn only"}  # fmt: skip
     warn = pd.DataFrame(
         [{"campaign_id": "csm-save-call-2025-06-01", "segment_type": "all", "segment": "all",
           "outcome": "churn", "n_holdout": 12, "events_holdout": 2,
           "message": "only 12 held-out accounts (fewer than 30) and 2 churned (fewer than 5): "
-                     "the interval is unreliable, keep more accounts out next time"}]
+                     "the interval is unreliable, keep more accounts out next time"},
+         {"campaign_id": "upsell-offer-2025-06-01", "segment_type": "all", "segment": "all",
+          "outcome": "churn", "n_holdout": 12, "events_holdout": 2,
+          "message": "a warning on the outcome upsell is not meant to move"}]
     )  # fmt: skip
     pend = pd.DataFrame(
         [{"campaign_id": "upsell-offer-2025-12-01", "kind": "upsell", "accounts": 40,
@@ -113,18 +120,23 @@ def test_a_too_small_holdout_is_a_starred_row_with_its_counts() -> None:
     )  # fmt: skip
     empty = pd.DataFrame()
     result = measure.Measurement(
-        campaigns=pd.DataFrame([row]), effects=empty, power=empty, qini=empty,
+        campaigns=pd.DataFrame([row, upsell]), effects=empty, power=empty, qini=empty,
         uplift_by_decile=empty, pending=pend, warnings=warn, outcomes=empty,
         data_end=dt.datetime(2026, 1, 1), mode="contractual",
     )  # fmt: skip
     lines = measuring.summary_lines(result)
-    assert lines[0].startswith("1 campaign(s) measured, 1 pending (data end 2026-01-01)")
+    assert lines[0].startswith("2 campaign(s) measured, 1 pending (data end 2026-01-01)")
     assert lines[3] == (
-        "csm-save-call-2025-06~ retention     120    12 churn       -3.1 [-20.0, +10.0]  "
+        "csm-save-call-2025-06-01*        120    12 churn       -3.1 [-20.0, +10.0]  "
         "no detectable effect"
     )
-    assert lines[4].startswith("* csm-save-call-2025-06-01 (churn): only 12 held-out accounts")
-    assert lines[5].startswith("    ")  # the warning wraps at 100 columns
+    # Its warning is on churn, which an upsell campaign is not meant to move: no star.
+    assert lines[4] == (
+        "upsell-offer-2025-06-01          120    12 expansion  +10.0                 helps"
+    )
+    assert lines[5].startswith("* csm-save-call-2025-06-01 (churn): only 12 held-out accounts")
+    assert lines[6].startswith("    ")  # the warning wraps at 100 columns
+    assert not any("not meant to move" in line for line in lines)
     assert (
         lines[-1]
         == "pending: upsell-offer-2025-12-01 (40 accounts) until 2026-03-01, 59 days to go"
