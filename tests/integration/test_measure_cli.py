@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -18,6 +19,14 @@ from churnlab import audiences, load, measure, measuring, synth, uplift
 from churnlab.cli import app
 from churnlab.config import SynthParams, load_params
 from churnlab.validate import validate_source
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # MLflow puts a new experiment's artifacts under ./mlruns: keep them out of the checkout.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
 
 
 @pytest.fixture(scope="module")

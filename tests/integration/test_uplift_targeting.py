@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import shutil
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,14 @@ LGB = {
     "min_child_samples": 20,
 }
 BUDGET = 15000.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # MLflow puts a new experiment's artifacts under ./mlruns: keep them out of the checkout.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
 
 
 @pytest.fixture(scope="module")
