@@ -354,3 +354,50 @@ def sparse_inputs() -> ReportInputs:
         at_risk=ar,
         notes=["No subscriptions table: buyer metrics replace the subscription KPIs"],
     )
+
+
+def measurement() -> dict:
+    """What `churnlab measure` hands the report: a retention campaign that helps, an upsell one
+    that harms (too small a holdout), one with no detectable effect, and a pending campaign."""
+    nan = float("nan")
+
+    def camp(cid, kind, o, n_t, n_c, t, h, lo, hi, verdict, gain, cost, warning=""):
+        row = {"campaign_id": cid, "kind": kind, "primary_outcome": o, "n_treated": n_t,
+               "n_holdout": n_c, "cost": cost, "warning": warning}  # fmt: skip
+        for out in ("churn", "expansion"):
+            for part in ("treated", "holdout", "diff", "ci_low", "ci_high"):
+                row[f"{out}_{part}"] = nan
+            row[f"{out}_verdict"] = "not measured"
+        row |= {f"{o}_treated": t, f"{o}_holdout": h, f"{o}_diff": t - h, f"{o}_ci_low": lo,
+                f"{o}_ci_high": hi, f"{o}_verdict": verdict}  # fmt: skip
+        row["incremental_retained_arr" if o == "churn" else "incremental_expansion_value"] = gain
+        return row
+
+    campaigns = pd.DataFrame(
+        [
+            camp("csm-save-call-2024-10-01", "retention", "churn", 900, 100, 0.08, 0.14,
+                 -0.121, -0.0104, "lowered churn", 64800.0, 135000.0),
+            camp("upsell <b>&amp; 2024-10-01", "upsell", "expansion", 300, 20, 0.05, 0.25,
+                 -0.42, -0.031, "lowered expansion (harmful)", -9000.0, 6000.0,
+                 "holdout too small"),
+            camp("referral-ask-2024-10-01", "advocacy", "churn", 400, 45, 0.05, 0.0444,
+                 -0.06, 0.05, "no detectable effect", 1200.0, 2000.0),
+        ]
+    )  # fmt: skip
+    warnings = pd.DataFrame(
+        [
+            {"campaign_id": "upsell <b>&amp; 2024-10-01", "segment_type": "all", "segment": "all",
+             "outcome": "expansion", "n_holdout": 20, "events_holdout": 5,
+             "message": "holdout too small to measure the campaign: 20 held-out accounts (need "
+                        "at least 30)"},
+            {"campaign_id": "upsell <b>&amp; 2024-10-01", "segment_type": "all", "segment": "all",
+             "outcome": "churn", "n_holdout": 20, "events_holdout": 1,
+             "message": "a warning on the other outcome"},
+        ]
+    )  # fmt: skip
+    pending = pd.DataFrame(
+        [{"campaign_id": "training-session-2025-02-01", "kind": "retention", "accounts": 250,
+          "holdout_accounts": 25, "window_end": pd.Timestamp("2025-05-02"), "days_to_go": 62}]
+    )  # fmt: skip
+    return {"campaigns": campaigns, "warnings": warnings, "pending": pending,
+            "data_end": pd.Timestamp("2025-03-01"), "level": 0.95}  # fmt: skip

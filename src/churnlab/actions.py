@@ -4,6 +4,12 @@ Part of the pipeline layer (:mod:`churnlab.pipeline` holds the other commands): 
 models from the registry, loads the data, builds the feature rows at the as-of date with the
 training code (:mod:`churnlab.score`), chooses the audiences (:mod:`churnlab.audiences`),
 writes the lists (:mod:`churnlab.sinks`) and logs the scoring run with its drift.
+
+The as-of folder also gets ``treatments.csv``: the audiences in the contract's ``treatments``
+columns (campaign id ``<campaign>-<as_of>``, ``assigned_at`` = the as-of), to append to the
+data's treatments table once the campaigns are sent, so that ``churnlab measure`` measures them
+after the horizon. With ``target="uplift"`` the retention audiences are chosen by the uplift
+model's expected saved ARR (``churnlab train-uplift``), and ``uplift.csv`` holds its predictions.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlab import audiences, drift, features, labels, score, sinks, spine, tracking
+from churnlab import audiences, drift, features, labels, score, sinks, spine, tracking, uplift
 from churnlab import load as load_mod
 from churnlab.bundle import ModelBundle
 from churnlab.config import DatasetParams, Params, ScoreParams, flatten
@@ -51,6 +57,97 @@ class ScoreRun:
     run_id: str
     notes: tuple[str, ...]
     timings: dict[str, float]
+    target: str = "churn"
+    uplift: pd.DataFrame | None = None
+    treatments: pd.DataFrame | None = None
+
+
+TARGETS: tuple[str, ...] = ("churn", "uplift")
+"""How retention audiences are chosen: by revenue at risk x save rate, or by uplift."""
+
+
+def _uplift_model(params: Params) -> uplift.UpliftModel:
+    """The model ``churnlab train-uplift`` wrote, with a message that says how to get one."""
+    folder = Path(params.measure.uplift_out)
+    try:
+        return uplift.load(folder)
+    except uplift.UpliftError:
+        raise uplift.UpliftError(
+            f"--target uplift needs an uplift model, and {folder} has none: run `churnlab "
+            "train-uplift` first (it learns from the campaigns in the treatments table)"
+        ) from None
+
+
+def _uplift_rows(
+    con: duckdb.DuckDBPyConnection, model: uplift.UpliftModel, rows: pd.DataFrame,
+    cutoff: dt.datetime, params: Params,
+) -> pd.DataFrame:  # fmt: skip
+    """The uplift model's feature rows of the scored accounts at ``cutoff`` (its own settings)."""
+    stored = model.info.get("dataset")
+    dparams = DatasetParams.model_validate(stored) if stored else params.dataset
+    keys = pd.DataFrame(
+        {"account_id": rows["account_id"].astype(str).to_numpy(), "assigned_at": cutoff}
+    ).astype({"assigned_at": "datetime64[us]"})
+    frame, _ = uplift.assignment_features(
+        con, dparams, keys, event_types=model.event_types, categories=dict(model.categories)
+    )
+    return frame
+
+
+def uplift_targets(
+    model: uplift.UpliftModel,
+    frame: pd.DataFrame,
+    at_risk: pd.DataFrame,
+    campaigns: list[audiences.Campaign],
+) -> pd.DataFrame:
+    """Per retention campaign and account: predicted effect, expected saved ARR, harm.
+
+    Parameters
+    ----------
+    model : UpliftModel
+        The fitted uplift model.
+    frame : DataFrame
+        The model's feature rows of the scored accounts (``account_id`` and its features).
+    at_risk : DataFrame
+        The at-risk list (``account_id``, ``arr``).
+    campaigns : list of Campaign
+        The campaigns; only retention ones get predictions, each with its own kind and channel.
+
+    Returns
+    -------
+    DataFrame
+        ``audiences.UPLIFT_COLUMNS`` plus ``arr``, ``cost``, ``expected_net_value`` and
+        ``target`` (:func:`churnlab.uplift.uplift_value`), sorted by campaign, account_id.
+    """
+    arr = at_risk.set_index(at_risk["account_id"].astype(str))["arr"]
+    ids = frame["account_id"].astype(str)
+    parts = []
+    for c in campaigns:
+        if c.kind != "retention":
+            continue
+        rows = frame.assign(campaign_kind=c.kind, campaign_channel=c.channel)
+        effect = uplift.predict_effect(model, rows)
+        value = uplift.uplift_value(effect, arr.reindex(ids).to_numpy(dtype=float),
+                                    c.cost_per_contact)  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "account_id": ids.to_numpy(),
+                    "campaign": c.name,
+                    "effect": effect,
+                    "value": value["expected_saved_arr"].to_numpy(),
+                    "harmful": value["harmful"].to_numpy(),
+                    "arr": value["arr"].to_numpy(),
+                    "cost": value["cost"].to_numpy(),
+                    "expected_net_value": value["expected_net_value"].to_numpy(),
+                    "target": value["target"].to_numpy(),
+                }
+            )  # fmt: skip
+        )
+    if not parts:
+        return pd.DataFrame(columns=[*audiences.UPLIFT_COLUMNS, "arr", "cost"])
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["campaign", "account_id"], kind="mergesort").reset_index(drop=True)
 
 
 def _score_models(
@@ -181,6 +278,7 @@ def score_accounts(
     versions: dict[str, str] | None = None,
     budget: float | None | str = "params",
     sink: str | None = None,
+    target: str = "churn",
     progress: ProgressFn | None = None,
 ) -> ScoreRun:
     """``churnlab score``: lists and audiences at ``as_of`` from the registry's champions.
@@ -199,9 +297,15 @@ def score_accounts(
         The campaign budget (None: no limit; "params": ``score.budget``).
     sink : str, optional
         A ``.duckdb`` file or a SQLAlchemy URL to write the lists to as well.
+    target : {"churn", "uplift"}
+        How retention audiences are chosen: ``"churn"`` by revenue at risk x the campaign's
+        save rate; ``"uplift"`` by the uplift model's expected saved ARR (``-effect x ARR``)
+        minus cost, never contacting accounts it predicts contact would harm.
     progress : callable, optional
         Called with a short message at each step.
     """
+    if target not in TARGETS:
+        raise ChurnlabError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     say = progress or _quiet
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -213,6 +317,7 @@ def score_accounts(
         clock = now
 
     bundles, notes = _score_models(params, versions, say)
+    lift_model = _uplift_model(params) if target == "uplift" else None
     lap("models")
     tracking.configure(params.tracking)
     with tracking.start("score") as run_id:  # the whole scoring is one run (FAILED if it fails)
@@ -225,6 +330,10 @@ def score_accounts(
             rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
             arr = _arr(con, money, mode, cutoff)
             accounts = con.execute("SELECT * FROM main.accounts").df()
+            lift_rows = None
+            if lift_model is not None:
+                say("uplift features")
+                lift_rows = _uplift_rows(con, lift_model, rows, cutoff, params)
         finally:
             con.close()
         lap("features")
@@ -235,36 +344,59 @@ def score_accounts(
                                              lap, say)  # fmt: skip
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
+        campaigns = _campaigns(params.score, at_risk, notes)
+        targets = None
+        if lift_model is not None and lift_rows is not None:
+            say("predicting each retention campaign's effect")
+            targets = uplift_targets(lift_model, lift_rows, at_risk, campaigns)
+            harmed = int(targets["harmful"].sum())
+            fitted_on = len(lift_model.info.get("campaigns", []))
+            notes.append(
+                f"retention audiences chosen by uplift (model of {fitted_on} campaigns): "
+                f"{harmed:,} account-campaign pairs predicted to raise churn were left out"
+            )
         audience, selection = audiences.build(
-            at_risk, expansion, _campaigns(params.score, at_risk, notes),
-            limit if not isinstance(limit, str) else None,
+            at_risk, expansion, campaigns, limit if not isinstance(limit, str) else None,
             holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
+            uplift=None if targets is None else targets[list(audiences.UPLIFT_COLUMNS)],
         )  # fmt: skip
         summary = audiences.summary(audience)
+        treatments = audiences.treatments(audience, campaigns, cutoff)
         lap("audiences")
         drift_table = _drift(bundles["churn"], rows)
         lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
         models = {t: dict(b.info.get("registry", {})) for t, b in bundles.items()}
         say("writing the lists")
-        extras = {"drift": drift_table, "audience_summary": summary}
+        extras = {"drift": drift_table, "audience_summary": summary, "treatments": treatments}
         extras |= {f"drivers_{t}": d for t, d in drivers.items()}
-        meta = {
+        if targets is not None:
+            extras["uplift"] = targets
+        meta: dict[str, Any] = {
             "as_of": f"{cutoff:%Y-%m-%d}",
             "run_id": run_id,
             "models": models,
             "notes": notes,
             "budget": limit if not isinstance(limit, str) else None,
+            "target": target,
         }
+        if lift_model is not None:
+            meta["uplift_model"] = {k: lift_model.info.get(k) for k in
+                                    ("method", "campaigns", "data_end", "run_id")}  # fmt: skip
         folder = sinks.write_files(lists, params.score.out, cutoff, extras=extras, meta=meta)
         written = sinks.write_database(lists, sink, cutoff) if sink else None
         lap("write")
-        tracking.log(score_run_log(params, cutoff, bundles, lists, summary, drift_table,
-                                   selection, timings))  # fmt: skip
+        log = score_run_log(params, cutoff, bundles, lists, summary, drift_table, selection,
+                            timings)  # fmt: skip
+        log.tags["score.target"] = target
+        log.tables["actions/treatments.csv"] = treatments
+        if targets is not None:
+            log.tables["actions/uplift.csv"] = targets
+        tracking.log(log)
     return ScoreRun(
         as_of=cutoff, at_risk=lists["at_risk"], expansion=lists.get("expansion"),
         audiences=lists["audiences"], audience_summary=summary, selection=selection,
         drift=drift_table, models=models, folder=folder, sink=written, run_id=run_id,
-        notes=tuple(notes), timings=timings,
+        notes=tuple(notes), timings=timings, target=target, uplift=targets, treatments=treatments,
     )  # fmt: skip
 
 

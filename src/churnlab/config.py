@@ -310,6 +310,9 @@ class CampaignParams(_Section):
     max_churn_probability: float | None = None
     plays: tuple[str, ...] | None = None
     nps_categories: tuple[str, ...] | None = None
+    channel: str | None = None
+    """How the campaign reaches accounts (csm_call, email, in_app, ...): written to the
+    treatments rows and, with ``score --target uplift``, the channel the effect is predicted for."""
 
     @field_validator("risk_bands", "plays", "nps_categories", mode="before")
     @classmethod
@@ -330,6 +333,7 @@ def _default_campaigns() -> tuple[CampaignParams, ...]:
             cost_per_contact=150.0,
             rate=0.25,
             risk_bands=("high", "medium"),
+            channel="csm_call",
         ),
         CampaignParams(
             name="training-session",
@@ -337,8 +341,11 @@ def _default_campaigns() -> tuple[CampaignParams, ...]:
             cost_per_contact=60.0,
             rate=0.15,
             plays=("training / onboarding session", "adoption workshop"),
+            channel="csm_call",
         ),
-        CampaignParams(name="upsell-offer", kind="upsell", cost_per_contact=20.0, rate=0.2),
+        CampaignParams(
+            name="upsell-offer", kind="upsell", cost_per_contact=20.0, rate=0.2, channel="in_app"
+        ),
         CampaignParams(
             name="referral-ask",
             kind="advocacy",
@@ -347,6 +354,7 @@ def _default_campaigns() -> tuple[CampaignParams, ...]:
             value_per_response=500.0,
             risk_bands=("low",),
             nps_categories=("promoter",),
+            channel="email",
         ),
     )
 
@@ -410,6 +418,33 @@ class ScoreParams(_Section):
         return self
 
 
+class MeasureParams(_Section):
+    """Campaign effects from holdouts (``measure``) and the uplift model (``train-uplift``)."""
+
+    level: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of every interval."""
+    rate_method: Literal["newcombe", "bootstrap"] = "newcombe"
+    mean_method: Literal["welch", "bootstrap"] = "welch"
+    n_boot: int = Field(2000, gt=0)
+    seed: int = 0
+    detectable_diff: float = Field(0.05, gt=0, lt=1)
+    """Effect (rate points) the power table plans for."""
+    min_holdout: int = Field(30, ge=1)
+    """Fewer held-out accounts than this: a too-small warning."""
+    min_events: int = Field(5, ge=0)
+    """Fewer holdout outcome events (churned or expanded accounts) than this: a warning."""
+    out: str = "reports/measure"
+    uplift_method: Literal["x", "t"] = "x"
+    """X-learner or T-learner."""
+    uplift_out: str = "models/uplift"
+    """Where ``train-uplift`` writes the model that ``score --target uplift`` reads."""
+
+    @field_validator("level", "detectable_diff", mode="before")
+    @classmethod
+    def _int_to_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class KpiParams(_Section):
     """Retention KPIs."""
 
@@ -439,6 +474,7 @@ class Params(_Section):
     explain: ExplainParams = Field(default_factory=ExplainParams)
     kpis: KpiParams = Field(default_factory=KpiParams)
     score: ScoreParams = Field(default_factory=ScoreParams)
+    measure: MeasureParams = Field(default_factory=MeasureParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
 
 

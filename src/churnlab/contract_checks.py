@@ -217,6 +217,8 @@ def check_table(
         result.problems += _key_problems(con, name, users, account_key, prepared)
     if name == "subscriptions" and {"account_id", "start_at", "end_at"} <= set(users):
         result.problems += _overlap_problems(con, users, prepared)
+    if name == "treatments" and {"account_id", "campaign_id"} <= set(users):
+        result.problems += _assignment_problems(con, users, prepared)
     counts = row[1 : 1 + len(checks)]
     for check, n in zip(checks, counts, strict=True):
         if n:
@@ -281,6 +283,47 @@ def _overlap_problems(
             examples=examples,
             fix="end each row where the next one of that account and plan starts, or merge "
             "them; give concurrent subscriptions of different products different plan values",
+        )
+    ]
+
+
+def _assignment_problems(
+    con: duckdb.DuckDBPyConnection, users: dict[str, str], prepared: str
+) -> list[Problem]:
+    """Accounts assigned to the same campaign more than once (one GROUP BY pass).
+
+    A campaign's effect is treated minus holdout per account; a second row for the same account
+    and campaign would count the account twice, or in both arms. Every row sharing a pair is
+    counted, as for duplicate account ids.
+    """
+    sql = f"""
+        SELECT CAST(v_account_id AS VARCHAR) AS a, CAST(v_campaign_id AS VARCHAR) AS c,
+               count(*) AS n,
+               count(DISTINCT v_holdout) AS arms
+        FROM ({prepared})
+        WHERE v_account_id IS NOT NULL AND v_campaign_id IS NOT NULL
+        GROUP BY 1, 2 HAVING count(*) > 1"""
+    if "holdout" not in users:
+        sql = sql.replace("count(DISTINCT v_holdout)", "0")
+    n, pairs = con.execute(f"SELECT coalesce(sum(n), 0), count(*) FROM ({sql})").fetchall()[0]
+    if not n:
+        return []
+    rows = con.execute(f"{sql} ORDER BY n DESC, a, c LIMIT {MAX_EXAMPLES}").fetchall()
+    examples = tuple(
+        f"{short(a)!r} in {short(c)!r} ({k:,} rows"
+        + (", both held out and contacted)" if arms > 1 else ")")
+        for a, c, k, arms in rows
+    )
+    return [
+        Problem(
+            "treatments",
+            "campaign_id",
+            f"accounts assigned to the same campaign more than once ({int(pairs):,} account "
+            "and campaign pair" + ("s" if pairs != 1 else "") + ")",
+            rows=int(n),
+            examples=examples,
+            fix="keep one row per account and campaign (the first assignment, with its "
+            "holdout flag); give a campaign that was re-sent a new campaign_id",
         )
     ]
 
@@ -404,6 +447,8 @@ def _checks(name: str, users: dict[str, str], as_of: dt.datetime) -> list[Check]
     checks: list[Check] = []
     for c in users:
         checks += _column_checks(c, table.column(c), users, as_of_sql, as_of_text)
+    if name == "treatments":
+        checks = [_treatment_wording(check, as_of_text) for check in checks]
     checks += _range_checks(name, users)
     for start, end in (("start_at", "end_at"), ("opened_at", "closed_at")):
         if start in users and end in users:
@@ -418,6 +463,25 @@ def _checks(name: str, users: dict[str, str], as_of: dt.datetime) -> list[Check]
                 )
             )
     return checks
+
+
+def _treatment_wording(check: Check, as_of_text: str) -> Check:
+    """The generic null and future checks, worded for campaign assignments."""
+    if check.column == "holdout" and check.what == "missing values (null)":
+        check.what = "missing holdout flag (null): the assignment's arm is unknown"
+        check.fix = (
+            "set holdout to true for accounts deliberately not contacted (the randomised "
+            "control) and false for contacted ones; drop assignments whose arm is unknown "
+            "(they cannot be measured)"
+        )
+    elif check.column == "assigned_at" and check.what.startswith("timestamps after"):
+        check.what = f"assignments after the as-of date {as_of_text}"
+        check.fix = (
+            "record an assignment when its audience is sent, not ahead of it (append the "
+            "treatments.csv that `churnlab score` writes on the send date); correct the time "
+            "zone, or set data.as_of in params.yaml if the data's as-of date is later"
+        )
+    return check
 
 
 def _column_checks(

@@ -2,7 +2,8 @@
 
 Part of the pipeline layer. It reads what ``churnlab score`` wrote for an as-of date (the lists,
 the audiences, drift, drivers, ``run.json``), the champion models' quality figures, the retention
-KPIs of the data and predicted vs realised churn over the training set's cutoffs, and renders them
+KPIs of the data, predicted vs realised churn over the training set's cutoffs and, when ``churnlab
+measure`` has run, the latest campaign measurement at or before the scoring date, and renders them
 with :mod:`churnlab.report`. The page is written under ``reports/`` and logged to the scoring run.
 A piece that is missing (no expansion model, no training set, KPIs of an absent table) is a note
 on the page, never an error.
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from churnlab import backscore, dataset, kpis, report, tracking
+from churnlab import backscore, dataset, kpis, measuring, report, tracking
 from churnlab.bundle import ModelBundle
 from churnlab.config import Params
 from churnlab.errors import ChurnlabError
@@ -155,6 +156,27 @@ def _pvr(params: Params, churn: ModelBundle | None, notes: list[str]) -> pd.Data
     return backscore.predicted_vs_realised(frame, churn)[backscore.PVR_OVERALL]
 
 
+def read_measurement(params: Params, as_of: dt.datetime) -> dict[str, Any] | None:
+    """The latest measurement ``churnlab measure`` wrote at or before ``as_of``, for the report.
+
+    Returns
+    -------
+    dict or None
+        ``campaigns``, ``warnings``, ``pending`` (its tables), ``data_end`` and ``level``; None
+        when there is none.
+    """
+    folder = measuring.latest_measurement(params.measure.out, as_of)
+    if folder is None:
+        return None
+    meta = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
+    tables = {n: _read(folder, n) for n in ("campaigns", "warnings", "pending")}
+    return {
+        **tables,
+        "data_end": pd.Timestamp(meta.get("data_end", folder.name)),
+        "level": float(meta.get("settings", {}).get("level", params.measure.level)),
+    }
+
+
 def build_report(
     params: Params, *, as_of: dt.datetime | None = None, progress: ProgressFn | None = None
 ) -> ReportRun:
@@ -205,6 +227,7 @@ def build_report(
         expansion=expansion_shown,
         audiences=_read(folder, "audience_summary"),
         audience_rows=_read(folder, "audiences"),
+        measurement=read_measurement(params, pd.Timestamp(folder.name).to_pydatetime()),
         notes=tuple(notes),
     )
     path = Path(params.score.out).parent / f"report_{folder.name}.html"

@@ -18,6 +18,8 @@ follow the data contract of DESIGN.md section 3 and the column definitions in
   as-of date; ``end_at`` is not before ``start_at`` (``closed_at`` not before ``opened_at``);
 - value ranges: mrr, seats >= 0, amount >= 0 unless the order's kind is 'refund', NPS 0-10,
   CSAT 1-5; enumerated columns hold known values only.
+- treatments (campaign assignments): one row per account and campaign (every row of a repeated
+  pair is counted), the holdout flag present in every row, no assignment after the as-of date.
 
 Each table is checked in one aggregate pass (one ``count(*) FILTER (WHERE ...)`` per check, the
 account-id lookup as a hash join against the distinct account ids); example rows are fetched only

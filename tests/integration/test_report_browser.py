@@ -20,7 +20,14 @@ import pytest
 
 from churnlab import report
 from churnlab.report import format_money, format_percent, format_points
-from report_fixtures import AWKWARD_NAMES, FEATURES, band_of, full_inputs, sparse_inputs
+from report_fixtures import (
+    AWKWARD_NAMES,
+    FEATURES,
+    band_of,
+    full_inputs,
+    measurement,
+    sparse_inputs,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -444,3 +451,27 @@ def test_the_harness_catches_network_requests_and_console_errors(browser, tmp_pa
             o.assert_clean(tmp_path / "none.png")
     finally:
         o.page.close()
+
+
+def test_campaign_effects_show_in_the_page(browser, tmp_path):
+    inputs = replace(sparse_inputs(), measurement=measurement())
+    path = report.write(inputs, tmp_path / "effects.html")
+    shot = tmp_path / "effects.png"
+    o = open_report(browser, path)
+    page = o.page
+    try:
+        page.click("a[href='#campaign-effects']")
+        table = page.locator("table#campaign-effects-table")
+        assert table.is_visible(), shot
+        assert page.locator("svg[data-testid=chart-campaign-effects] circle").count() == 3, shot
+        harm = table.locator("tr.harms td").first
+        assert harm.text_content() == "upsell <b>&amp; 2024-10-01 *", shot  # escaped, not markup
+        # Harm reads in the page's "bad" colour, the same as negative audience rows.
+        assert harm.evaluate("td => getComputedStyle(td).color") == "rgb(179, 38, 30)", shot
+        assert (
+            "20 held-out accounts" in page.locator("[data-testid=campaign-warnings]").inner_text()
+        )
+        page.screenshot(path=str(shot), full_page=True)
+        o.assert_clean(shot)
+    finally:
+        page.close()

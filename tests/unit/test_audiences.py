@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from churnlab import audiences
+from churnlab import audiences, knapsack
 from churnlab.audiences import Campaign
 from churnlab.errors import ChurnlabError
 
@@ -473,7 +473,7 @@ def test_fallback_when_the_core_is_too_big_stays_within_budget_and_reports_its_g
 ) -> None:
     pairs, budget = big_pairs(400, 5)
     exact = audiences.select(pairs, budget)
-    monkeypatch.setattr(audiences, "_CORE_VARS", 0)
+    monkeypatch.setattr(knapsack, "_CORE_VARS", 0)
     sel = audiences.select(pairs, budget)
     check_selection(pairs, budget, sel)
     assert (sel.method, sel.status) == ("lp-rounding", "feasible")

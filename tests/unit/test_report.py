@@ -24,7 +24,7 @@ from churnlab.report import (
     format_percent,
     format_points,
 )
-from report_fixtures import AWKWARD_NAMES, full_inputs, sparse_inputs
+from report_fixtures import AWKWARD_NAMES, full_inputs, measurement, sparse_inputs
 
 BARE = {"title": "t", "as_of": dt.date(2025, 3, 1), "generated_at": dt.datetime(2025, 3, 2, 8)}
 
@@ -419,3 +419,87 @@ def test_odd_dtypes_and_a_small_page():
     body = page.split('<table class="data" id="at-risk"', 1)[1].split("</table>", 1)[0]
     assert body.count('<tr class="row"') == 2 and "showing 1\u20132 of 3" in page
     assert "&lt;$&gt;1.2k" in body and "<$>" not in page
+
+
+# ------------------------------------------------------------------------ campaign effects
+
+
+def _section(page: str) -> str:
+    start = page.index('<section id="campaign-effects"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_without_a_measurement_the_campaign_section_says_how_to_get_one():
+    page = report.render(ReportInputs(**BARE))
+    section = _section(page)
+    assert 'data-testid="note-campaign-effects"' in section
+    assert "run churnlab measure once their outcome windows have closed" in section
+    assert '<a href="#campaign-effects">Campaign effects</a>' in page
+    assert "campaign-effects-table" not in section
+
+
+def test_campaign_effects_table_forest_warnings_and_pending():
+    m = measurement()
+    section = _section(report.render(ReportInputs(**BARE, measurement=m, currency="$")))
+    assert "(data end 2025-03-01)" in section and "95% interval" in section
+    rows = section.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")[:-1]
+    assert len(rows) == 3
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows]
+    assert cells[0] == [
+        "csm-save-call-2024-10-01", "retention", "900", "100", "churn rate", "8.0%", "14.0%",
+        "-6.0", "-12.1 to -1.0", "helps: lowered churn", "$64.8k", "$135k",
+    ]  # fmt: skip
+    # Escaped id, starred for its warning; a harmful effect is said and coloured as harm.
+    assert cells[1][0] == "upsell &lt;b&gt;&amp;amp; 2024-10-01 *"
+    assert cells[1][4:10] == [
+        "expansion rate", "5.0%", "25.0%", "-20.0", "-42.0 to -3.1", "harms: lowered expansion"
+    ]  # fmt: skip
+    assert rows[1].startswith('<tr class="harms">') and rows[0].startswith('<tr class="helps">')
+    assert cells[2][7:10] == ["+0.6", "-6.0 to +5.0", "no detectable effect"]
+    assert section.count("<circle") == 3  # one estimate per measured campaign
+    warn = section.split('data-testid="campaign-warnings"')[1]
+    assert "20 held-out accounts (need at least 30)" in warn
+    assert "a warning on the other outcome" not in section  # the campaign's own outcome only
+    pend = section.split('data-testid="campaign-pending"')[1]
+    assert "training-session-2025-02-01, 250 accounts: outcome window closes 2025-05-02" in pend
+
+
+def test_a_measurement_with_no_complete_campaign_is_a_note_with_the_pending_ones():
+    m = measurement() | {"campaigns": measurement()["campaigns"].iloc[:0]}
+    section = _section(report.render(ReportInputs(**BARE, measurement=m)))
+    assert "No campaign has a complete outcome window yet (data end 2025-03-01)." in section
+    assert 'data-testid="campaign-pending"' in section
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"campaigns": None}, "needs 'campaigns'"),
+        ({"campaigns": pd.DataFrame(), "effects": pd.DataFrame()}, "unknown keys"),
+        ({"campaigns": pd.DataFrame(), "pending": [1]}, r"measurement\['pending'\] must be"),
+        ("not a mapping", "must be a mapping"),
+    ],
+)
+def test_malformed_measurements_are_refused(bad, message):
+    with pytest.raises(ReportError, match=message):
+        ReportInputs(**BARE, measurement=bad)
+
+
+def test_the_report_reads_the_latest_measurement_up_to_its_scoring(tmp_path):
+    from churnlab import reporting
+    from churnlab.config import Params
+
+    params = Params.model_validate({"measure": {"out": str(tmp_path / "m")}})
+    assert reporting.read_measurement(params, dt.datetime(2025, 3, 1)) is None
+    for day, n in (("2025-01-01", 1), ("2025-03-01", 2), ("2025-04-01", 3)):
+        folder = tmp_path / "m" / day
+        folder.mkdir(parents=True)
+        measurement()["campaigns"].head(n).to_csv(folder / "campaigns.csv", index=False)
+        for name in ("warnings", "pending"):
+            measurement()[name].to_csv(folder / f"{name}.csv", index=False)
+        (folder / "run.json").write_text(f'{{"data_end": "{day}", "settings": {{"level": 0.9}}}}')
+    got = reporting.read_measurement(params, dt.datetime(2025, 3, 1))
+    assert got is not None and len(got["campaigns"]) == 2
+    assert (got["data_end"], got["level"]) == (pd.Timestamp("2025-03-01"), 0.9)
+    section = _section(report.render(ReportInputs(**BARE, measurement=got)))
+    assert "90% interval" in section and section.count("<circle") == 2
