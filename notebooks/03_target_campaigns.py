@@ -118,7 +118,8 @@ run.audience_summary.round(0)
 # %% [markdown]
 # What does more budget buy? The same choice for a range of budgets, up to the spend at which
 # every account with a positive expected net value is contacted (beyond that, more budget buys
-# nothing). Holdouts are not contacted, so the value of the contacts is 10% below the plan.
+# nothing). Holdouts are not contacted, so the value of the contacts is about 10% below the
+# plan.
 
 # %%
 campaigns = [audiences.Campaign(**c.model_dump()) for c in params.score.campaigns]
@@ -149,6 +150,7 @@ ax.plot(sweep["budget"], sweep["net value of the contacts"], marker="o",
         label="contacted (holdouts excluded)")
 ax.axvline(params.score.budget, color="grey", linestyle=":", label="score.budget")
 ax.set(xlabel="budget", ylabel="expected net value", title="what each budget buys")
+ax.set_ylim(bottom=0)
 ax.legend()
 plt.show()
 
@@ -191,17 +193,22 @@ for (name, kind), group in chosen.groupby(["campaign", "kind"]):
         "assumed effect on churn": -rate * base if retention else float("nan"),
         "minimum detectable effect": effects.minimum_detectable_effect(
             n_t, n_c, base, alternative="decrease") if retention and n_c else float("nan"),
-        "audience needed for a 5-point effect": effects.required_sample_size(
-            base, -0.05, holdout_share=params.score.holdout_share).n_total
-            if retention and base > 0.05 else float("nan"),
+        "audience needed for the assumed effect": effects.required_sample_size(
+            base, -rate * base, holdout_share=params.score.holdout_share).n_total
+            if retention else float("nan"),
+        "warning": effects.too_small(n_c, round(n_c * base)) if retention else None,
     })
 pd.DataFrame(power).round(3)
 
 # %% [markdown]
 # When the minimum detectable effect is larger (more negative) than the assumed one, the
 # holdout cannot confirm the plan at this size: after the horizon the interval will most likely
-# include 0 whatever the campaign did. The remedies are a larger audience (the last column), a
-# larger holdout share, or pooling several rounds of the same campaign before reading it.
+# include 0 whatever the campaign did. The warning column applies churnlab's own rule (fewer than
+# 30 held-out accounts or 5 expected churn events in the holdout). At `score.budget` the
+# retention campaigns go to the few accounts where a contact is worth most, so their holdouts
+# are small; the remedies are a larger audience (the audience-needed column), a larger holdout
+# share, or pooling several rounds of the same campaign before reading it. Upsell campaigns are
+# read the same way, on the expansion rate.
 #
 # To measure it later, the audiences go back into the data as the contract's `treatments`
 # table, one row per assignment:

@@ -68,7 +68,14 @@ def _kernel(tmp: Path) -> AsyncKernelManager:
         json.dumps({"argv": argv, "display_name": "churnlab tests", "language": "python"})
     )
     specs = KernelSpecManager(kernel_dirs=[str(spec.parent)], ensure_native_kernel=False)
-    return AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
+    # Unix sockets in tmp, not TCP ports: the kernel talks to nothing but this process.
+    return AsyncKernelManager(
+        kernel_name=KERNEL,
+        kernel_spec_manager=specs,
+        transport="ipc",
+        ip=str(tmp / "kernel-ipc"),
+        connection_file=str(tmp / "kernel-connection.json"),
+    )
 
 
 def _kernel_env() -> dict[str, str]:
@@ -114,7 +121,7 @@ def test_notebook_runs_small(name: str, tmp_path: Path) -> None:
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     started = time.perf_counter()
-    client.execute(env=_kernel_env())
+    client.execute(env=_kernel_env(), cleanup_kc=True)  # and stop the kernel: we made its manager
     print(f"{name}: executed in {time.perf_counter() - started:.1f} s")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
