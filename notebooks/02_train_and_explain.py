@@ -118,7 +118,9 @@ comparison.set_index(["task", "scorer"]).sort_index(level="task", sort_remaining
 # the next 90 days. LightGBM should be close to it and ahead of the logistic regression, which
 # misses the thresholds and interactions the generator plants (seat use below 30%, repeated failed
 # payments). The oracle's own ECE is the noise floor of calibration error on this many test rows:
-# a model cannot be judged better calibrated than that.
+# a model cannot be judged better calibrated than that. At the default size the table is the
+# README's: churn ROC-AUC 0.815 against the oracle's 0.833 and the logistic regression's 0.801,
+# expansion 0.816 against 0.830 and 0.809, ECE 0.010 and 0.013.
 
 # %% [markdown]
 # ## Calibration

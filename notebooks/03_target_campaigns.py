@@ -85,9 +85,11 @@ run.at_risk.groupby("risk_band").agg(
 ).round(3)
 
 # %% [markdown]
-# The list is sorted by revenue at risk, not by probability: a large account at 30% risk can
-# come before a small one at 70%. The play follows the driver group of the largest reason
-# (`score.plays` in `params.yaml`); how often each play comes up:
+# The list is sorted by revenue at risk, not by probability: a large account at low risk can
+# come before a small one at high risk. For an account near the base rate the largest reason is
+# worth a fraction of a point and says little; the reasons matter in the high and medium bands.
+# The play follows the driver group of the largest reason (`score.plays` in `params.yaml`, with
+# `score.seat_play` for low seat use); how often each comes up in those two bands:
 
 # %%
 run.at_risk.loc[run.at_risk["risk_band"] != "low", "play"].value_counts()
