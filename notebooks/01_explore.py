@@ -46,7 +46,10 @@ shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 os.chdir(WORK)  # every relative path in params (data/, reports/, ...) now lands in WORK
 
-params = parse_params({"synth": {"accounts": ACCOUNTS, "months": MONTHS}})
+params = parse_params({
+    "synth": {"accounts": ACCOUNTS, "months": MONTHS},
+    "tracking": {"uri": f"sqlite:///{WORK / 'mlflow.db'}"},  # unused here; never the repo's store
+})
 pd.set_option("display.max_colwidth", 120)
 
 # %% [markdown]
