@@ -20,8 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from churnlab import btyd
 from churnlab.calibration import Calibrator, fit_calibrator
-from churnlab.manifest import ACTIVITY_MEASURES, RECENCY_MEASURES, Feature
+from churnlab.errors import ChurnlabError
+from churnlab.manifest import ACTIVITY_MEASURES, RECENCY_MEASURES, Feature, Manifest
 
 
 def fit_logreg_baseline(X: pd.DataFrame, y: np.ndarray, categorical: list[str]) -> Pipeline:
@@ -160,3 +162,27 @@ def _heuristic(X: pd.DataFrame, task: str, chosen: dict[str, str | None]) -> np.
     if not parts:
         return np.zeros(n)
     return np.asarray(np.mean(parts, axis=0), dtype=float)
+
+
+def btyd_baseline(
+    train_rows: pd.DataFrame, test_rows: pd.DataFrame, task: str, manifest: Manifest
+) -> np.ndarray | None:
+    """Orders-only churn: a BG/NBD model's P(no purchase in the horizon) for the test rows.
+
+    Fitted by maximum likelihood on the training cutoffs' purchase histories only (rows
+    without an order before their cutoff are left out of the fit; they score as missing
+    history, the population's mean).
+    """
+    cols = ("btyd_frequency", "btyd_recency", "btyd_T")
+    if task != "churn" or manifest.mode != "orders" or any(c not in test_rows for c in cols):
+        return None
+    fit_rows = train_rows.dropna(subset=list(cols))
+    try:
+        params = btyd.fit(*(fit_rows[c].to_numpy(dtype=float) for c in cols))
+    except ChurnlabError:
+        return None  # too little history for a fit: the baseline is left out, not faked
+    rfm = test_rows[["account_id", "cutoff", *cols]].rename(
+        columns={"btyd_frequency": "frequency", "btyd_recency": "recency", "btyd_T": "T"}
+    )
+    p = btyd.score_at_cutoffs(params, rfm, manifest.window.days)["p_churn"].to_numpy(dtype=float)
+    return np.where(np.isfinite(p), p, np.nanmean(p))

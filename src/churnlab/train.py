@@ -8,10 +8,11 @@ cutoff whose label window ends by the validation cutoff. That purge (``train.pur
 label used for fitting comes from after the cutoff it is evaluated at, as in production, where a
 model scored at date T can only have learnt from windows that closed by T.
 
-LightGBM parameters are passed through from params.yaml (``train.lightgbm``), with early stopping
-on the validation cutoff. Probabilities are calibrated on the validation cutoff (isotonic or Platt
-on the booster's log-odds, picked by cross-fitted validation log loss); LightGBM's is_unbalance
-and scale_pos_weight are refused because they distort probabilities.
+Fitting (:mod:`churnlab.fitting`): LightGBM parameters are passed through from params.yaml
+(``train.lightgbm``), with early stopping on the validation cutoff. Probabilities are calibrated
+on the validation cutoff (isotonic or Platt on the booster's log-odds, picked by cross-fitted
+validation log loss; season-aware models scale around the calendar month's base rate);
+LightGBM's is_unbalance and scale_pos_weight are refused because they distort probabilities.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from churnlab import btyd, drift, evaluate, season
+from churnlab import drift, evaluate
 from churnlab.baselines import (
+    btyd_baseline,
     calibrate_logreg,
     fit_logreg_baseline,
     heuristic_direction,
@@ -39,39 +40,14 @@ from churnlab.bundle import ModelBundle
 
 # Calibrator is importable from here too: bundles pickled before calibration had its own
 # module refer to churnlab.train.Calibrator.
-from churnlab.calibration import (
-    Calibrator,
-    cross_fitted,
-    fit_calibrator,
-    fit_offset_platt,
-    row_log_loss,
-)
-from churnlab.config import ConfigError, Horizon, TrainParams, parse_horizon
+from churnlab.calibration import Calibrator, fit_calibrator  # noqa: F401
+from churnlab.config import Horizon, TrainParams, parse_horizon
 from churnlab.errors import ChurnlabError
+from churnlab.fitting import fit_amount, fit_with_season, lightgbm_params
 from churnlab.manifest import Feature, Manifest
 from churnlab.runlog import RunLog
 from churnlab.schema import LABEL_COLUMNS, TASK_VALUE, TASKS
 
-# LightGBM names (and aliases) that re-weight classes and so distort probabilities.
-_FORBIDDEN = {
-    "is_unbalance": "is_unbalance",
-    "unbalance": "is_unbalance",
-    "unbalanced_sets": "is_unbalance",
-    "scale_pos_weight": "scale_pos_weight",
-}
-_ROUNDS_ALIASES = (
-    "n_estimators",
-    "num_iterations",
-    "num_iteration",
-    "n_iter",
-    "num_tree",
-    "num_trees",
-    "num_round",
-    "num_rounds",
-    "nrounds",
-    "num_boost_round",
-    "max_iter",
-)
 _PROB_CLIP = 1e-4
 ProgressFn = Callable[[str], None]
 
@@ -218,38 +194,6 @@ def canonical_order(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- params
 
 
-def lightgbm_params(train: TrainParams) -> tuple[dict[str, Any], int]:
-    """LightGBM parameters passed through from params.yaml, and the boosting rounds.
-
-    Raises
-    ------
-    ConfigError
-        If ``train.lightgbm`` asks for class re-weighting (is_unbalance, scale_pos_weight) or a
-        non-binary objective.
-    """
-    params = dict(train.lightgbm)
-    for key in params:
-        if key in _FORBIDDEN:
-            raise ConfigError(
-                f"params.yaml: train.lightgbm.{key}: not allowed: {_FORBIDDEN[key]} distorts "
-                "the probabilities that expected values are built on; churnlab calibrates on "
-                "the validation cutoff instead, so remove the key"
-            )
-    objective = params.get("objective", "binary")
-    if objective not in ("binary", "cross_entropy", "xentropy"):
-        raise ConfigError(
-            f"params.yaml: train.lightgbm.objective: {objective!r} is not a binary objective; "
-            "use objective: binary"
-        )
-    rounds = 100
-    for alias in _ROUNDS_ALIASES:
-        if alias in params:
-            rounds = int(params.pop(alias))
-    params.setdefault("objective", "binary")
-    params.setdefault("verbose", -1)
-    return params, rounds
-
-
 def model_features(frame: pd.DataFrame, manifest: Manifest) -> list[Feature]:
     """The explicit feature list from the manifest, checked against the frame."""
     feats = list(manifest.features)
@@ -293,38 +237,6 @@ class TaskResult:
     heuristic: dict[str, str | None]
     logreg: Pipeline
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _fit_booster(
-    params: TrainParams,
-    X_train: pd.DataFrame,
-    y_train: np.ndarray,
-    X_valid: pd.DataFrame,
-    y_valid: np.ndarray,
-    init: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[lgb.Booster, int]:
-    """LightGBM with early stopping on the validation rows, cut to its best iteration.
-
-    ``init`` gives the train and validation rows' fixed log-odds offsets (season offsets); the
-    booster then learns what the features add to them and boosting from the average is off.
-    """
-    lgb_params, rounds = lightgbm_params(params)
-    init_train, init_valid = init if init is not None else (None, None)
-    dtrain = lgb.Dataset(
-        X_train, y_train, feature_name=list(X_train.columns), free_raw_data=False,
-        init_score=init_train,
-    )  # fmt: skip
-    dvalid = lgb.Dataset(X_valid, y_valid, reference=dtrain, init_score=init_valid)
-    booster = lgb.train(
-        lgb_params,
-        dtrain,
-        num_boost_round=rounds,
-        valid_sets=[dvalid],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), int(best)
 
 
 def _metrics(
@@ -394,9 +306,10 @@ def train_task(
     y_train, y_valid, y_test = (
         p[task].to_numpy(dtype=float) for p in (split.train, split.valid, split.test)
     )
-    fit = _fit_with_season(params, split, task, bundle, (X_train, X_valid), (y_train, y_valid))
-    best, margin_valid, cal_info = fit.best, fit.margin_valid, fit.cal_info
-    calibrator = bundle.calibrator
+    fit = fit_with_season(
+        params, split.train, split.valid, task, bundle, (X_train, X_valid), (y_train, y_valid)
+    )
+    best, cal_info = fit.best, fit.cal_info
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
@@ -404,20 +317,22 @@ def train_task(
     chosen = heuristic_features(feats)
     reverse = heuristic_direction(X_valid, y_valid, task, chosen)
     scores = {
-        "test": calibrator.predict(bundle.margin(split.test)),
+        "test": bundle.predict(split.test),
         "logreg": logreg_scores(logreg, X_test, categorical, logreg_cal),
         "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
-    btyd_scores = _btyd_baseline(split, task, manifest)
+    btyd_scores = btyd_baseline(split.train, split.test, task, manifest)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
-    metrics = _metrics(test, y_test, scores, value, y_valid, calibrator.predict(margin_valid))
+    metrics = _metrics(test, y_test, scores, value, y_valid, bundle.predict(split.valid))
     if btyd_scores is not None:
         m = evaluate.score_metrics(y_test, btyd_scores, value=value)
         metrics |= {f"baseline_btyd.{k}": v for k, v in m.items()}
     if task == "expansion":
-        metrics |= _fit_amount(params, bundle, split, (X_train, X_valid, X_test))
+        metrics |= fit_amount(
+            params, bundle, (split.train, split.valid, split.test), (X_train, X_valid, X_test)
+        )
     metrics |= {
         "model.best_iteration": float(best),
         "model.num_features": float(len(feats)),
@@ -425,28 +340,14 @@ def train_task(
     }
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
     metrics |= fit.season_metrics
-    bundle.info = _fit_info(task, split, best, manifest.horizon_days, cal_info, metrics)
+    bundle.info = _fit_info(task, split, best, manifest, cal_info, metrics)
     bundle.info["season"] = fit.season_note
-    # Scoring rebuilds features with exactly these settings (windows, event types, mode).
-    bundle.info["dataset"] = {**manifest.params, "mode": manifest.mode}
-    bundle.info["event_types"] = list(manifest.event_types)
     bundle.info["profile"] = drift.profile(X_train)  # the training rows, for drift at scoring
     curve = evaluate.calibration_table(y_test, scores["test"])
     bundle.info["calibration_curve"] = curve.rename(
         columns={"mean_p": "mean_predicted", "rate": "realised"}
     ).to_dict("list")
-    predictions = pd.DataFrame(
-        {
-            "account_id": split.test["account_id"].astype(str).to_numpy(),
-            "cutoff": split.test["cutoff"].to_numpy(),
-            "y": y_test,
-            "p": scores["test"],
-            "p_logreg": scores["logreg"],
-            "heuristic": scores["heuristic"],
-            "value": value,
-        },
-        index=split.test.index,
-    )
+    predictions = _predictions(split.test, y_test, scores, value)
     direction = "reversed on the validation cutoff" if reverse else "as designed"
     return TaskResult(
         task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
@@ -455,120 +356,6 @@ def train_task(
             "season": fit.season_note, "per_cutoff": per_cutoff_calibration(bundle, split, task),
         },
     )  # fmt: skip
-
-
-@dataclass
-class _Fit:
-    best: int
-    margin_valid: np.ndarray
-    cal_info: dict[str, Any]
-    season_note: str
-    season_metrics: dict[str, float]
-
-
-def _fit_calibrated(
-    params: TrainParams,
-    bundle: ModelBundle,
-    X: tuple[pd.DataFrame, pd.DataFrame],
-    y: tuple[np.ndarray, np.ndarray],
-    offsets: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[lgb.Booster, int, np.ndarray, Calibrator, dict[str, Any]]:
-    booster, best = _fit_booster(params, X[0], y[0], X[1], y[1], init=offsets)
-    margin_valid = np.asarray(booster.predict(X[1], raw_score=True), dtype=float)
-    seed = int(params.lightgbm.get("seed", 0))
-    if offsets is None:
-        calibrator, cal_info = fit_calibrator(margin_valid, y[1], params.calibration, seed=seed)
-        return booster, best, margin_valid, calibrator, cal_info
-    margin_valid = margin_valid + offsets[1]
-    calibrator = fit_offset_platt(margin_valid, offsets[1], y[1])
-    oof = cross_fitted(margin_valid, y[1], "sigmoid", seed=seed, offset=offsets[1])
-    cal_info = {
-        "calibration.cv_log_loss_uncalibrated": float(
-            row_log_loss(y[1], 1 / (1 + np.exp(-margin_valid))).mean()
-        ),
-        "calibration.cv_log_loss_sigmoid": float(row_log_loss(y[1], oof).mean()),
-        "calibration.method": "sigmoid",
-        "calibration.choice": "scaling around the month's base rate (season-aware model)",
-    }
-    return booster, best, margin_valid, calibrator, cal_info
-
-
-SEASON_Z = 2.0
-"""Season offsets are kept when they lower the validation log loss by this many standard errors."""
-
-
-def _valid_losses(
-    params: TrainParams,
-    margin: np.ndarray,
-    y: np.ndarray,
-    cal_info: dict[str, Any],
-    offset: np.ndarray | None = None,
-) -> np.ndarray:
-    """Per-row cross-fitted log loss on the validation rows, with the calibration chosen."""
-    seed = int(params.lightgbm.get("seed", 0))
-    method = str(cal_info["calibration.method"])
-    return row_log_loss(y, cross_fitted(margin, y, method, seed=seed, offset=offset))
-
-
-def _fit_with_season(
-    params: TrainParams,
-    split: Split,
-    task: str,
-    bundle: ModelBundle,
-    X: tuple[pd.DataFrame, pd.DataFrame],
-    y: tuple[np.ndarray, np.ndarray],
-) -> _Fit:
-    """Fit booster and calibrator, with season offsets when they help on the validation cutoff.
-
-    ``train.season: auto`` fits both a plain and a season-aware model when the training cutoffs
-    cover every calendar month, and keeps the season-aware one only if its cross-fitted,
-    calibrated validation log loss is lower by more than :data:`SEASON_Z` standard errors of the
-    paired per-row difference; ``on`` keeps it whenever it can be fitted; ``off``
-    never fits it. The reason is stored in the bundle and logged.
-    """
-    booster, best, margin_valid, calibrator, cal_info = _fit_calibrated(params, bundle, X, y, None)
-    metrics: dict[str, float] = {}
-    problem = season.coverage_problem(split.train)
-    if params.season == "off":
-        note = "off (train.season: off)"
-    elif problem is not None:
-        note = f"off: {problem}"
-    elif params.calibration == "isotonic":
-        note = "off: isotonic calibration (train.calibration) cannot carry a month's offset"
-    else:
-        table = season.offsets(split.train, task)
-        offsets = (
-            season.offset_of(table, split.train["cutoff"]),
-            season.offset_of(table, split.valid["cutoff"]),
-        )
-        s_fit = _fit_calibrated(params, bundle, X, y, offsets)
-        loss_plain = _valid_losses(params, margin_valid, y[1], cal_info)
-        loss_season = _valid_losses(params, s_fit[2], y[1], s_fit[4], offsets[1])
-        plain, seasonal = float(loss_plain.mean()), float(loss_season.mean())
-        gain = loss_plain - loss_season
-        z = float(gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))) if gain.std() > 0 else 0.0
-        metrics = {
-            "season.valid_log_loss_plain": plain,
-            "season.valid_log_loss": seasonal,
-            "season.valid_gain_z": z,
-        }
-        if params.season == "on" or z > -SEASON_Z:
-            booster, best, margin_valid, calibrator, cal_info = s_fit
-            bundle.season = table
-            note = (
-                "on: the calendar month's base rate is the starting point (validation log loss "
-                f"{seasonal:.4f} against {plain:.4f} without)"
-                if params.season == "auto"
-                else "on (train.season: on)"
-            )
-        else:
-            note = (
-                f"off: clearly worse on the validation cutoff (log loss {seasonal:.4f} with the "
-                f"calendar month's base rate, {plain:.4f} without, {-z:.1f} standard errors)"
-            )
-    metrics["season.used"] = float(bundle.season is not None)
-    bundle.booster, bundle.calibrator = booster, calibrator
-    return _Fit(best, margin_valid, cal_info, note, metrics)
 
 
 def per_cutoff_calibration(bundle: ModelBundle, split: Split, task: str) -> pd.DataFrame:
@@ -591,89 +378,48 @@ def per_cutoff_calibration(bundle: ModelBundle, split: Split, task: str) -> pd.D
     return out.reset_index(drop=True)
 
 
-def _btyd_baseline(split: Split, task: str, manifest: Manifest) -> np.ndarray | None:
-    """Orders-only churn: a BG/NBD model's P(no purchase in the horizon) for the test rows.
-
-    Fitted by maximum likelihood on the training cutoffs' purchase histories only (rows
-    without an order before their cutoff are left out of the fit; they score as missing
-    history, the population's mean).
-    """
-    cols = ("btyd_frequency", "btyd_recency", "btyd_T")
-    if task != "churn" or manifest.mode != "orders" or any(c not in split.test for c in cols):
-        return None
-    fit_rows = split.train.dropna(subset=list(cols))
-    try:
-        params = btyd.fit(*(fit_rows[c].to_numpy(dtype=float) for c in cols))
-    except ChurnlabError:
-        return None  # too little history for a fit: the baseline is left out, not faked
-    rfm = split.test[["account_id", "cutoff", *cols]].rename(
-        columns={"btyd_frequency": "frequency", "btyd_recency": "recency", "btyd_T": "T"}
+def _predictions(
+    test: pd.DataFrame, y: np.ndarray, scores: dict[str, np.ndarray], value: np.ndarray
+) -> pd.DataFrame:
+    """The test rows' labels and the scores of the model and both baselines."""
+    return pd.DataFrame(
+        {
+            "account_id": test["account_id"].astype(str).to_numpy(),
+            "cutoff": test["cutoff"].to_numpy(),
+            "y": y,
+            "p": scores["test"],
+            "p_logreg": scores["logreg"],
+            "heuristic": scores["heuristic"],
+            "value": value,
+        },
+        index=test.index,
     )
-    p = btyd.score_at_cutoffs(params, rfm, manifest.window.days)["p_churn"].to_numpy(dtype=float)
-    return np.where(np.isfinite(p), p, np.nanmean(p))
-
-
-def _fit_amount(
-    params: TrainParams,
-    bundle: ModelBundle,
-    split: Split,
-    X: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
-) -> dict[str, float]:
-    """The expected amount given expansion: a LightGBM regressor on the positive rows.
-
-    Fitted on the training cutoffs' positive rows (mean squared error, so that it estimates
-    the mean amount), stopped early on the validation cutoff's, evaluated on the test cutoff's
-    positives by mean absolute error against the training positives' median. Probability x this
-    amount is the expected expansion value.
-    """
-    rows = []
-    for part, matrix in zip((split.train, split.valid, split.test), X, strict=True):
-        pos = part["expansion"].to_numpy(dtype=float) == 1
-        amount = part["expansion_amount"].to_numpy(dtype=float)
-        keep = pos & np.isfinite(amount)
-        rows.append((matrix[keep], amount[keep]))
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = rows
-    if len(y_tr) < 20 or len(y_va) < 5:
-        return {"test.amount_rows": float(len(y_te))}
-    lgb_params, rounds = lightgbm_params(params)
-    lgb_params.update({"objective": "regression", "metric": "l2"})
-    lgb_params["min_child_samples"] = min(int(lgb_params.get("min_child_samples", 20)), 20)
-    dtrain = lgb.Dataset(x_tr, y_tr, free_raw_data=False)
-    booster = lgb.train(
-        lgb_params,
-        dtrain,
-        num_boost_round=rounds,
-        valid_sets=[lgb.Dataset(x_va, y_va, reference=dtrain)],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    bundle.amount_booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    out = {"test.amount_rows": float(len(y_te))}
-    if len(y_te):
-        pred = np.asarray(bundle.amount_booster.predict(x_te), dtype=float)
-        out["test.amount_mae"] = float(np.mean(np.abs(pred - y_te)))
-        out["baseline_median.amount_mae"] = float(np.mean(np.abs(np.median(y_tr) - y_te)))
-    return out
 
 
 def _fit_info(
     task: str,
     split: Split,
     best: int,
-    horizon_days: int,
+    manifest: Manifest,
     cal_info: dict[str, Any],
     metrics: dict[str, float],
 ) -> dict[str, Any]:
-    """Facts about the fit, stored in the bundle (cutoffs, trees, calibration, metrics)."""
+    """Facts about the fit, stored in the bundle (cutoffs, trees, calibration, metrics).
+
+    Scoring rebuilds features with exactly the stored dataset settings (windows, event types,
+    mode).
+    """
     return {
         "task": task,
         "train_cutoffs": [str(c.date()) for c in split.train_cutoffs],
         "valid_cutoff": str(split.valid_cutoff.date()),
         "test_cutoff": str(split.test_cutoff.date()),
         "best_iteration": best,
-        "horizon_days": horizon_days,
+        "horizon_days": manifest.horizon_days,
         "calibration": cal_info,
         "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+        "dataset": {**manifest.params, "mode": manifest.mode},
+        "event_types": list(manifest.event_types),
     }
 
 
