@@ -367,6 +367,7 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
         "run_id": cid,
         "metrics": result.metrics,
         "calibration": result.calibration["calibration.method"],
+        "season": "on" if result.bundle.season is not None else "off",
         "test_cutoff": str(result.split.test_cutoff.date()),
         **decision,
     }

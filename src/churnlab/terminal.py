@@ -242,6 +242,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         m = info["metrics"]
         lines.append(
             f"{task}: test cutoff {info['test_cutoff']}, calibration {info['calibration']}, "
+            f"season {info.get('season', 'off')}, "
             f"registered {info['model_name']} v{info['version']} as {info['decision']} "
             f"({info['reason']})"
         )
