@@ -120,7 +120,8 @@ def test_long_windows_default_yaml_lists_and_stored_json() -> None:
         ),
         (  # the default long windows against longer windows: the message says what to set
             {"windows": [7, 30, 200]},
-            r"long_windows.orders: \[180\] is not longer .* \(200 days\).* e.g. \{orders: \[400\]\}",
+            r"long_windows.orders: \[180\] is not longer .* \(200 days\).* e.g. "
+            r"\{orders: \[400\]\}",
         ),
         (
             {"long_windows": {"orders": [0, 180]}},
@@ -145,3 +146,16 @@ def test_bad_long_windows_name_the_key(dataset, expected) -> None:
         parse_params({"dataset": dataset}, Path("my.yaml"))
     assert "Value error" not in str(err.value)
 
+
+def test_long_window_tables_are_the_tables_with_long_window_specs() -> None:
+    from churnlab.config import LONG_WINDOW_TABLES
+    from churnlab.feature_specs import FAMILIES, LONG, LONG_PAIRS, SOURCES
+
+    declared = {
+        SOURCES[s.source].table
+        for f in FAMILIES
+        for b in f.blocks
+        for s in b.specs
+        if s.windows in (LONG, LONG_PAIRS)
+    }
+    assert declared == set(LONG_WINDOW_TABLES)
