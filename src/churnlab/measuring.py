@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlab import audiences, measure, tracking, uplift
+from churnlab import audiences, measure, measure_outputs, tracking, uplift
 from churnlab.atomic import atomic_dir
 from churnlab.config import MeasureParams, Params, flatten
 from churnlab.load import data_end, load
@@ -194,7 +194,7 @@ def _write(result: measure.Measurement, folder: Path, meta: dict[str, Any]) -> l
     with atomic_dir(folder) as tmp:
         for name in TABLES:
             getattr(result, name).to_csv(tmp / f"{name}.csv", index=False)
-        plots = measure.plot(result, tmp / "plots")
+        plots = measure_outputs.plot(result, tmp / "plots")
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return [folder / "plots" / p.name for p in plots]
 
@@ -282,7 +282,7 @@ def measure_campaigns(
                 metrics={f"measure.seconds.{k}": v for k, v in timings.items()},
             )
         )
-        tracking.log(measure.run_log(result, plots))
+        tracking.log(measure_outputs.run_log(result, plots))
     return MeasureRun(result, folder, run_id, tuple(used), timings)
 
 

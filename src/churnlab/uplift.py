@@ -24,7 +24,7 @@ learners that are a few dozen lines here.
 Features are the training set's point-in-time features (:func:`churnlab.features.compute`) at
 ``cutoff = assigned_at`` floored to midnight (UTC): the feature SQL buckets rows by whole days, so
 cutoffs must be midnights, and rows between midnight and the assignment are left out (never
-anything after it). Outcomes are the training churn label (:func:`churnlab.measure.
+anything after it). Outcomes are the training churn label (:func:`churnlab.assignments.
 assignment_outcomes`). Fit on campaigns whose outcome windows closed before the campaign
 evaluated on or targeted (:func:`time_split`), never on a random split.
 
@@ -55,10 +55,10 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from churnlab import effects, features
+from churnlab.assignments import assignment_outcomes
 from churnlab.config import DatasetParams
 from churnlab.errors import ChurnlabError
 from churnlab.manifest import Feature
-from churnlab.measure import assignment_outcomes
 
 # Chosen on the synthetic world (seed 42, 10,000-60,000 accounts; see the README): shallow,
 # slow trees; deeper or faster ones fit the outcome noise of a few hundred held-out accounts.
@@ -262,7 +262,7 @@ def training_rows(
     Returns
     -------
     (DataFrame, list of Feature)
-        One row per assignment: :func:`churnlab.measure.assignment_outcomes`'s columns,
+        One row per assignment: :func:`churnlab.assignments.assignment_outcomes`'s columns,
         ``treated`` (not held out), ``campaign_kind`` and ``campaign_channel`` (copies of the
         treatments' ``kind`` and ``channel``, see :func:`campaign_features`), ``cutoff`` and the
         features; and the feature definitions (account features only).
