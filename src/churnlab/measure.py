@@ -48,7 +48,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlab import effects
+from churnlab import effects, uplift_curves
 
 # The assignments' outcomes and the stage's error live in churnlab.assignments (uplift reads the
 # same rows); they are re-exported here, where callers measuring campaigns look for them.
@@ -229,10 +229,10 @@ class Measurement:
         the current group sizes and the accounts a test of ``detectable_diff`` needs.
     qini : DataFrame
         Qini curve points of the targeting score per campaign (``campaign_id``, ``outcome``, then
-        :func:`churnlab.effects.qini_curve`'s columns); empty without a score.
+        :func:`churnlab.uplift_curves.qini_curve`'s columns); empty without a score.
     uplift_by_decile : DataFrame
         Observed uplift per score band per campaign (``campaign_id``, ``outcome``, then
-        :func:`churnlab.effects.uplift_by_decile`'s columns); empty without a score.
+        :func:`churnlab.uplift_curves.uplift_by_decile`'s columns); empty without a score.
     pending : DataFrame
         Columns ``PENDING_COLUMNS``: campaigns whose outcome windows are not all complete.
     warnings : DataFrame
@@ -659,12 +659,12 @@ def _qini(
     # The curve counts the response a campaign should raise: saved (not churned) for retention.
     response = 1 - y if primary == "churn" else y
     score = rows["score"].to_numpy(dtype="float64")
-    curve = effects.qini_curve(score, treated, response)
-    deciles = effects.uplift_by_decile(
+    curve = uplift_curves.qini_curve(score, treated, response)
+    deciles = uplift_curves.uplift_by_decile(
         score, treated, response, bins=min(s.bins, len(rows)), level=s.level
     )
     try:
-        coef = effects.qini_auc(score, treated, response)
+        coef = uplift_curves.qini_auc(score, treated, response)
     except effects.EffectsError:  # every outcome the same: the coefficient is undefined
         coef = np.nan
     return coef, curve, deciles

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from churnlab import effects, features
+from churnlab import features, uplift_curves
 from churnlab.assignments import assignment_outcomes
 from churnlab.config import DatasetParams
 from churnlab.errors import ChurnlabError
@@ -173,7 +173,7 @@ class UpliftEvaluation:
         effects ``true_gain_area`` and ``share_of_oracle``.
     curves : DataFrame
         Qini curve points per targeting (``targeting`` then the columns of
-        :func:`churnlab.effects.qini_curve`).
+        :func:`churnlab.uplift_curves.qini_curve`).
     rows : DataFrame
         The evaluation rows: ``account_id``, ``campaign_id``, ``treated``, ``churn``,
         ``effect`` (predicted), ``churn_risk`` and ``true_effect`` when given.
@@ -597,20 +597,20 @@ def cumulative_gain(score: ArrayLike, treated: ArrayLike, outcome: ArrayLike) ->
 
     The observed difference in outcome rates among the top ``n`` accounts by descending score,
     scaled to ``n`` accounts (0 while either arm is empty among them); ties enter together,
-    as in :func:`churnlab.effects.qini_curve`, whose ``n``, ``fraction`` and group columns it
-    shares. ``random`` is the straight line to the last point.
+    as in :func:`churnlab.uplift_curves.qini_curve`, whose ``n``, ``fraction`` and group columns
+    it shares. ``random`` is the straight line to the last point.
 
     Parameters
     ----------
     score, treated, outcome : array-like
-        As for :func:`churnlab.effects.qini_curve`.
+        As for :func:`churnlab.uplift_curves.qini_curve`.
 
     Returns
     -------
     DataFrame
         ``n``, ``fraction``, ``gain``, ``random``.
     """
-    q = effects.qini_curve(score, treated, outcome)
+    q = uplift_curves.qini_curve(score, treated, outcome)
     nt, nc = q["n_treated"].to_numpy(float), q["n_control"].to_numpy(float)
     ok = (nt > 0) & (nc > 0)
     rate_t = np.divide(q["outcome_treated"], nt, out=np.zeros(len(q)), where=ok)
@@ -685,8 +685,8 @@ def evaluate(
     effect (most negative first), churn risk by descending probability, the oracle by the true
     effect; ``random`` is the Qini curve's random line (coefficient 0). On the evaluation rows'
     realised outcomes (``saved = 1 - churn``): the Qini coefficient
-    (:func:`churnlab.effects.qini_auc`), the raw Qini area and the AUUC (:func:`auuc`). With the
-    true effects: ``true_gain_area``, the area between the expected-saved curve
+    (:func:`churnlab.uplift_curves.qini_auc`), the raw Qini area and the AUUC (:func:`auuc`).
+    With the true effects: ``true_gain_area``, the area between the expected-saved curve
     (:func:`true_gain`) and random, and ``share_of_oracle``, that area over the oracle's.
 
     Parameters
@@ -735,15 +735,15 @@ def evaluate(
     for name, score in scores.items():
         row: dict[str, Any] = {
             "targeting": name,
-            "qini_coefficient": effects.qini_auc(score, w, saved),
-            "qini_area": effects.qini_auc(score, w, saved, normalize=False),
+            "qini_coefficient": uplift_curves.qini_auc(score, w, saved),
+            "qini_area": uplift_curves.qini_auc(score, w, saved, normalize=False),
             "auuc": auuc(score, w, saved),
         }
         if truth is not None:
             row["true_gain_area"] = _true_area(score, -truth)
             row["share_of_oracle"] = row["true_gain_area"] / oracle_area
         summary.append(row)
-        curves.append(effects.qini_curve(score, w, saved).assign(targeting=name))
+        curves.append(uplift_curves.qini_curve(score, w, saved).assign(targeting=name))
     summary.append(
         {"targeting": "random", "qini_coefficient": 0.0, "qini_area": 0.0, "auuc": 0.0}
         | ({"true_gain_area": 0.0, "share_of_oracle": 0.0} if truth is not None else {})

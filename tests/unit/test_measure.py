@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import effects, load, measure, measure_outputs
+from churnlab import effects, load, measure, measure_outputs, uplift_curves
 from churnlab.config import DataParams, DatasetParams
 
 PARAMS = DatasetParams(horizon_days=30, lookback_days=60, expansion_min_fraction=0.1)
@@ -267,16 +267,16 @@ def test_qini_of_the_targeting_score(tiny: measure.Measurement) -> None:
     rows = SEGMENTS.set_index("account_id").loc[["h1", "h2", "t1", "t2", "t3", "t4"]]
     treated = np.array([0, 0, 1, 1, 1, 1])
     saved = 1 - np.array([1, 0, 0, 1, 0, 0])
-    expected = effects.qini_curve(rows["score"], treated, saved)
+    expected = uplift_curves.qini_curve(rows["score"], treated, saved)
     got = tiny.qini.drop(columns=["campaign_id", "outcome"])
     pd.testing.assert_frame_equal(got, expected)
     assert set(tiny.qini["outcome"]) == {"churn"}
     assert tiny.campaigns.iloc[0]["qini_coefficient"] == pytest.approx(
-        effects.qini_auc(rows["score"], treated, saved)
+        uplift_curves.qini_auc(rows["score"], treated, saved)
     )
     deciles = tiny.uplift_by_decile.drop(columns=["campaign_id", "outcome"])
     pd.testing.assert_frame_equal(
-        deciles, effects.uplift_by_decile(rows["score"], treated, saved, bins=6)
+        deciles, uplift_curves.uplift_by_decile(rows["score"], treated, saved, bins=6)
     )
 
 
