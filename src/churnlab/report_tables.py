@@ -474,61 +474,7 @@ def _audiences(inputs: ReportInputs) -> str:
             _note("The audience summary lacks the campaign column.", "note-audiences", warn=True)
         )
     else:
-        cols = [
-            ("campaign", "Campaign", "text"),
-            ("kind", "Kind", "text"),
-            ("contacts", "Contacts", "int"),
-            ("holdout", "Held out", "int"),
-            ("cost", "Cost", "money"),
-            ("expected_value", "Expected value", "money"),
-            ("expected_net_value", "Expected net value", "money"),
-        ]
-        cols = [c for c in cols if c[0] in a.columns]
-        rows, classes = [], []
-        for _, r in a.iterrows():
-            rows.append(
-                [
-                    (str(r[k]) if pd.notna(r[k]) else DASH)
-                    if t == "text"
-                    else (format_int(r[k]) if t == "int" else format_money(r[k], cur))
-                    for k, _, t in cols
-                ]
-            )
-            net = r.get("expected_net_value")
-            classes.append("negative" if _finite(net) and float(net) < 0 else "")
-        foot = []
-        for k, _, t in cols:
-            if k == "campaign":
-                foot.append("Total")
-            elif t == "text":
-                foot.append("")
-            else:
-                total = float(pd.to_numeric(a[k], errors="coerce").sum())
-                foot.append(format_int(total) if t == "int" else format_money(total, cur))
-        words = [f"{len(a)} campaign{'s' if len(a) != 1 else ''}"]
-        sums = {
-            c: float(pd.to_numeric(a[c], errors="coerce").sum())
-            for c in a.columns
-            if c != "campaign" and pd.api.types.is_numeric_dtype(a[c])
-        }
-        if "contacts" in sums:
-            words.append(f"reach {format_int(sums['contacts'])} contacts")
-        if "holdout" in sums:
-            words.append(f"({format_int(sums['holdout'])} held out to measure the effect)")
-        if "expected_net_value" in sums:
-            words.append(
-                f"for an expected net value of {format_money(sums['expected_net_value'], cur)}"
-            )
-        out.append(f'<p class="lead">{_e(" ".join(words))}.</p>')
-        out.append(
-            _static_table(
-                [(lab, t != "text") for _, lab, t in cols],
-                rows,
-                "audience-summary",
-                row_classes=classes,
-                foot=foot,
-            )
-        )
+        out.append(_audience_summary(a, cur))
     rows_frame = inputs.audience_rows
     if rows_frame is not None and not rows_frame.empty:
         out.append("<h3>Audience members</h3>")
@@ -545,3 +491,62 @@ def _audiences(inputs: ReportInputs) -> str:
         out.append(_table_html(payload, "Audience members", expandable=bool(spec.reasons)))
     out.append("</section>")
     return "".join(out)
+
+
+def _audience_summary(a: pd.DataFrame, cur: str) -> str:
+    """A sentence on reach and value, then one row per campaign with totals underneath.
+
+    Campaigns whose expected net value is negative are marked.
+    """
+    cols = [
+        ("campaign", "Campaign", "text"),
+        ("kind", "Kind", "text"),
+        ("contacts", "Contacts", "int"),
+        ("holdout", "Held out", "int"),
+        ("cost", "Cost", "money"),
+        ("expected_value", "Expected value", "money"),
+        ("expected_net_value", "Expected net value", "money"),
+    ]
+    cols = [c for c in cols if c[0] in a.columns]
+    rows, classes = [], []
+    for _, r in a.iterrows():
+        rows.append(
+            [
+                (str(r[k]) if pd.notna(r[k]) else DASH)
+                if t == "text"
+                else (format_int(r[k]) if t == "int" else format_money(r[k], cur))
+                for k, _, t in cols
+            ]
+        )
+        net = r.get("expected_net_value")
+        classes.append("negative" if _finite(net) and float(net) < 0 else "")
+    foot = []
+    for k, _, t in cols:
+        if k == "campaign":
+            foot.append("Total")
+        elif t == "text":
+            foot.append("")
+        else:
+            total = float(pd.to_numeric(a[k], errors="coerce").sum())
+            foot.append(format_int(total) if t == "int" else format_money(total, cur))
+    words = [f"{len(a)} campaign{'s' if len(a) != 1 else ''}"]
+    sums = {
+        c: float(pd.to_numeric(a[c], errors="coerce").sum())
+        for c in a.columns
+        if c != "campaign" and pd.api.types.is_numeric_dtype(a[c])
+    }
+    if "contacts" in sums:
+        words.append(f"reach {format_int(sums['contacts'])} contacts")
+    if "holdout" in sums:
+        words.append(f"({format_int(sums['holdout'])} held out to measure the effect)")
+    if "expected_net_value" in sums:
+        words.append(
+            f"for an expected net value of {format_money(sums['expected_net_value'], cur)}"
+        )
+    return f'<p class="lead">{_e(" ".join(words))}.</p>' + _static_table(
+        [(lab, t != "text") for _, lab, t in cols],
+        rows,
+        "audience-summary",
+        row_classes=classes,
+        foot=foot,
+    )
