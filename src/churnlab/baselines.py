@@ -107,22 +107,24 @@ def calibrate_logreg(
 def logreg_test_scores(
     pipe: Pipeline,
     X: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
-    y_valid: np.ndarray,
+    y: tuple[np.ndarray, np.ndarray],
     categorical: list[str],
     method: str = "auto",
     seed: int = 0,
-    offsets: tuple[np.ndarray, np.ndarray] | None = None,
+    offsets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Calibrated test probabilities of the logistic regression, and how it was calibrated.
 
     The baseline is calibrated on the validation cutoff as the model is (:func:`calibrate_logreg`).
     When the model starts from each calendar month's base rate (``offsets`` given), comparing it
     with a baseline calibrated to the validation cutoff's single month would measure the season,
-    not the model, so the baseline gets the same treatment: its log-odds, centred on their
-    training mean, are added to each row's month offset and Platt-scaled around it
-    (:func:`~churnlab.calibration.fit_offset_platt`). The validation cutoff cannot choose
-    between the two for it: all its rows share one month, so the plain calibration, free to fit
-    that month's level, always wins there (the model's own choice compares two boosters).
+    not the model, so the baseline gets the same treatment: its log-odds, shifted by the
+    constant that fits the training rows best as a deviation from each row's month offset
+    (as a booster started from those offsets learns one), are added to the offset and
+    Platt-scaled around it (:func:`~churnlab.calibration.fit_offset_platt`). The validation
+    cutoff cannot choose between the two for it: all its rows share one month, so the plain
+    calibration, free to fit that month's level, always wins there (the model's own choice
+    compares two boosters).
 
     Parameters
     ----------
@@ -130,8 +132,8 @@ def logreg_test_scores(
         The fitted :func:`fit_logreg_baseline`.
     X : tuple of DataFrame
         Training, validation and test feature matrices.
-    y_valid : ndarray
-        Validation labels.
+    y : tuple of ndarray
+        Training and validation labels.
     categorical : list of str
         Categorical columns.
     method : str
@@ -139,7 +141,8 @@ def logreg_test_scores(
     seed : int
         Cross-fitting folds' seed.
     offsets : tuple of ndarray, optional
-        The validation and test rows' season offsets (log-odds) of a season-aware model.
+        The training, validation and test rows' season offsets (log-odds) of a season-aware
+        model.
 
     Returns
     -------
@@ -147,13 +150,33 @@ def logreg_test_scores(
         Test probabilities, and ``"plain"`` or ``"season"``.
     """
     margins = [logreg_margin(pipe, x, categorical) for x in X]
+    y_train, y_valid = y
     if offsets is None:
         plain = calibrate_logreg(pipe, X[1], y_valid, categorical, method, seed)
         return plain.predict(margins[2]), "plain"
-    centre = float(np.mean(margins[0]))
-    m_valid, m_test = offsets[0] + margins[1] - centre, offsets[1] + margins[2] - centre
-    seasonal = fit_offset_platt(m_valid, offsets[0], y_valid)
-    return seasonal.predict(m_test, offsets[1]), "season"
+    shift = _level_shift(margins[0], offsets[0], y_train)
+    m_valid, m_test = offsets[1] + margins[1] - shift, offsets[2] + margins[2] - shift
+    seasonal = fit_offset_platt(m_valid, offsets[1], y_valid)
+    return seasonal.predict(m_test, offsets[2]), "season"
+
+
+def _level_shift(margin: np.ndarray, offset: np.ndarray, y: np.ndarray) -> float:
+    """The constant ``c`` for which ``sigmoid(offset + margin - c)`` fits ``y`` best.
+
+    Maximum likelihood on the training rows (Newton steps on a concave one-parameter
+    likelihood): the baseline's log-odds become a deviation from each row's month offset, as a
+    booster started from those offsets learns one.
+    """
+    c = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(offset + margin - c)))
+        grad = float(np.sum(y - p))  # d loglik / dc
+        hess = float(np.sum(p * (1 - p)))
+        step = grad / max(hess, 1e-12)
+        c -= step
+        if abs(step) < 1e-10:
+            break
+    return c
 
 
 def heuristic_features(features: Sequence[Feature]) -> dict[str, str | None]:

@@ -313,11 +313,14 @@ def train_task(
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
     offs = (
-        None if bundle.season is None else (bundle.offset(split.valid), bundle.offset(split.test))
+        None
+        if bundle.season is None
+        else tuple(bundle.offset(p) for p in (split.train, split.valid, split.test))
     )
     logreg_test, logreg_calibration = logreg_test_scores(
-        logreg, (X_train, X_valid, X_test), y_valid, categorical, params.calibration, seed, offs
-    )
+        logreg, (X_train, X_valid, X_test), (y_train, y_valid), categorical,
+        params.calibration, seed, offs,
+    )  # fmt: skip
     chosen = heuristic_features(feats)
     reverse = heuristic_direction(X_valid, y_valid, task, chosen)
     scores = {

@@ -232,15 +232,25 @@ def test_the_logistic_regression_starts_from_the_month_base_rate_like_a_seasonal
     parts = [world(3000, m) for m in (1, 2)]
     X_tr = pd.concat([p[0] for p in parts], ignore_index=True)
     y_tr = np.concatenate([p[1] for p in parts])
+    off_tr = np.concatenate([p[2] for p in parts])
     X_va, y_va, off_va = world(4000, 1)
     X_te, y_te, off_te = world(4000, 2)
     pipe = fit_logreg_baseline(X_tr, y_tr, [])
-    plain, how_plain = logreg_test_scores(pipe, (X_tr, X_va, X_te), y_va, [])
-    seasonal, how = logreg_test_scores(pipe, (X_tr, X_va, X_te), y_va, [], offsets=(off_va, off_te))
+    X, y = (X_tr, X_va, X_te), (y_tr, y_va)
+    plain, how_plain = logreg_test_scores(pipe, X, y, [])
+    seasonal, how = logreg_test_scores(pipe, X, y, [], offsets=(off_tr, off_va, off_te))
     assert (how_plain, how) == ("plain", "season")
     # Calibrated on the low month, the plain baseline predicts its level in the high month.
     assert plain.mean() < y_te.mean() - 0.15
     assert abs(seasonal.mean() - y_te.mean()) < 0.03
+    from churnlab.evaluate import expected_calibration_error
+
+    assert (
+        expected_calibration_error(y_te, seasonal)
+        < 0.05
+        < 0.15
+        < expected_calibration_error(y_te, plain)
+    )
 
 
 def test_the_logistic_regression_reads_heavy_tailed_amounts_on_a_log_scale() -> None:
