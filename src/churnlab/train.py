@@ -312,11 +312,8 @@ def train_task(
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
-    offs = (
-        None
-        if bundle.season is None
-        else tuple(bundle.offset(p) for p in (split.train, split.valid, split.test))
-    )
+    o = bundle.offset
+    offs = None if bundle.season is None else (o(split.train), o(split.valid), o(split.test))
     logreg_test, logreg_calibration = logreg_test_scores(
         logreg, (X_train, X_valid, X_test), (y_train, y_valid), categorical,
         params.calibration, seed, offs,
