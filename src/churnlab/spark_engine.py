@@ -124,6 +124,29 @@ def session(params: SparkParams) -> SparkSession:
     return spark
 
 
+@contextlib.contextmanager
+def session_scope(params: SparkParams) -> Iterator[SparkSession]:
+    """A session for one command: started here and stopped after, unless one was running.
+
+    A session that was active before (a notebook's, the tests') is reused and left running.
+    """
+    before = _active_session()
+    spark = session(params)
+    try:
+        yield spark
+    finally:
+        if before is None:
+            spark.stop()
+
+
+def _active_session() -> SparkSession | None:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None  # session() says how to install it
+    return SparkSession.getActiveSession()
+
+
 def java_version() -> int | None:
     """The major version of the Java runtime Spark would start (JAVA_HOME first), or None."""
     import os
@@ -216,6 +239,7 @@ def read_tables(spark: SparkSession, data: DataParams, source: str) -> SparkTabl
     SparkEngineError
         Listing every missing required table or column, or a CSV file where Parquet is needed.
     """
+    _check_source(source)
     problems: list[str] = []
     frames: dict[str, DataFrame] = {}
     base = source.rstrip("/")
@@ -243,6 +267,31 @@ def read_tables(spark: SparkSession, data: DataParams, source: str) -> SparkTabl
             f"cannot read the data contract from {source}: " + "; ".join(problems)
         )
     return SparkTables(source, frames)
+
+
+_DATABASES = re.compile(
+    r"^(postgres\w*|mysql|mariadb|sqlite|mssql|oracle|snowflake|redshift|bigquery|duckdb|"
+    r"[a-z0-9]+\+[a-z0-9]+)://",
+    re.IGNORECASE,
+)
+
+
+def _check_source(source: str) -> None:
+    """Refuse sources the Spark engine does not read (databases), and missing local folders."""
+    local = None if re.match(r"^[A-Za-z][\w+.-]*://", source) else Path(source)
+    if source.startswith("file://"):
+        local = Path(source.removeprefix("file://"))
+    if _DATABASES.match(source) or (local is not None and local.is_file()):
+        raise SparkEngineError(
+            f"dataset.engine is spark but the data source {source} is a database: the Spark "
+            "engine reads a folder of <table>.parquet files (local, hdfs://, s3a://, ...). "
+            "Export the contract tables to Parquet, or set dataset.engine: duckdb"
+        )
+    if local is not None and not local.is_dir():
+        raise SparkEngineError(
+            f"data source {source} not found: give a folder of <table>.parquet files "
+            "(data.source in params.yaml or --source)"
+        )
 
 
 def _read_parquet(spark: SparkSession, path: str) -> DataFrame | None:
