@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -229,3 +230,29 @@ def test_orders_only_world_same_training_set(spark, world, tmp_path):
     assert dm.mode == "orders" and "btyd_T" in duck.columns
     assert_same_frame(duck, got)
     _same_manifest(dm, sm)
+
+
+@pytest.mark.slow
+def test_build_dataset_command_on_spark(spark, world, tmp_path):
+    """``churnlab build-dataset`` with ``dataset.engine: spark`` writes the DuckDB build's files
+    (the test's session is reused and left running)."""
+    from typer.testing import CliRunner
+
+    from churnlab.cli import app
+
+    outs = {}
+    for engine in ("duckdb", "spark"):
+        params = tmp_path / f"{engine}.yaml"
+        params.write_text(f"dataset:\n  engine: {engine}\n  windows: [7, 30]\n")
+        outs[engine] = tmp_path / engine
+        result = CliRunner().invoke(app, ["build-dataset", "--source", str(world), "--out",
+                                          str(outs[engine]), "--params", str(params)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "training set (contractual mode" in result.output
+    duck, dm = dataset.read(outs["duckdb"])
+    got, sm = dataset.read(outs["spark"])
+    assert_same_frame(duck, got)
+    assert sm.params == {**dm.params, "engine": "spark"}
+    _same_manifest(dm, replace(sm, params=dm.params))
+    assert dm.data_fingerprint and not sm.data_fingerprint
+    assert spark.range(3).count() == 3  # still running
