@@ -308,14 +308,7 @@ def score_accounts(
         raise ChurnlabError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     say = progress or _quiet
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    lap = _stopwatch(timings)
     bundles, notes = _score_models(params, versions, say)
     lift_model = _uplift_model(params) if target == "uplift" else None
     lap("models")
@@ -344,22 +337,9 @@ def score_accounts(
                                              lap, say)  # fmt: skip
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
-        campaigns = _campaigns(params.score, at_risk, notes)
-        targets = None
-        if lift_model is not None and lift_rows is not None:
-            say("predicting each retention campaign's effect")
-            targets = uplift_targets(lift_model, lift_rows, at_risk, campaigns)
-            harmed = int(targets["harmful"].sum())
-            fitted_on = len(lift_model.info.get("campaigns", []))
-            notes.append(
-                f"retention audiences chosen by uplift (model of {fitted_on} campaigns): "
-                f"{harmed:,} account-campaign pairs predicted to raise churn were left out"
-            )
-        audience, selection = audiences.build(
-            at_risk, expansion, campaigns, limit if not isinstance(limit, str) else None,
-            holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
-            uplift=None if targets is None else targets[list(audiences.UPLIFT_COLUMNS)],
-        )  # fmt: skip
+        audience, selection, campaigns, targets = _choose_audiences(
+            params, at_risk, expansion, limit, cutoff, lift_model, lift_rows, notes, say
+        )
         summary = audiences.summary(audience)
         treatments = audiences.treatments(audience, campaigns, cutoff)
         lap("audiences")
@@ -367,21 +347,8 @@ def score_accounts(
         lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
         models = {t: dict(b.info.get("registry", {})) for t, b in bundles.items()}
         say("writing the lists")
-        extras = {"drift": drift_table, "audience_summary": summary, "treatments": treatments}
-        extras |= {f"drivers_{t}": d for t, d in drivers.items()}
-        if targets is not None:
-            extras["uplift"] = targets
-        meta: dict[str, Any] = {
-            "as_of": f"{cutoff:%Y-%m-%d}",
-            "run_id": run_id,
-            "models": models,
-            "notes": notes,
-            "budget": limit if not isinstance(limit, str) else None,
-            "target": target,
-        }
-        if lift_model is not None:
-            meta["uplift_model"] = {k: lift_model.info.get(k) for k in
-                                    ("method", "campaigns", "data_end", "run_id")}  # fmt: skip
+        extras = _extras(drift_table, summary, treatments, drivers, targets)
+        meta = _run_meta(cutoff, run_id, models, notes, limit, target, lift_model)
         folder = sinks.write_files(lists, params.score.out, cutoff, extras=extras, meta=meta)
         written = sinks.write_database(lists, sink, cutoff) if sink else None
         lap("write")
@@ -398,6 +365,93 @@ def score_accounts(
         drift=drift_table, models=models, folder=folder, sink=written, run_id=run_id,
         notes=tuple(notes), timings=timings, target=target, uplift=targets, treatments=treatments,
     )  # fmt: skip
+
+
+def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
+    """``lap(name)``: record in ``timings`` the seconds since the previous lap (or this call)."""
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    return lap
+
+
+def _extras(
+    drift_table: pd.DataFrame,
+    summary: pd.DataFrame,
+    treatments: pd.DataFrame,
+    drivers: dict[str, pd.DataFrame],
+    targets: pd.DataFrame | None,
+) -> dict[str, pd.DataFrame]:
+    """The as-of folder's tables beside the lists."""
+    extras = {"drift": drift_table, "audience_summary": summary, "treatments": treatments}
+    extras |= {f"drivers_{t}": d for t, d in drivers.items()}
+    if targets is not None:
+        extras["uplift"] = targets
+    return extras
+
+
+def _choose_audiences(
+    params: Params,
+    at_risk: pd.DataFrame,
+    expansion: pd.DataFrame | None,
+    limit: float | None | str,
+    cutoff: dt.datetime,
+    lift_model: uplift.UpliftModel | None,
+    lift_rows: pd.DataFrame | None,
+    notes: list[str],
+    say: ProgressFn,
+) -> tuple[pd.DataFrame, audiences.Selection, list[audiences.Campaign], pd.DataFrame | None]:
+    """The audiences within the budget, their selection, the campaigns and the uplift targets.
+
+    Retention campaigns are chosen by the uplift model's predicted effects when it is given (the
+    targets are None otherwise); campaigns left out and pairs predicted to raise churn are noted.
+    """
+    campaigns = _campaigns(params.score, at_risk, notes)
+    targets = None
+    if lift_model is not None and lift_rows is not None:
+        say("predicting each retention campaign's effect")
+        targets = uplift_targets(lift_model, lift_rows, at_risk, campaigns)
+        harmed = int(targets["harmful"].sum())
+        fitted_on = len(lift_model.info.get("campaigns", []))
+        notes.append(
+            f"retention audiences chosen by uplift (model of {fitted_on} campaigns): "
+            f"{harmed:,} account-campaign pairs predicted to raise churn were left out"
+        )
+    audience, selection = audiences.build(
+        at_risk, expansion, campaigns, limit if not isinstance(limit, str) else None,
+        holdout_share=params.score.holdout_share, as_of=cutoff, seed=params.score.seed,
+        uplift=None if targets is None else targets[list(audiences.UPLIFT_COLUMNS)],
+    )  # fmt: skip
+    return audience, selection, campaigns, targets
+
+
+def _run_meta(
+    cutoff: dt.datetime,
+    run_id: str,
+    models: dict[str, dict[str, Any]],
+    notes: list[str],
+    limit: float | None | str,
+    target: str,
+    lift_model: uplift.UpliftModel | None,
+) -> dict[str, Any]:
+    """``run.json`` of the as-of folder: date, run, models, notes, budget, target, uplift model."""
+    meta: dict[str, Any] = {
+        "as_of": f"{cutoff:%Y-%m-%d}",
+        "run_id": run_id,
+        "models": models,
+        "notes": notes,
+        "budget": limit if not isinstance(limit, str) else None,
+        "target": target,
+    }
+    if lift_model is not None:
+        meta["uplift_model"] = {k: lift_model.info.get(k) for k in
+                                ("method", "campaigns", "data_end", "run_id")}  # fmt: skip
+    return meta
 
 
 def _lists(

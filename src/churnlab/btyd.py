@@ -261,6 +261,33 @@ def fit(
     """
     x, t_x, T_ = _histories(frequency, recency, T, "fit", allow_nan=False)
     x, t_x, T_ = x.ravel(), t_x.ravel(), T_.ravel()
+    w = _fit_weights(x, weights, penalizer)
+    keep = w > 0
+    ux, utx, uT, wu = _pool(x[keep], t_x[keep], T_[keep], w[keep])
+    levels = np.unique(ux, return_inverse=True)
+    scale = _SCALE_TARGET / float(uT.max())
+    args = (ux, utx * scale, uT * scale, wu, float(wu.sum()), levels, scale, penalizer)
+    res = minimize(
+        _objective,
+        np.zeros(4),
+        args=args,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
+        options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
+    )
+    u = res.x
+    _, grad = _objective(u, *args)
+    _check_optimum(u, grad, bool(res.success), str(res.message))
+    r, alpha_s, a, b = (float(v) for v in np.exp(u))
+    return BGNBDParams(r=r, alpha=alpha_s / scale, a=a, b=b)
+
+
+def _fit_weights(x: FloatArray, weights: ArrayLike | None, penalizer: float) -> FloatArray:
+    """The weight of each history, once the weights, the penalizer and the data are checked.
+
+    There must be at least ``MIN_CUSTOMERS`` customers (in weight) and a repeat purchase.
+    """
     if weights is None:
         w = np.ones_like(x)
     else:
@@ -274,51 +301,55 @@ def fit(
             raise ChurnlabError("fit: weights must be finite and non-negative.")
     if not np.isfinite(penalizer) or penalizer < 0:
         raise ChurnlabError(f"fit: penalizer must be a non-negative number, got {penalizer!r}.")
-    keep = w > 0
     n_customers = float(w.sum())
     if n_customers < MIN_CUSTOMERS:
         raise ChurnlabError(
             f"fit: the BG/NBD model needs at least {MIN_CUSTOMERS} customers with a purchase "
             f"history, got {n_customers:g}; fit on more accounts or more cutoffs."
         )
-    if not np.any(x[keep] > 0):
+    if not np.any(x[w > 0] > 0):
         raise ChurnlabError(
             f"fit: none of the {n_customers:g} customers made a repeat purchase (frequency is 0 "
             "everywhere), so purchase rates and dropout cannot be told apart; fit on a longer "
             "history or later cutoffs."
         )
-    ux, utx, uT, wu = _pool(x[keep], t_x[keep], T_[keep], w[keep])
-    levels = np.unique(ux, return_inverse=True)
-    scale = _SCALE_TARGET / float(uT.max())
-    utx, uT = utx * scale, uT * scale
-    total = float(wu.sum())
+    return w
 
-    def objective(u: FloatArray) -> tuple[float, FloatArray]:
-        r, alpha_s, a, b = np.exp(u)
-        ll, g = _ll_terms(r, alpha_s, a, b, ux, utx, uT, grad=True, levels=levels)
-        theta = np.exp(u)
-        user = theta / np.array([1.0, scale, 1.0, 1.0])
-        # plain reductions, not BLAS: waking BLAS threads costs more than these sums on a busy box
-        value = -float(np.sum(wu * ll)) / total + penalizer * float(np.sum(user * user))
-        grad = -theta * np.sum(g * wu, axis=1) / total + 2.0 * penalizer * user * user
-        return value, grad
 
-    res = minimize(
-        objective,
-        np.zeros(4),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
-        options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
-    )
-    u = res.x
-    _, grad = objective(u)
+def _objective(
+    u: FloatArray,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    w: FloatArray,
+    total: float,
+    levels: tuple[FloatArray, npt.NDArray[np.intp]],
+    scale: float,
+    penalizer: float,
+) -> tuple[float, FloatArray]:
+    """What :func:`fit` minimises, and its gradient, at log-parameters ``u``.
+
+    The pooled histories ``x``, ``t_x``, ``T`` (in rescaled time) weigh ``w`` (``total`` in
+    all); the penalty takes ``alpha`` back in the data's time unit (divided by ``scale``).
+    """
+    r, alpha_s, a, b = np.exp(u)
+    ll, g = _ll_terms(r, alpha_s, a, b, x, t_x, T, grad=True, levels=levels)
+    theta = np.exp(u)
+    user = theta / np.array([1.0, scale, 1.0, 1.0])
+    # plain reductions, not BLAS: waking BLAS threads costs more than these sums on a busy box
+    value = -float(np.sum(w * ll)) / total + penalizer * float(np.sum(user * user))
+    grad = -theta * np.sum(g * w, axis=1) / total + 2.0 * penalizer * user * user
+    return value, grad
+
+
+def _check_optimum(u: FloatArray, grad: FloatArray, success: bool, message: str) -> None:
+    """Refuse a fit that did not converge, or whose maximum lies at the edge of the box."""
     # L-BFGS-B may stop with a line-search warning at an optimum already found to float
     # precision; accept that when the gradient is negligible.
-    converged = bool(res.success) or float(np.max(np.abs(grad))) < 1e-6
+    converged = success or float(np.max(np.abs(grad))) < 1e-6
     if not converged or not np.all(np.isfinite(u)):
         raise ChurnlabError(
-            f"fit: the BG/NBD maximum-likelihood fit did not converge ({res.message}); check the "
+            f"fit: the BG/NBD maximum-likelihood fit did not converge ({message}); check the "
             "histories or pass a small penalizer (e.g. 0.001)."
         )
     at_edge = np.abs(u) > _LOG_EDGE
@@ -337,8 +368,6 @@ def fit(
             f"fit: the BG/NBD likelihood has no interior maximum on these histories "
             f"({', '.join(edges)}); {hint}. Fit on more, or more varied, histories."
         )
-    r, alpha_s, a, b = (float(v) for v in np.exp(u))
-    return BGNBDParams(r=r, alpha=alpha_s / scale, a=a, b=b)
 
 
 def _pool(

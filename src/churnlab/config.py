@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from churnlab.errors import ChurnlabError
+from churnlab.schema import TABLES
 
 DEFAULT_PARAMS = Path("params.yaml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -191,6 +192,15 @@ def parse_horizon(value: int | str) -> Horizon:
     return Horizon(int(m.group(1)), _UNITS.get(unit, unit))  # type: ignore[arg-type]
 
 
+LONG_WINDOW_TABLES = ("orders",)
+"""Contract tables with features over ``dataset.long_windows`` (the feature specs declare them
+with windows ``long`` / ``long_pairs``; a test keeps the two in step)."""
+
+
+def _default_long_windows() -> dict[str, tuple[int, ...]]:
+    return {"orders": (180, 365)}
+
+
 class DatasetParams(_Section):
     """Point-in-time training set: spine, feature windows, labels."""
 
@@ -199,6 +209,12 @@ class DatasetParams(_Section):
     cutoff_end: IsoDate | None = None
     cutoff_freq: Literal["monthly", "weekly"] = "monthly"
     windows: tuple[int, ...] = (7, 30, 90)
+    long_windows: dict[str, tuple[int, ...]] = Field(default_factory=_default_long_windows)
+    """Contract table -> extra, longer feature windows in days for its windowed features
+    (orders: order counts, spend and order days; purchases are rarer than product events).
+    Each must be longer than the largest of ``windows``; they do not move the default first
+    cutoff, which keeps a full largest window of ``windows`` (at early cutoffs a long window
+    sees less history, as for a young account). Tables: :data:`LONG_WINDOW_TABLES`."""
     horizon_days: int = Field(90, gt=0)
     """Label window in days (used when ``horizon`` is not set)."""
     horizon: int | str | None = None
@@ -223,6 +239,33 @@ class DatasetParams(_Section):
     def _list_to_tuple(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
 
+    @field_validator("long_windows", mode="before")
+    @classmethod
+    def _lists_to_tuples(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        for table, ws in v.items():
+            if isinstance(ws, int | float | str):  # a single number where a list belongs
+                raise ValueError(f"{table}: give a list of days, e.g. [180, 365] (got {ws!r})")
+        return {k: tuple(w) if isinstance(w, list) else w for k, w in v.items()}
+
+    @field_validator("long_windows")
+    @classmethod
+    def _long_window_tables(cls, v: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        for table, ws in v.items():
+            if table not in LONG_WINDOW_TABLES:
+                known = table in TABLES
+                what = "has no long-window features" if known else "is not a contract table"
+                raise ValueError(
+                    f"{table!r} {what}: long windows apply to "
+                    f"{', '.join(LONG_WINDOW_TABLES)} (e.g. {{orders: [180, 365]}})"
+                )
+            if any(w <= 0 for w in ws):
+                raise ValueError(
+                    f"{table}: long windows must be positive whole days (got {list(ws)})"
+                )
+        return {table: tuple(sorted(set(ws))) for table, ws in v.items()}
+
     @field_validator("windows")
     @classmethod
     def _positive_windows(cls, v: tuple[int, ...]) -> tuple[int, ...]:
@@ -243,6 +286,19 @@ class DatasetParams(_Section):
         if v is not None:
             parse_horizon(v)
         return v
+
+    @model_validator(mode="after")
+    def _long_windows_beyond_windows(self) -> DatasetParams:
+        largest = max(self.windows)
+        for table, ws in self.long_windows.items():
+            short = [w for w in ws if w <= largest]
+            if short:
+                raise ValueError(
+                    f"long_windows.{table}: {short} is not longer than the largest of "
+                    f"dataset.windows ({largest} days): set dataset.long_windows to windows "
+                    f"above {largest} days, e.g. {{{table}: [{2 * largest}]}}, or to {{}} for none"
+                )
+        return self
 
     @model_validator(mode="after")
     def _cutoffs_in_order(self) -> DatasetParams:

@@ -115,15 +115,29 @@ def probability_points(
 
 
 def _fmt(values: np.ndarray) -> np.ndarray:
-    """Short human numbers: integers plain, others with up to 3 significant digits."""
+    """Short human numbers: integers plain, others with up to 3 significant digits.
+
+    From 100 up a value is rounded to a whole number with thousands separators (``4,568``, never
+    ``4.57e+03``); below that 3 significant digits (``12.3``, ``0.0456``); values under 0.001 are
+    shown as ``0`` with their sign kept (``-0``), a level no reader acts on.
+    """
     out = np.empty(len(values), dtype=object)
     finite = np.isfinite(values)
     is_int = finite & (np.abs(values - np.round(values)) < 1e-9) & (np.abs(values) < 1e12)
     out[is_int] = [f"{v:,.0f}" for v in values[is_int]]
     other = finite & ~is_int
-    out[other] = [f"{v:,.3g}" if abs(v) < 1e4 else f"{v:,.0f}" for v in values[other]]
+    out[other] = [_short(v) for v in values[other]]
     out[~finite] = "missing"
     return out
+
+
+def _short(v: float) -> str:
+    """One non-integer value for :func:`_fmt`."""
+    if abs(v) >= 99.95:
+        return f"{v:,.0f}"
+    if abs(v) < 1e-3:
+        return "-0" if v < 0 else "0"
+    return f"{v:.3g}"
 
 
 def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -171,7 +185,10 @@ def _feature_phrases(bundle: ModelBundle, f: Feature, col: pd.Series) -> np.ndar
     if ref_s:
         if kind in ("count", "amount") and abs(ref) > 1e-12:
             q = np.round((v[ok] - ref) / abs(ref) * 100).astype(int)
-            tail = np.array([f" ({d:+d}% vs a usual {ref_s})" for d in q], dtype=object)
+            tail = np.array(
+                [f" ({d:+d}% vs a usual {ref_s})" if d else f" (the usual {ref_s})" for d in q],
+                dtype=object,
+            )
         else:
             tail = np.full(ok.sum(), f" (usually {ref_s})", dtype=object)
         phrase[ok] = phrase[ok] + tail

@@ -6,7 +6,14 @@ day, a bit set of the filters the row matches (one bit per distinct ``where``), 
 summed (a sum's own filter applied in SQL: NULL, then 0, outside it; money as exact integer
 micro-units) and the row's time when a latest row is wanted. :mod:`churnlab.feature_windows`
 turns them into every window of every cutoff: sorted runs for few rows, dense (segment,
-account) grids for many.
+account) grids for many. Aggregates over calendar days of the whole history (lifetime order
+days, the first order, gaps between order days, the latest day's spend) come from the
+distinct (account, day) pairs (:class:`~churnlab.feature_windows.DayRuns`); a table that
+needs them takes its windowed distinct days from them too.
+
+A source whose specs use windows beyond ``dataset.windows`` (``dataset.long_windows``) gets a
+grid of its own, with those windows' segments and an earlier start; the other sources keep the
+shared one.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import pyarrow as pa
 
 from churnlab import feature_windows as fw
 from churnlab.feature_engine import ACCOUNTS, Lookup, Pass, Query, Run, relation, ts_sql
-from churnlab.feature_specs import Planned, Source
+from churnlab.feature_specs import DAILY, Planned, Source
 
 MICRO = 1_000_000
 MAX_AMOUNT = 9_000_000_000_000
@@ -44,7 +51,7 @@ def _int_type(nbits: int) -> str:
 
 def _value_key(p: Planned) -> ValueKey:
     """A value column of a projection: expression, exact decimal, and a sum's own filter."""
-    return (str(p.value), p.spec.decimal, p.where if p.spec.agg == "sum" else None)
+    return (str(p.value), p.spec.decimal, p.where if p.spec.agg in ("sum", "last_day") else None)
 
 
 def _measure(p: Planned, values: dict[ValueKey, str]) -> tuple[str, str | None]:
@@ -54,16 +61,15 @@ def _measure(p: Planned, values: dict[ValueKey, str]) -> tuple[str, str | None]:
 
 
 def _projection(
-    run: Run, source: Source, planned: list[Planned], lifetime: bool
+    run: Run, g: fw.Grid, source: Source, planned: list[Planned], lifetime: bool
 ) -> tuple[Query, dict[str, int], dict[ValueKey, str]]:
     """The projection query of one source, its filter bits and its value columns."""
-    g = run.grid
     filters: dict[str, int] = {}
     values: dict[ValueKey, str] = {}
     for p in planned:
         if p.where is not None and p.where not in filters:
             filters[p.where] = len(filters)
-        if p.spec.agg in ("sum", "latest") and p.value is not None:
+        if p.spec.agg in ("sum", "latest", "last_day") and p.value is not None:
             values.setdefault(_value_key(p), f"v{len(values)}")
     if len(filters) > 62:
         raise ValueError(f"{source.name}: more than 62 distinct filters in one pass")
@@ -87,7 +93,7 @@ def _projection(
             )
         else:
             cols.append(f"CAST({expr} AS DOUBLE) AS {alias}")
-    if any(p.spec.agg in ("last", "latest") for p in planned):
+    if any(p.spec.agg in ("last", "latest", *DAILY) or _daily(p) for p in planned):
         cols.append(f"epoch_us({t}) AS ts")
     lower = "" if lifetime else f" AND {t} >= {ts_sql(g.start)}"
     sql = f"""SELECT {", ".join(cols)}
@@ -113,15 +119,37 @@ def _rows(arrays: dict[str, np.ndarray], nbits: int, values: dict[ValueKey, str]
     )
 
 
+def _daily(p: Planned) -> bool:
+    """Whether a spec needs the distinct (account, day) pairs of the whole history."""
+    return p.spec.agg in DAILY or (p.spec.agg == "days" and p.window is None)
+
+
+def source_grid(run: Run, planned: list[Planned]) -> fw.Grid:
+    """The shared grid, or one with the source's long windows too (an earlier start)."""
+    g = run.grid
+    extra = {p.window for p in planned if p.window is not None} - set(g.windows)
+    if not extra:
+        return g
+    return fw.make_grid(g.acc, g.cut, g.cutoffs, tuple(sorted({*g.windows, *extra})))
+
+
 def bucketed(run: Run, source: Source, planned: list[Planned]) -> Pass:
     """Counts, sums, active days, days since the latest row and latest values, for a source."""
-    g = run.grid
-    lifetime = any(p.window is None and p.spec.agg in ("count", "sum", "latest") for p in planned)
-    query, filters, values = _projection(run, source, planned, lifetime)
+    g = source_grid(run, planned)
+    lifetime = any(
+        p.window is None and p.spec.agg in ("count", "sum", "latest") or _daily(p) for p in planned
+    )
+    query, filters, values = _projection(run, g, source, planned, lifetime)
     rows = _rows((yield query), len(filters), values)
 
     def bit(where: str | None) -> int | None:
         return None if where is None else filters[where]
+
+    # a table that needs its distinct days takes every distinct-day count from them
+    daily = any(_daily(p) for p in planned)
+    by_day = [p for p in planned if daily and (_daily(p) or p.spec.agg == "days")]
+    out_daily = _daily_pass(g, rows, by_day, values, bit)
+    planned_rows = [p for p in planned if p not in by_day]
 
     measures: Measures = {}
     for p in planned:
@@ -136,19 +164,28 @@ def bucketed(run: Run, source: Source, planned: list[Planned]) -> Pass:
         raise ValueError(f"{source.name}: latest values and float sums in one pass")
     # latest values need the sorted rows, however many: sorting is then the price
     if (len(rows.acc) <= fw.SORT_ROWS or latest) and not floats:
-        out, older = _sorted_pass(g, rows, planned, measures, values, bit)
+        out, older = _sorted_pass(g, rows, planned_rows, measures, values, bit)
     else:
-        out, older = _dense_pass(g, rows, planned, measures, values, bit)
+        out, older = _dense_pass(g, rows, planned_rows, measures, values, bit)
+    out |= out_daily
     for p in planned:
         name = p.feature.name
-        if p.spec.agg == "last":
+        if p.spec.agg == "first":
+            run.put(name, fw.days_since(g, out[name]))
+        elif p.spec.agg == "last_day" and p.spec.decimal:
+            sums, ok = out[name], out_daily[f"{name} (found)"]
+            values_ = yield from micro_to_double(sums.astype(np.int64))
+            run.put(name, np.where(ok, values_, np.nan))
+        elif p.spec.agg == "last_day":
+            run.put(name, np.where(out_daily[f"{name} (found)"], out[name], np.nan))
+        elif p.spec.agg == "last":
             times = out[name]
             if name in older:
                 times = np.where(times < 0, older[name][g.acc], times)
             elif not lifetime and (times < 0).any():
                 need = np.zeros(g.accounts, dtype=bool)
                 need[g.acc[times < 0]] = True
-                found = yield from _older_times(run, source, p.where, need)
+                found = yield from _older_times(run, g, source, p.where, need)
                 times = np.where(times < 0, found[g.acc], times)
             run.put(name, fw.days_since(g, times))
         elif p.spec.agg == "sum" and p.spec.decimal:
@@ -157,13 +194,43 @@ def bucketed(run: Run, source: Source, planned: list[Planned]) -> Pass:
             run.put(name, out[name])
 
 
-def _older_times(run: Run, source: Source, where: str | None, missing: np.ndarray) -> Lookup:
-    """Latest row time before the grid's start for the accounts in ``missing``.
+def _daily_pass(
+    g: fw.Grid, rows: fw.Rows, planned: list[Planned], values: dict[ValueKey, str], bit: Bit
+) -> dict[str, np.ndarray]:
+    """Distinct days, first times, gap spreads and latest day sums, per filter.
+
+    From the (account, day) pairs of each filter's rows: one
+    :class:`~churnlab.feature_windows.DayRuns` per distinct ``where``.
+    """
+    runs: dict[str | None, fw.DayRuns] = {}
+    out: dict[str, np.ndarray] = {}
+    for p in planned:
+        if p.where not in runs:
+            columns = tuple(
+                sorted({values[_value_key(q)] for q in planned
+                        if q.where == p.where and q.spec.agg == "last_day"})
+            )  # fmt: skip
+            runs[p.where] = fw.day_runs(g, rows, rows.rows_with(bit(p.where)), columns)
+        r, name = runs[p.where], p.feature.name
+        if p.spec.agg == "days":
+            out[name] = fw.distinct_days(g, r, p.window)
+        elif p.spec.agg == "first":
+            out[name] = fw.first_times(g, r)
+        elif p.spec.agg == "gap_sd":
+            out[name] = fw.gap_spread(g, r)
+        else:  # last_day
+            out[name], out[f"{name} (found)"] = fw.latest_day_sums(g, r, values[_value_key(p)])
+    return out
+
+
+def _older_times(
+    run: Run, g: fw.Grid, source: Source, where: str | None, missing: np.ndarray
+) -> Lookup:
+    """Latest row time before the start of the pass's grid ``g`` for the accounts in ``missing``.
 
     Looks back in widening steps (90 days, a year, everything) and stops as soon as every
     account has its answer, so that a time-ordered table is read only as far back as needed.
     """
-    g = run.grid
     best = np.full(g.accounts, -1, dtype=np.int64)
     todo = np.flatnonzero(missing)
     upper = g.start

@@ -364,10 +364,29 @@ def accounts(run: Run, source: Source, planned: list[Planned]) -> Pass:
 
 
 def derived(run: Run, planned: list[Planned]) -> None:
-    """Features that are SQL over other features (ratios, trends), in DuckDB over Arrow."""
-    if not planned:
-        return
-    used = {w for p in planned for w in re.findall(r"[A-Za-z_]\w*", str(p.feature.expr))}
+    """Features that are SQL over other features (ratios, trends), in DuckDB over Arrow.
+
+    A derived feature may use other derived features: they are computed in rounds, each over
+    the columns the earlier rounds filled (a cycle is an error in the specs).
+    """
+    todo = list(planned)
+    while todo:
+        pending = {p.feature.name for p in todo}
+        ready = [p for p in todo if not (_names(p) & (pending - {p.feature.name}))]
+        if not ready or any(p.feature.name in _names(p) for p in ready):
+            raise ValueError(f"derived features depend on each other in a cycle: {sorted(pending)}")
+        _derived_round(run, ready)
+        todo = [p for p in todo if p not in ready]
+
+
+def _names(p: Planned) -> set[str]:
+    """The identifiers a derived feature's SQL uses (feature names among them)."""
+    return set(re.findall(r"[A-Za-z_]\w*", str(p.feature.expr)))
+
+
+def _derived_round(run: Run, planned: list[Planned]) -> None:
+    """Derived features whose inputs are all computed: one DuckDB query over Arrow views."""
+    used = {w for p in planned for w in _names(p)}
     names = sorted(used & set(run.position))
     # the block's columns as they are (no copy); missing values are NaN, which SQL must see as
     # NULL (DuckDB orders NaN above every number, and NaN = NaN)

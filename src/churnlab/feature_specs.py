@@ -14,7 +14,12 @@ Aggregates (``Spec.agg``):
   (``decimal=True``: summed exactly at 6 decimals, as money is);
 - ``days``: distinct calendar days with a matching row; ``distinct``: distinct non-null values
   of ``value`` (active users);
-- ``last``: days since the latest matching row before the cutoff;
+- ``last``: days since the latest matching row before the cutoff; ``first``: days since the
+  earliest one;
+- ``gap_sd``: the sample standard deviation of the whole days between consecutive distinct
+  calendar days with a matching row (missing with fewer than three such days);
+- ``last_day``: the sum of ``value`` over the matching rows of the latest calendar day with one
+  before the cutoff;
 - ``latest``: ``value`` on the latest row of the source before the cutoff (a source with
   ``per_instant`` aggregates first combines rows sharing an account and instant);
 - ``mean``: mean of ``value`` over rows in the window whose value is ``known`` before the
@@ -27,8 +32,9 @@ Aggregates (``Spec.agg``):
 - ``derived``: ``value`` is SQL over other features of the same row.
 
 Windows (``Spec.windows``): ``each`` window of ``dataset.windows``, only the largest (``max``),
-``pairs`` of consecutive windows (trends), or ``none`` (point in time, or lifetime for counts
-and sums).
+``pairs`` of consecutive windows (trends), ``long`` (each window and the source table's
+``dataset.long_windows``), ``long_pairs`` (consecutive pairs of those), or ``none`` (point in
+time, or lifetime for counts, sums and days).
 """
 
 from __future__ import annotations
@@ -46,7 +52,11 @@ class FeatureError(ChurnlabError):
 
 
 EACH, MAX, PAIRS, NONE = "each", "max", "pairs", "none"
-BUCKETED = ("count", "sum", "days", "last")
+LONG, LONG_PAIRS = "long", "long_pairs"
+WINDOWS = (EACH, MAX, PAIRS, NONE, LONG, LONG_PAIRS)
+DAILY = ("first", "gap_sd", "last_day")
+"""Aggregates over a table's distinct (account, calendar day) pairs, over its whole history."""
+BUCKETED = ("count", "sum", "days", "last", *DAILY)
 """Aggregates over rows bucketed by day (windows, lifetime totals, latest time)."""
 AGGS = (*BUCKETED, "distinct", "latest", "mean", "mean_days", "open", "age", "attribute", "derived")
 NPS_CATEGORIES = ("detractor", "passive", "promoter")
@@ -120,7 +130,7 @@ class Spec:
     def __post_init__(self) -> None:
         if self.agg not in AGGS:
             raise ValueError(f"spec {self.name}: unknown aggregate {self.agg!r}")
-        if self.windows not in (EACH, MAX, PAIRS, NONE):
+        if self.windows not in WINDOWS:
             raise ValueError(f"spec {self.name}: unknown windows {self.windows!r}")
 
 
@@ -173,6 +183,7 @@ class Context:
     slugs: dict[str, str]
     categories: dict[str, tuple[str, ...]]  # levels of categorical features (plan)
     account_columns: tuple[Account, ...] = ()
+    long_windows: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per table
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +200,11 @@ _TREND = (
     "CASE WHEN {col}_{b}d - {col}_{a}d > 0 THEN ({col}_{a}d / {a}) / "
     "(({col}_{b}d - {col}_{a}d) / {span}) - 1 END"
 )
+_MEAN_GAP = (
+    "CASE WHEN order_days_lifetime >= 2 THEN (days_since_first_order - days_since_last_order) / "
+    "(order_days_lifetime - 1) END"
+)
+"""Mean days between consecutive order days: first to last order over the gaps between them."""
 
 
 def ratio(num: str, den: str) -> str:
@@ -350,10 +366,12 @@ COMMERCIAL = Family(
         Block(
             (
                 Spec("orders_{w}d", "orders in the last {w} days", _C, "count", "orders",
-                     NOT_REFUND, windows=EACH, measure="orders", fill_zero=True),
+                     NOT_REFUND, windows=LONG, measure="orders", fill_zero=True),
                 Spec("spend_{w}d", "order spend in the last {w} days", _C, "sum", "orders",
-                     NOT_REFUND, "CAST(amount AS DECIMAL(38, 6))", windows=EACH, kind="amount",
+                     NOT_REFUND, "CAST(amount AS DECIMAL(38, 6))", windows=LONG, kind="amount",
                      measure="spend", fill_zero=True, decimal=True),
+                Spec("order_days_{w}d", "days with an order in the last {w} days", _C, "days",
+                     "orders", NOT_REFUND, windows=LONG, measure="order_days", fill_zero=True),
             )
         ),
         Block(
@@ -378,6 +396,42 @@ COMMERCIAL = Family(
                      kind="amount", measure="avg_order_value"),
             ),
             by_window=False,
+        ),
+        # purchase cadence: recency, frequency, monetary value, tenure, gaps between order days
+        Block(
+            (
+                Spec("order_days_lifetime", "days with an order since the account started", _C,
+                     "days", "orders", NOT_REFUND, measure="order_days", fill_zero=True),
+                Spec("days_since_first_order", "days since the first order", _C, "first",
+                     "orders", NOT_REFUND, kind="days", measure="days_since_first_order"),
+                Spec("mean_order_value_lifetime", "average order value since the account started",
+                     _C, "derived", "orders", value=ratio("spend_lifetime", "orders_lifetime"),
+                     kind="amount", measure="avg_order_value"),
+                # a day, not an instant: the unit the gaps and order days count in (an invoice
+                # split over several instants of a day is one purchase occasion)
+                Spec("last_order_value", "spend on the last day with an order", _C, "last_day",
+                     "orders", NOT_REFUND, "CAST(amount AS DECIMAL(38, 6))", kind="amount",
+                     measure="last_order_value", decimal=True),
+                Spec("mean_gap_days", "mean days between consecutive order days", _C, "derived",
+                     "orders", value=_MEAN_GAP, kind="days", measure="mean_gap_days"),
+                Spec("gap_spread_days",
+                     "standard deviation of the days between consecutive order days", _C,
+                     "gap_sd", "orders", NOT_REFUND, kind="days", measure="gap_spread_days"),
+                Spec("overdue_ratio",
+                     "days since the last order relative to the mean gap between order days", _C,
+                     "derived", "orders",
+                     value="CASE WHEN mean_gap_days > 0 THEN days_since_last_order / "
+                     "mean_gap_days END", kind="value", measure="overdue_ratio"),
+            ),
+            by_window=False,
+        ),
+        Block(
+            (
+                Spec("spend_trend_{a}d",
+                     "order spend per day in the last {a} days against the previous {span} days",
+                     _C, "derived", "orders", value=_TREND.replace("{col}", "spend"),
+                     windows=LONG_PAIRS, kind="trend", measure="spend_trend"),
+            )
         ),
     ),
 )  # fmt: skip
@@ -501,11 +555,13 @@ def _values(spec: Spec, ctx: Context) -> Iterator[dict[str, object]]:
 
 def _windows(spec: Spec, ctx: Context) -> list[dict[str, object]]:
     ws = ctx.windows
-    if spec.windows == EACH:
+    if spec.windows in (LONG, LONG_PAIRS):
+        ws = tuple(sorted({*ws, *ctx.long_windows.get(SOURCES[spec.source].table, ())}))
+    if spec.windows in (EACH, LONG):
         return [{"w": w} for w in ws]
     if spec.windows == MAX:
         return [{"w": ws[-1]}]
-    if spec.windows == PAIRS:
+    if spec.windows in (PAIRS, LONG_PAIRS):
         return [{"a": a, "b": b, "span": b - a} for a, b in zip(ws, ws[1:], strict=False)]
     return [{}]
 

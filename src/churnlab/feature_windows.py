@@ -421,6 +421,141 @@ def runs_latest(grid: Grid, runs: Runs, match: np.ndarray | None) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class DayRuns:
+    """A table's distinct (account, calendar day) pairs over its whole history, sorted.
+
+    For aggregates over the days with a row rather than the rows: distinct days in a window or
+    the lifetime, the gaps between consecutive days, the first time, the latest day's totals.
+    ``key`` is ``account * span + (day - base)`` (``day`` counted from the grid's start, negative
+    before it, so rows older than the windows keep their day); per spine row, its account's days
+    before the cutoff are the entries between two binary searches. Everything is integer
+    arithmetic on exact values (days, micro-units), so it is exact.
+
+    Attributes
+    ----------
+    key : ndarray
+        Sorted distinct keys (int64).
+    day : ndarray
+        Day of each entry (offset from the grid's start).
+    base, span : int
+        The earliest day, and the number of days from it to the latest (key arithmetic).
+    gap2 : ndarray
+        Running sums of the squared gap (in days) from each entry to the previous day of the
+        same account (0 for an account's first day): ``gap2[j]`` sums entries ``0 .. j-1``.
+    first_time : ndarray
+        Per entry: the earliest row time (epoch us) of that day.
+    sums : dict
+        Value column -> per entry, the sum of its values over the day's rows.
+    """
+
+    key: np.ndarray
+    day: np.ndarray
+    base: int
+    span: int
+    gap2: np.ndarray
+    first_time: np.ndarray
+    sums: dict[str, np.ndarray]
+    positions: dict[int | None, np.ndarray] = field(default_factory=dict)  # by window back
+
+
+def day_runs(grid: Grid, rows: Rows, mask: np.ndarray, columns: tuple[str, ...] = ()) -> DayRuns:
+    """The distinct (account, day) pairs of the rows in ``mask`` (see :class:`DayRuns`).
+
+    Needs the rows' times (``rows.time``): their day is recomputed from them, whole history.
+    """
+    assert rows.time is not None
+    epoch = dt.datetime(1970, 1, 1)
+    start_us = (grid.start - epoch) // dt.timedelta(microseconds=1)
+    time = rows.time[mask]
+    day = (time - start_us) // US_PER_DAY  # floor: days before the start are negative
+    base = int(day.min()) if len(day) else 0
+    span = int(day.max()) - base + 1 if len(day) else 1
+    key = rows.acc[mask].astype(np.int64) * span + (day - base)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(new)
+    ukey = key[starts]
+    uday = ukey % span + base
+    gap = np.zeros(len(ukey), dtype=np.int64)
+    same = ukey[1:] // span == ukey[:-1] // span  # the previous entry is the same account's
+    gap[1:] = np.where(same, uday[1:] - uday[:-1], 0)
+    gap2 = np.zeros(len(ukey) + 1, dtype=np.int64)
+    np.cumsum(gap * gap, out=gap2[1:])
+    if len(starts):
+        first_time = np.minimum.reduceat(time[order], starts)
+        sums = {c: np.add.reduceat(rows.values[c][mask][order], starts) for c in columns}
+    else:
+        first_time = np.zeros(0, dtype=np.int64)
+        sums = {c: np.zeros(0, dtype=rows.values[c].dtype) for c in columns}
+    return DayRuns(ukey, uday, base, span, gap2, first_time, sums)
+
+
+def _day_position(grid: Grid, runs: DayRuns, back: int | None) -> np.ndarray:
+    """Per spine row: the position of its account's first day at or after ``cutoff - back``.
+
+    That is, the entries of earlier accounts plus its own days before ``cutoff - back`` (None:
+    none of its own days). Cached per ``back``.
+    """
+    if back not in runs.positions:
+        base = grid.acc.astype(np.int64) * runs.span
+        if back is not None:
+            base += np.clip(grid.cutoff_day() - back - runs.base, 0, runs.span)
+        runs.positions[back] = np.searchsorted(runs.key, base)
+    return runs.positions[back]
+
+
+def distinct_days(grid: Grid, runs: DayRuns, window: int | None) -> np.ndarray:
+    """Per spine row: days with a row in ``[cutoff - window, cutoff)`` (None: before it)."""
+    hi = _day_position(grid, runs, 0)
+    return (hi - _day_position(grid, runs, window)).astype(np.float64)
+
+
+def first_times(grid: Grid, runs: DayRuns) -> np.ndarray:
+    """Per spine row: the earliest row time (epoch us) before the cutoff; -1 if none."""
+    hi, lo = _day_position(grid, runs, 0), _day_position(grid, runs, None)
+    out = np.full(grid.n, -1, dtype=np.int64)
+    ok = hi > lo
+    out[ok] = runs.first_time[lo[ok]]
+    return out
+
+
+def latest_day_sums(grid: Grid, runs: DayRuns, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per spine row: the sum of ``column`` on the latest day with a row before the cutoff.
+
+    Also returns whether there is such a day (the sum is 0 where there is not).
+    """
+    hi, lo = _day_position(grid, runs, 0), _day_position(grid, runs, None)
+    values = runs.sums[column]
+    out = np.zeros(grid.n, dtype=values.dtype)
+    ok = hi > lo
+    out[ok] = values[hi[ok] - 1]
+    return out, ok
+
+
+def gap_spread(grid: Grid, runs: DayRuns) -> np.ndarray:
+    """Per spine row: the sample standard deviation of the gaps between its days with a row.
+
+    Gaps are whole days between consecutive distinct days before the cutoff; NaN with fewer
+    than three such days (fewer than two gaps).
+
+    With ``m`` gaps summing to ``D`` (first to last day) and squares summing to ``S``, the
+    variance is ``(m S - D^2) / (m (m - 1))``: the numerator is exact in integers.
+    """
+    hi, lo = _day_position(grid, runs, 0), _day_position(grid, runs, None)
+    m = hi - lo - 1
+    out = np.full(grid.n, np.nan)
+    ok = m >= 2
+    h, l_, mm = hi[ok], lo[ok], m[ok]
+    span = runs.day[h - 1] - runs.day[l_]
+    squares = runs.gap2[h] - runs.gap2[l_ + 1]  # gaps of entries l+1 .. h-1
+    num = mm * squares - span * span
+    out[ok] = np.sqrt(num / (mm * (mm - 1)))
+    return out
+
+
 def older_times(grid: Grid, rows: Rows, mask: np.ndarray) -> np.ndarray:
     """Per account: the latest time (epoch us) of a row in ``mask`` before the start; -1 if none."""
     assert rows.time is not None

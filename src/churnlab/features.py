@@ -183,6 +183,7 @@ def _context(
         slugs=_slugs(types),
         categories=cats,
         account_columns=accounts,
+        long_windows={t: tuple(ws) for t, ws in params.long_windows.items() if ws},
     )
 
 
@@ -262,7 +263,8 @@ def compute(
     spine : DataFrame
         Columns ``account_id`` and ``cutoff`` (midnight timestamps), e.g. from ``spine.build``.
     params : DatasetParams
-        The ``dataset`` section: ``windows``, ``max_event_types``, ``max_category_levels``.
+        The ``dataset`` section: ``windows``, ``long_windows``, ``max_event_types``,
+        ``max_category_levels``.
     event_types : sequence of str, optional
         The event types to count (default: the ``max_event_types`` most frequent types in the
         feature windows of the spine's cutoffs).

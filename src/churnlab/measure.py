@@ -32,29 +32,33 @@ randomised; how many were dropped is reported. A campaign is measured only when 
 all its assignments are complete (``assigned_at + horizon_days <= data end``); otherwise it is
 listed as pending, with the date its last window closes.
 
-Everything here is pure: a DuckDB connection and frames in, a :class:`Measurement` out;
-:func:`run_log` describes what to log and :func:`plot` draws the charts.
+Everything here is pure: a DuckDB connection and frames in, a :class:`Measurement` out. The
+outcomes per assignment come from :mod:`churnlab.assignments`; :mod:`churnlab.measure_outputs`
+describes what to log and draws the charts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlab import effects, labels, plots
+from churnlab import effects, uplift_curves
+
+# The assignments' outcomes and the stage's error live in churnlab.assignments (uplift reads the
+# same rows); they are re-exported here, where callers measuring campaigns look for them.
+from churnlab.assignments import (  # noqa: F401
+    MeasureError,
+    assignment_outcomes,
+    read_treatments,
+)
 from churnlab.config import DataParams, DatasetParams
-from churnlab.errors import ChurnlabError
-from churnlab.load import data_end, drop_temp_tables, present_tables
-from churnlab.runlog import RunLog
+from churnlab.load import data_end
 from churnlab.spine import resolve_mode
 
 OUTCOMES: tuple[str, ...] = ("churn", "expansion", "retained_arr", "expansion_value")
@@ -167,10 +171,6 @@ WARNING_COLUMNS: tuple[str, ...] = (
 )
 
 
-class MeasureError(ChurnlabError):
-    """Campaigns cannot be measured from the data or segments given."""
-
-
 @dataclass(frozen=True)
 class MeasureSettings:
     """How campaigns are measured (the knobs a ``measure`` params section would hold).
@@ -229,10 +229,10 @@ class Measurement:
         the current group sizes and the accounts a test of ``detectable_diff`` needs.
     qini : DataFrame
         Qini curve points of the targeting score per campaign (``campaign_id``, ``outcome``, then
-        :func:`churnlab.effects.qini_curve`'s columns); empty without a score.
+        :func:`churnlab.uplift_curves.qini_curve`'s columns); empty without a score.
     uplift_by_decile : DataFrame
         Observed uplift per score band per campaign (``campaign_id``, ``outcome``, then
-        :func:`churnlab.effects.uplift_by_decile`'s columns); empty without a score.
+        :func:`churnlab.uplift_curves.uplift_by_decile`'s columns); empty without a score.
     pending : DataFrame
         Columns ``PENDING_COLUMNS``: campaigns whose outcome windows are not all complete.
     warnings : DataFrame
@@ -259,138 +259,6 @@ class Measurement:
     data_end: dt.datetime
     mode: str
     settings: MeasureSettings = field(default_factory=MeasureSettings)
-
-
-# ---------------------------------------------------------------------------------------------
-# outcomes per assignment
-
-
-def _ts_literal(t: dt.datetime) -> str:
-    return f"TIMESTAMP '{pd.Timestamp(t).isoformat(sep=' ')}'"
-
-
-def read_treatments(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """The typed ``treatments`` table as a frame (contract columns, optional ones as NULL).
-
-    Raises
-    ------
-    MeasureError
-        If the data has no treatments table or it is empty.
-    """
-    if "treatments" not in present_tables(con):
-        raise MeasureError(
-            "the data has no treatments table: campaigns are measured from their assignments; "
-            "add treatments.parquet (account_id, campaign_id, assigned_at, holdout) to the source"
-        )
-    cols = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = 'treatments'"
-        ).fetchall()
-    }
-    exprs = ["account_id", "campaign_id", "assigned_at", "holdout"]
-    for name, dtype in (("kind", "VARCHAR"), ("channel", "VARCHAR"), ("cost", "DOUBLE")):
-        exprs.append(name if name in cols else f"CAST(NULL AS {dtype}) AS {name}")
-    frame = con.execute(
-        f"SELECT {', '.join(exprs)} FROM main.treatments ORDER BY campaign_id, account_id"
-    ).df()
-    if frame.empty:
-        raise MeasureError("the treatments table is empty: there is no campaign to measure")
-    frame["account_id"] = frame["account_id"].astype(str)
-    frame["campaign_id"] = frame["campaign_id"].astype(str)
-    frame["assigned_at"] = frame["assigned_at"].astype("datetime64[us]")
-    frame["holdout"] = frame["holdout"].astype(bool)
-    frame["cost"] = frame["cost"].astype("float64")
-    for c in ("kind", "channel"):
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    return frame
-
-
-def _eligible(
-    con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, mode: str, params: DatasetParams
-) -> np.ndarray:
-    """Whether each (account_id, assigned_at) row was a customer at that instant (spine's rule)."""
-    con.register("_cl_mkeys_df", keys.assign(rid=np.arange(len(keys))))
-    try:
-        if mode == "contractual":
-            sql = """SELECT DISTINCT k.rid FROM _cl_mkeys_df k JOIN main.subscriptions s
-                ON s.account_id = k.account_id AND s.start_at <= k.assigned_at
-               AND (s.end_at IS NULL OR s.end_at > k.assigned_at)"""
-        else:
-            sql = f"""SELECT DISTINCT k.rid FROM _cl_mkeys_df k JOIN main.orders o
-                ON o.account_id = k.account_id AND o.ordered_at < k.assigned_at
-               AND o.ordered_at >= k.assigned_at - INTERVAL {int(params.lookback_days)} DAY
-               WHERE coalesce(o.kind, '') <> 'refund'"""
-        rid = con.execute(sql).fetchnumpy()["rid"]
-    finally:
-        con.unregister("_cl_mkeys_df")
-    out = np.zeros(len(keys), dtype=bool)
-    out[np.asarray(rid, dtype=np.int64)] = True
-    return out
-
-
-def assignment_outcomes(
-    con: duckdb.DuckDBPyConnection,
-    params: DatasetParams,
-    end: dt.datetime,
-    *,
-    treatments: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Outcomes of every assignment, with the training labels at cutoff = ``assigned_at``.
-
-    Parameters
-    ----------
-    con : DuckDBPyConnection
-        Connection holding the typed contract tables.
-    params : DatasetParams
-        ``horizon_days``, ``lookback_days``, ``expansion_min_fraction`` and ``mode``.
-    end : datetime
-        End of observation (:func:`churnlab.load.data_end`).
-    treatments : DataFrame, optional
-        The assignments (default: :func:`read_treatments`).
-
-    Returns
-    -------
-    DataFrame
-        The treatments columns plus ``eligible`` (a customer at ``assigned_at``), ``complete``
-        (``assigned_at + horizon_days <= end``), ``window_end``, ``churn``, ``expansion`` (0/1),
-        ``arr`` (ARR at assignment), ``retained_arr`` and ``expansion_value`` (see the module
-        docstring); the outcomes are NaN unless the row is eligible and complete. Sorted by
-        (campaign_id, account_id).
-    """
-    tr = read_treatments(con) if treatments is None else treatments
-    mode = resolve_mode(con, params)
-    horizon = dt.timedelta(days=int(params.horizon_days))
-    keys = tr[["account_id", "assigned_at"]].drop_duplicates().reset_index(drop=True)
-    eligible = _eligible(con, keys, mode, params)
-    # One label row per distinct (account, instant): an account in two campaigns assigned at the
-    # same moment would otherwise be a duplicate spine row.
-    spine = keys.rename(columns={"assigned_at": "cutoff"})
-    try:
-        lab = labels.compute(con, spine, params, mode, end)
-    finally:
-        drop_temp_tables(con)
-    lab = lab.rename(columns={"cutoff": "assigned_at"})
-    keys = keys.assign(eligible=eligible)
-    keys = keys.merge(lab, on=["account_id", "assigned_at"], how="left", validate="one_to_one")
-    amount = keys["expansion_amount"]
-    if mode == "contractual":
-        keys["retained_arr"] = keys["arr"] + 12 * np.minimum(amount, 0.0)
-        keys["expansion_value"] = 12 * np.maximum(amount, 0.0)
-    else:
-        keys["retained_arr"] = np.nan
-        keys["expansion_value"] = np.maximum(amount, 0.0)
-    keys["complete"] = keys["labeled"].astype(bool)
-    measured = keys["eligible"] & keys["complete"]
-    for c in ("churn", "expansion", "arr", "retained_arr", "expansion_value"):
-        keys[c] = keys[c].where(measured)
-    keys = keys[
-        ["account_id", "assigned_at", "eligible", "complete", *OUTCOMES[:2], "arr", *MEAN_OUTCOMES]
-    ]
-    out = tr.merge(keys, on=["account_id", "assigned_at"], how="left", validate="many_to_one")
-    out.insert(out.columns.get_loc("assigned_at") + 1, "window_end", out["assigned_at"] + horizon)
-    return out.sort_values(["campaign_id", "account_id"], kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,12 +659,12 @@ def _qini(
     # The curve counts the response a campaign should raise: saved (not churned) for retention.
     response = 1 - y if primary == "churn" else y
     score = rows["score"].to_numpy(dtype="float64")
-    curve = effects.qini_curve(score, treated, response)
-    deciles = effects.uplift_by_decile(
+    curve = uplift_curves.qini_curve(score, treated, response)
+    deciles = uplift_curves.uplift_by_decile(
         score, treated, response, bins=min(s.bins, len(rows)), level=s.level
     )
     try:
-        coef = effects.qini_auc(score, treated, response)
+        coef = uplift_curves.qini_auc(score, treated, response)
     except effects.EffectsError:  # every outcome the same: the coefficient is undefined
         coef = np.nan
     return coef, curve, deciles
@@ -806,146 +674,3 @@ def _warnings(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[(frame["statistic"] == "rate") & frame["warning"].notna()]
     out = rows.rename(columns={"warning": "message"})[list(WARNING_COLUMNS)]
     return out.reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# logging and plots
-
-_METRIC_NAME = re.compile(r"[^0-9A-Za-z_\-. /]")
-
-
-def _metric_key(name: str) -> str:
-    """A campaign id made safe for an MLflow metric name (other characters become '_')."""
-    return _METRIC_NAME.sub("_", name)
-
-
-def run_log(result: Measurement, plot_files: Sequence[Path] = ()) -> RunLog:
-    """What to log to MLflow for a measurement (:func:`churnlab.tracking.log` writes it).
-
-    Metrics, per measured campaign ``c`` (its id with characters MLflow refuses replaced by
-    ``_``): ``measure.<c>.<outcome>_diff``, ``_ci_low``, ``_ci_high`` for every outcome,
-    ``measure.<c>.n_treated``, ``n_holdout`` and ``qini_coefficient``; plus
-    ``measure.campaigns_measured`` and ``measure.campaigns_pending``. Tags: the interval methods,
-    level, mode, data end and the ids of measured, pending and too-small campaigns. Tables under
-    ``measure/``: ``campaigns.csv``, ``effects.csv``, ``power.csv``, ``pending.csv``,
-    ``warnings.csv`` and, with a score, ``qini.csv`` and ``uplift_by_decile.csv``; plots under
-    ``measure/plots``.
-
-    Parameters
-    ----------
-    result : Measurement
-        What :func:`measure` returned.
-    plot_files : sequence of Path
-        The plot files (what :func:`plot` returned).
-    """
-    metrics: dict[str, float] = {
-        "measure.campaigns_measured": float(len(result.campaigns)),
-        "measure.campaigns_pending": float(len(result.pending)),
-    }
-    for _, row in result.campaigns.iterrows():
-        key = f"measure.{_metric_key(str(row['campaign_id']))}"
-        for o in OUTCOMES:
-            for part in ("diff", "ci_low", "ci_high"):
-                metrics[f"{key}.{o}_{part}"] = float(row[f"{o}_{part}"])
-        metrics[f"{key}.n_treated"] = float(row["n_treated"])
-        metrics[f"{key}.n_holdout"] = float(row["n_holdout"])
-        metrics[f"{key}.qini_coefficient"] = float(row["qini_coefficient"])
-    s = result.settings
-    small = sorted(set(result.warnings["campaign_id"][result.warnings["segment_type"] == OVERALL]))
-    tags = {
-        "measure.rate_method": s.rate_method,
-        "measure.mean_method": s.mean_method,
-        "measure.level": str(s.level),
-        "measure.mode": result.mode,
-        "measure.data_end": pd.Timestamp(result.data_end).isoformat(),
-        "measure.measured": ",".join(map(str, result.campaigns["campaign_id"])),
-        "measure.pending": ",".join(map(str, result.pending["campaign_id"])),
-        "measure.too_small": ",".join(map(str, small)),
-    }
-    tables = {
-        "measure/campaigns.csv": result.campaigns,
-        "measure/effects.csv": result.effects,
-        "measure/power.csv": result.power,
-        "measure/pending.csv": result.pending,
-        "measure/warnings.csv": result.warnings,
-    }
-    if not result.qini.empty:
-        tables["measure/qini.csv"] = result.qini
-        tables["measure/uplift_by_decile.csv"] = result.uplift_by_decile
-    files = {"measure/plots": list(plot_files)} if plot_files else {}
-    return RunLog(metrics=metrics, tags=tags, tables=tables, files=files)
-
-
-_PLOT_OUTCOMES = (
-    ("churn", "churn rate, treated - holdout (points)", 100.0),
-    ("expansion", "expansion rate, treated - holdout (points)", 100.0),
-    ("retained_arr", "retained ARR per account, treated - holdout", 1.0),
-    ("expansion_value", "expansion value per account, treated - holdout", 1.0),
-)
-
-
-def plot(result: Measurement, out_dir: Path | str) -> list[Path]:
-    """Draw the effects with their intervals per campaign, and the Qini curves of the score.
-
-    ``effects.png``: one panel per outcome, one horizontal bar per measured campaign (the
-    difference, with its interval as an error bar; red when harmful, green when a detectable
-    improvement, grey otherwise). ``qini.png`` (only with a score): the Qini curve of each
-    campaign against its random line. Nothing is drawn when no campaign was measured.
-
-    Parameters
-    ----------
-    result : Measurement
-        What :func:`measure` returned.
-    out_dir : Path
-        Folder for the PNG files (created if needed).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    out = Path(out_dir)
-    paths: list[Path] = []
-    camps = result.campaigns
-    if camps.empty:
-        return paths
-    panels = [p for p in _PLOT_OUTCOMES if camps[f"{p[0]}_diff"].notna().any()]
-    n = len(camps)
-    fig = plots.figure(5.0 * len(panels), max(2.5, 0.45 * n + 1.2))
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    y = np.arange(n)[::-1]
-    for ax, (outcome, title, scale) in zip(axes, panels, strict=True):
-        diff = camps[f"{outcome}_diff"].to_numpy(dtype=float) * scale
-        low = camps[f"{outcome}_ci_low"].to_numpy(dtype=float) * scale
-        high = camps[f"{outcome}_ci_high"].to_numpy(dtype=float) * scale
-        verdict = camps[f"{outcome}_verdict"].astype(str)
-        colour = np.where(
-            verdict.str.contains("harmful"),
-            "tab:red",
-            np.where(verdict.str.contains("no detectable|not", regex=True), "grey", "tab:green"),
-        )
-        err = np.vstack([np.nan_to_num(diff - low), np.nan_to_num(high - diff)])
-        ax.barh(y, np.nan_to_num(diff), color=colour, alpha=0.6)
-        ax.errorbar(np.nan_to_num(diff), y, xerr=err, fmt="none", ecolor="black", capsize=3)
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, camps["campaign_id"].astype(str).tolist(), fontsize=8)
-    level = int(round(100 * result.settings.level))
-    fig.suptitle(f"Campaign effects with {level}% intervals (green: helps, red: harms)")
-    paths.append(plots.save(fig, out / "effects.png"))
-    if not result.qini.empty:
-        fig = plots.figure(7, 5)
-        ax = fig.add_subplot()
-        for (cid, outcome), curve in result.qini.groupby(["campaign_id", "outcome"], sort=True):
-            line = ax.plot(curve["fraction"], curve["qini"], label=f"{cid} ({outcome})")[0]
-            ax.plot(curve["fraction"], curve["random"], linestyle="--", color=line.get_color(),
-                    alpha=0.6)  # fmt: skip
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xlabel("share of the audience targeted, by descending score")
-        ax.set_ylabel("extra responses (saved or expanded accounts)")
-        ax.set_title("Qini curves of the targeting score (dashed: random targeting)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        paths.append(plots.save(fig, out / "qini.png"))
-    return paths

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlab import audiences, measure, tracking, uplift
+from churnlab import audiences, measure, measure_outputs, tracking, uplift, uplift_evaluation
 from churnlab.atomic import atomic_dir
 from churnlab.config import MeasureParams, Params, flatten
 from churnlab.load import data_end, load
@@ -74,7 +74,8 @@ class UpliftRun:
     folder: Path
     run_id: str
     evaluation: pd.DataFrame | None
-    """The check on the latest retention campaign (:func:`churnlab.uplift.evaluate`'s summary)."""
+    """The check on the latest retention campaign (the summary of
+    :func:`churnlab.uplift_evaluation.evaluate`)."""
     evaluated_on: str | None
     notes: tuple[str, ...]
     timings: dict[str, float]
@@ -194,7 +195,7 @@ def _write(result: measure.Measurement, folder: Path, meta: dict[str, Any]) -> l
     with atomic_dir(folder) as tmp:
         for name in TABLES:
             getattr(result, name).to_csv(tmp / f"{name}.csv", index=False)
-        plots = measure.plot(result, tmp / "plots")
+        plots = measure_outputs.plot(result, tmp / "plots")
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return [folder / "plots" / p.name for p in plots]
 
@@ -282,7 +283,7 @@ def measure_campaigns(
                 metrics={f"measure.seconds.{k}": v for k, v in timings.items()},
             )
         )
-        tracking.log(measure.run_log(result, plots))
+        tracking.log(measure_outputs.run_log(result, plots))
     return MeasureRun(result, folder, run_id, tuple(used), timings)
 
 
@@ -315,7 +316,7 @@ def _evaluate_latest(
     arms = uplift.predict_arms(model, test)
     e = model.treated_share
     risk = (e * arms["p_treated"] + (1 - e) * arms["p_control"]).to_numpy()
-    evaluation = uplift.evaluate(model, test, churn_risk=risk)
+    evaluation = uplift_evaluation.evaluate(model, test, churn_risk=risk)
     return evaluation.summary, latest, None
 
 
@@ -326,8 +327,8 @@ def train_uplift(
 
     First the model is fitted on the campaigns whose windows closed before the latest retention
     campaign and evaluated on that one (Qini coefficient and AUUC against targeting by churn
-    risk, :func:`churnlab.uplift.evaluate`); then it is fitted on all of them and written to
-    ``measure.uplift_out`` (atomically), which ``score --target uplift`` reads.
+    risk, :func:`churnlab.uplift_evaluation.evaluate`); then it is fitted on all of them and
+    written to ``measure.uplift_out`` (atomically), which ``score --target uplift`` reads.
 
     Parameters
     ----------

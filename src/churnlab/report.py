@@ -37,9 +37,10 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -136,6 +137,27 @@ def _headline(inputs: ReportInputs) -> str:
         out.append("</section>")
         return "".join(out)
     cur = inputs.currency
+    out.append(_headline_cards(h, cur))
+    missing = [
+        k
+        for k in ("accounts_scored", "total_arr", "revenue_at_risk", "expected_expansion_value")
+        if not _finite(h.get(k))
+    ]
+    if missing:
+        out.append(
+            _note(f"Not provided: {', '.join(missing)} (shown as {DASH}).", "note-headline-missing")
+        )
+    by_band = h.get("by_band")
+    if isinstance(by_band, pd.DataFrame) and not by_band.empty and "risk_band" in by_band.columns:
+        out.append(_by_band_table(by_band, cur))
+    else:
+        out.append(_note("The split by risk band was not provided.", "note-by-band"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _headline_cards(h: Mapping[str, Any], cur: str) -> str:
+    """The four headline figures as cards; revenue at risk says its share of ARR when known."""
     total = _num(h.get("total_arr"))
     risk = _num(h.get("revenue_at_risk"))
     share = (
@@ -164,61 +186,51 @@ def _headline(inputs: ReportInputs) -> str:
             "expansion probability × expected amount",
         ),
     ]
-    out.append('<div class="cards">')
+    out = ['<div class="cards">']
     for key, label, value, sub in cards:
         out.append(
             f'<div class="card" data-testid="card-{key}"><div class="label">{_e(label)}</div>'
             f'<div class="value">{_e(value)}</div><div class="sub">{_e(sub)}</div></div>'
         )
     out.append("</div>")
-    missing = [
-        k
-        for k in ("accounts_scored", "total_arr", "revenue_at_risk", "expected_expansion_value")
-        if not _finite(h.get(k))
-    ]
-    if missing:
-        out.append(
-            _note(f"Not provided: {', '.join(missing)} (shown as {DASH}).", "note-headline-missing")
-        )
-    by_band = h.get("by_band")
-    if isinstance(by_band, pd.DataFrame) and not by_band.empty and "risk_band" in by_band.columns:
-        b = by_band
-        if "mean_probability" in b.columns:
-            b = b.sort_values("mean_probability", ascending=False, kind="stable")
-        risk_total = (
-            float(pd.to_numeric(b["revenue_at_risk"], errors="coerce").sum())
-            if "revenue_at_risk" in b.columns
-            else 0.0
-        )
-        classes = _band_classes([str(x) for x in b["risk_band"]])
-        rows = [
-            '<div class="tablewrap"><table id="by-band" data-testid="by-band"><caption>By risk '
-            "band</caption>"
-            '<thead><tr><th scope="col">Risk band</th><th class="num" scope="col">Accounts</th>'
-            '<th class="num" scope="col">ARR</th><th class="num" scope="col">Revenue at risk</th>'
-            '<th scope="col" class="barcol">Share of revenue at risk</th>'
-            '<th class="num" scope="col">Mean churn probability</th></tr></thead><tbody>'
-        ]
-        for _, r in b.iterrows():
-            band = str(r["risk_band"])
-            rar = r.get("revenue_at_risk")
-            pct = float(rar) / risk_total if _finite(rar) and risk_total > 0 else 0.0
-            share_text = format_percent(pct) if risk_total > 0 else DASH
-            rows.append(
-                f'<tr><td><span class="{classes[band]}">{_e(band)}</span></td>'
-                f'<td class="num">{_e(format_int(r.get("accounts")))}</td>'
-                f'<td class="num">{_e(format_money(r.get("arr"), cur))}</td>'
-                f'<td class="num">{_e(format_money(rar, cur))}</td>'
-                f'<td class="barcol"><span class="bar" style="width:{pct * 100:.1f}%"></span>'
-                f'<span class="barlabel">{_e(share_text)}</span></td>'
-                f'<td class="num">{_e(format_percent(r.get("mean_probability")))}</td></tr>'
-            )
-        rows.append("</tbody></table></div>")
-        out.append("".join(rows))
-    else:
-        out.append(_note("The split by risk band was not provided.", "note-by-band"))
-    out.append("</section>")
     return "".join(out)
+
+
+def _by_band_table(by_band: pd.DataFrame, cur: str) -> str:
+    """Accounts, ARR and revenue at risk per risk band, riskiest band first, with share bars."""
+    b = by_band
+    if "mean_probability" in b.columns:
+        b = b.sort_values("mean_probability", ascending=False, kind="stable")
+    risk_total = (
+        float(pd.to_numeric(b["revenue_at_risk"], errors="coerce").sum())
+        if "revenue_at_risk" in b.columns
+        else 0.0
+    )
+    classes = _band_classes([str(x) for x in b["risk_band"]])
+    rows = [
+        '<div class="tablewrap"><table id="by-band" data-testid="by-band"><caption>By risk '
+        "band</caption>"
+        '<thead><tr><th scope="col">Risk band</th><th class="num" scope="col">Accounts</th>'
+        '<th class="num" scope="col">ARR</th><th class="num" scope="col">Revenue at risk</th>'
+        '<th scope="col" class="barcol">Share of revenue at risk</th>'
+        '<th class="num" scope="col">Mean churn probability</th></tr></thead><tbody>'
+    ]
+    for _, r in b.iterrows():
+        band = str(r["risk_band"])
+        rar = r.get("revenue_at_risk")
+        pct = float(rar) / risk_total if _finite(rar) and risk_total > 0 else 0.0
+        share_text = format_percent(pct) if risk_total > 0 else DASH
+        rows.append(
+            f'<tr><td><span class="{classes[band]}">{_e(band)}</span></td>'
+            f'<td class="num">{_e(format_int(r.get("accounts")))}</td>'
+            f'<td class="num">{_e(format_money(r.get("arr"), cur))}</td>'
+            f'<td class="num">{_e(format_money(rar, cur))}</td>'
+            f'<td class="barcol"><span class="bar" style="width:{pct * 100:.1f}%"></span>'
+            f'<span class="barlabel">{_e(share_text)}</span></td>'
+            f'<td class="num">{_e(format_percent(r.get("mean_probability")))}</td></tr>'
+        )
+    rows.append("</tbody></table></div>")
+    return "".join(rows)
 
 
 # --------------------------------------------------------------------------------------------

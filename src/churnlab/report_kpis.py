@@ -355,11 +355,27 @@ def _kpis(inputs: ReportInputs) -> str:
         return "".join(out) + "</section>"
     frame = _kpi_frame(inputs.kpis)
     ctx = _KpiContext(frame, inputs.kpi_catalogue, inputs.currency)
-    out.append(
+    out.append(_kpi_lead(ctx))
+    out.append(_kpi_cards(ctx))
+    subscription = any(ctx.has(n) for n in ("churn_rate", "grr", "nrr", "end_mrr"))
+    orders_only = not subscription and any(
+        ctx.has(n)
+        for n in ("active_customer_churn_rate", "repeat_purchase_rate", "spend_retention")
+    )
+    figs = _orders_charts(ctx) if orders_only else _subscription_charts(ctx)
+    out.extend(['<div class="figs">', *figs, *_shared_charts(ctx), "</div>"])
+    out.append(_kpi_table(ctx))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _kpi_lead(ctx: _KpiContext) -> str:
+    """The paragraph on outcome and activity metrics, naming the partial periods if any."""
+    out = [
         '<p class="lead">Outcome metrics (churn, revenue retention, upsell revenue) are what the '
         "business cares about; activity metrics (campaign opens and clicks, tickets) are easy to "
         "capture and move first. Each chart says which it shows."
-    )
+    ]
     if any(ctx.partial):
         parts = [ctx.labels[i] for i, p in enumerate(ctx.partial) if p]
         out.append(
@@ -368,68 +384,59 @@ def _kpis(inputs: ReportInputs) -> str:
             "data does not cover them fully, so they are not comparable with full periods."
         )
     out.append("</p>")
-    out.append(_kpi_cards(ctx))
-    subscription = any(ctx.has(n) for n in ("churn_rate", "grr", "nrr", "end_mrr"))
-    orders_only = not subscription and any(
-        ctx.has(n)
-        for n in ("active_customer_churn_rate", "repeat_purchase_rate", "spend_retention")
-    )
-    figs = []
-    if orders_only:
-        figs.append(
-            _kpi_chart(
-                ctx,
-                "chart-churn",
-                "Active-customer churn rate",
-                ["active_customer_churn_rate"],
-                "pct",
-                zero_based=True,
-            )
-        )
-        figs.append(
-            _kpi_chart(
-                ctx,
-                "chart-retention",
-                "Repeat purchase and spend retention",
-                ["repeat_purchase_rate", "spend_retention"],
-                "pct",
-            )
-        )
-        figs.append(
-            _kpi_chart(ctx, "chart-buyers", "Buyers per period", ["buyers"], "int", zero_based=True)
-        )
-        figs.append(
-            _kpi_chart(
-                ctx,
-                "chart-revenue-retention",
-                "Gross and net revenue retention",
-                ["grr", "nrr"],
-                "pct",
-            )
-        )
-    else:
-        figs.append(
-            _kpi_chart(
-                ctx, "chart-churn", "Logo churn rate", ["churn_rate"], "pct", zero_based=True
-            )
-        )
-        figs.append(
-            _kpi_chart(ctx, "chart-retention", "Customer retention rate", ["retention_rate"], "pct")
-        )
-        figs.append(
-            _kpi_chart(
-                ctx,
-                "chart-revenue-retention",
-                "Gross and net revenue retention: monthly and trailing 12 months",
-                ["grr", "nrr", "grr_12m", "nrr_12m"],
-                "pct",
-                dashed=("grr_12m", "nrr_12m"),
-                refs=[(1.0, "100%")],
-            )
-        )
-    grid = ['<div class="figs">', *figs]
-    grid.append(_mrr_bridge(ctx) if not orders_only else _mrr_bridge(ctx))
-    grid.append(
+    return "".join(out)
+
+
+def _orders_charts(ctx: _KpiContext) -> list[str]:
+    """Churn and retention charts of orders-only data: active buyers, repeat purchase, spend."""
+    return [
+        _kpi_chart(
+            ctx,
+            "chart-churn",
+            "Active-customer churn rate",
+            ["active_customer_churn_rate"],
+            "pct",
+            zero_based=True,
+        ),
+        _kpi_chart(
+            ctx,
+            "chart-retention",
+            "Repeat purchase and spend retention",
+            ["repeat_purchase_rate", "spend_retention"],
+            "pct",
+        ),
+        _kpi_chart(ctx, "chart-buyers", "Buyers per period", ["buyers"], "int", zero_based=True),
+        _kpi_chart(
+            ctx,
+            "chart-revenue-retention",
+            "Gross and net revenue retention",
+            ["grr", "nrr"],
+            "pct",
+        ),
+    ]
+
+
+def _subscription_charts(ctx: _KpiContext) -> list[str]:
+    """Churn and retention charts of subscription data: logos, customers, GRR and NRR."""
+    return [
+        _kpi_chart(ctx, "chart-churn", "Logo churn rate", ["churn_rate"], "pct", zero_based=True),
+        _kpi_chart(ctx, "chart-retention", "Customer retention rate", ["retention_rate"], "pct"),
+        _kpi_chart(
+            ctx,
+            "chart-revenue-retention",
+            "Gross and net revenue retention: monthly and trailing 12 months",
+            ["grr", "nrr", "grr_12m", "nrr_12m"],
+            "pct",
+            dashed=("grr_12m", "nrr_12m"),
+            refs=[(1.0, "100%")],
+        ),
+    ]
+
+
+def _shared_charts(ctx: _KpiContext) -> list[str]:
+    """The charts of every kind of data: MRR bridge, upsell share, NPS, campaigns, tickets."""
+    return [
+        _mrr_bridge(ctx),
         _kpi_chart(
             ctx,
             "chart-upsell",
@@ -438,10 +445,8 @@ def _kpis(inputs: ReportInputs) -> str:
             "pct",
             refs=[(0.5, "mature companies: 50%+")],
             zero_based=True,
-        )
-    )
-    grid.append(_kpi_chart(ctx, "chart-nps", "Net Promoter Score", ["nps"], "num"))
-    grid.append(
+        ),
+        _kpi_chart(ctx, "chart-nps", "Net Promoter Score", ["nps"], "num"),
         _kpi_chart(
             ctx,
             "chart-campaigns",
@@ -449,9 +454,7 @@ def _kpis(inputs: ReportInputs) -> str:
             ["open_rate", "click_rate"],
             "pct",
             zero_based=True,
-        )
-    )
-    grid.append(
+        ),
         _kpi_chart(
             ctx,
             "chart-tickets",
@@ -460,10 +463,5 @@ def _kpis(inputs: ReportInputs) -> str:
             "int",
             zero_based=True,
             show_absent=False,
-        )
-    )
-    grid.append("</div>")
-    out.extend(grid)
-    out.append(_kpi_table(ctx))
-    out.append("</section>")
-    return "".join(out)
+        ),
+    ]

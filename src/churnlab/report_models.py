@@ -77,6 +77,17 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
         f'<div class="model" data-testid="model-{task}"><h3>{_TASK_LABEL[task]} model</h3>',
         f'<p class="meta">{_e(" · ".join(bits))}</p>',
     ]
+    summary = _model_summary(task, metrics)
+    if summary:
+        out.append(f'<p class="summary">{_e(" ".join(summary))}</p>')
+    out.append(_metrics_table(task, metrics))
+    out.append(_calibration(task, m.get("calibration")))
+    out.append("</div>")
+    return "".join(out)
+
+
+def _model_summary(task: str, metrics: Mapping[str, Any]) -> list[str]:
+    """Plain sentences: ranking against the baselines, lift in the top 10%, calibration error."""
     summary = []
     auc, lr, heur = (
         _num(metrics.get(f"{p}.roc_auc")) for p in ("test", "baseline_logreg", "baseline_heuristic")
@@ -110,8 +121,11 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
     ece = metrics.get("test.ece")
     if _finite(ece):
         summary.append(f"Probabilities are off by {format_percent(ece)} on average (ECE).")
-    if summary:
-        out.append(f'<p class="summary">{_e(" ".join(summary))}</p>')
+    return summary
+
+
+def _metrics_table(task: str, metrics: Mapping[str, Any]) -> str:
+    """The test metrics of the model beside the baselines' (a note when there are none)."""
     rows = []
     for key, label, how in _METRIC_ROWS:
         vals = [
@@ -130,28 +144,28 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
                 DASH,
             ]
         )
-    if rows:
-        out.append(
-            _static_table(
-                [
-                    ("Metric (test cutoff)", False),
-                    ("This model", True),
-                    ("Logistic regression", True),
-                    ("Heuristic", True),
-                ],
-                rows,
-                f"metrics-{task}",
-            )
-        )
-    else:
-        out.append(_note("No test metrics were provided for this model.", f"note-metrics-{task}"))
-    cal = m.get("calibration")
+    if not rows:
+        return _note("No test metrics were provided for this model.", f"note-metrics-{task}")
+    return _static_table(
+        [
+            ("Metric (test cutoff)", False),
+            ("This model", True),
+            ("Logistic regression", True),
+            ("Heuristic", True),
+        ],
+        rows,
+        f"metrics-{task}",
+    )
+
+
+def _calibration(task: str, cal: Any) -> str:
+    """The calibration curve as a figure (a note when it is missing or lacks its columns)."""
     if (
         isinstance(cal, pd.DataFrame)
         and not cal.empty
         and not _missing_columns(cal, ("mean_predicted", "realised"))
     ):
-        out.append(
+        return (
             '<figure class="cal" '
             f'data-testid="calibration-{task}-figure"><figcaption>Calibration: predicted '
             "vs realised rate per probability bin (on the diagonal = calibrated)</figcaption>"
@@ -160,10 +174,7 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
             )
             + "</figure>"
         )
-    else:
-        out.append(_note("No calibration curve was provided.", f"note-calibration-{task}"))
-    out.append("</div>")
-    return "".join(out)
+    return _note("No calibration curve was provided.", f"note-calibration-{task}")
 
 
 def _pvr(frame: pd.DataFrame | None) -> str:

@@ -266,29 +266,7 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
     rows = payload["rows"]
     n = len(rows)
     size = int(payload["pageSize"])
-    cur = payload["currency"]
-    badges = {int(k): v for k, v in payload["badges"].items()}
-    out = [f'<div class="bigtable" data-table="{_e(tid)}">']
-    out.append(f'<div class="controls noprint" id="{_e(tid)}-controls" hidden>')
-    if payload["search"]:
-        out.append(
-            f'<label>Search <input type="search" id="{_e(tid)}-search" '
-            f'data-testid="{_e(tid)}-search" '
-            f'placeholder="account or name" autocomplete="off"></label>'
-        )
-    for flt in payload["filters"]:
-        opts = [f'<option value="">All ({_e(format_int(n))})</option>']
-        for i, (o, c) in enumerate(zip(flt["options"], flt["counts"], strict=True)):
-            text = "(blank)" if o is None else o
-            opts.append(f'<option value="{i}">{_e(text)} ({_e(format_int(c))})</option>')
-        out.append(
-            f'<label>{_e(flt["label"])} <select id="{_e(flt["id"])}" data-testid="{_e(flt["id"])}">'
-            f"{''.join(opts)}</select></label>"
-        )
-    out.append(
-        f'<button type="button" id="{_e(tid)}-reset" '
-        f'data-testid="{_e(tid)}-reset">Reset</button></div>'
-    )
+    out = [f'<div class="bigtable" data-table="{_e(tid)}">', _table_controls(payload, n)]
     shown = min(n, size)
     count = f"showing 1\u2013{format_int(shown)} of {format_int(n)}" if n else "no rows"
     out.append(
@@ -310,21 +288,7 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
             f'class="sort">{_e(c["label"])}</button></th>'
         )
     out.append("</tr></thead><tbody>")
-    for i in range(shown):
-        row = rows[i]
-        out.append(f'<tr class="row" data-row="{i}">')
-        if expandable:
-            out.append('<td class="exp"><span aria-hidden="true">\u25b8</span></td>')
-        for j, c in enumerate(cols):
-            v = row[j]
-            text = DASH if v is None else _fmt(c["type"], v, cur)
-            cls = "num" if c["type"] != "text" else ""
-            if j in badges and v is not None and str(v) in badges[j]:
-                cell = f'<span class="{_e(badges[j][str(v)])}">{_e(text)}</span>'
-            else:
-                cell = _e(text)
-            out.append(f'<td data-key="{_e(c["key"])}" class="{cls}">{cell}</td>')
-        out.append("</tr>")
+    out.extend(_first_page(payload, shown, expandable))
     out.append("</tbody></table></div>")
     out.append(
         f'<div class="pager noprint" id="{_e(tid)}-pager" hidden>'
@@ -341,6 +305,60 @@ def _table_html(payload: dict[str, Any], label: str, expandable: bool) -> str:
         f"{_json_for_script(payload)}</script></div>"
     )
     return "".join(out)
+
+
+def _table_controls(payload: dict[str, Any], n: int) -> str:
+    """Search box, one select per filter (with each option's row count) and the reset button.
+
+    Hidden until the page's script shows them: without scripts they would do nothing.
+    """
+    tid = payload["id"]
+    out = [f'<div class="controls noprint" id="{_e(tid)}-controls" hidden>']
+    if payload["search"]:
+        out.append(
+            f'<label>Search <input type="search" id="{_e(tid)}-search" '
+            f'data-testid="{_e(tid)}-search" '
+            f'placeholder="account or name" autocomplete="off"></label>'
+        )
+    for flt in payload["filters"]:
+        opts = [f'<option value="">All ({_e(format_int(n))})</option>']
+        for i, (o, c) in enumerate(zip(flt["options"], flt["counts"], strict=True)):
+            text = "(blank)" if o is None else o
+            opts.append(f'<option value="{i}">{_e(text)} ({_e(format_int(c))})</option>')
+        out.append(
+            f'<label>{_e(flt["label"])} <select id="{_e(flt["id"])}" data-testid="{_e(flt["id"])}">'
+            f"{''.join(opts)}</select></label>"
+        )
+    out.append(
+        f'<button type="button" id="{_e(tid)}-reset" '
+        f'data-testid="{_e(tid)}-reset">Reset</button></div>'
+    )
+    return "".join(out)
+
+
+def _first_page(payload: dict[str, Any], shown: int, expandable: bool) -> list[str]:
+    """The first ``shown`` rows as formatted cells, band values as badges."""
+    cols = payload["columns"]
+    rows = payload["rows"]
+    cur = payload["currency"]
+    badges = {int(k): v for k, v in payload["badges"].items()}
+    out = []
+    for i in range(shown):
+        row = rows[i]
+        out.append(f'<tr class="row" data-row="{i}">')
+        if expandable:
+            out.append('<td class="exp"><span aria-hidden="true">\u25b8</span></td>')
+        for j, c in enumerate(cols):
+            v = row[j]
+            text = DASH if v is None else _fmt(c["type"], v, cur)
+            cls = "num" if c["type"] != "text" else ""
+            if j in badges and v is not None and str(v) in badges[j]:
+                cell = f'<span class="{_e(badges[j][str(v)])}">{_e(text)}</span>'
+            else:
+                cell = _e(text)
+            out.append(f'<td data-key="{_e(c["key"])}" class="{cls}">{cell}</td>')
+        out.append("</tr>")
+    return out
 
 
 _AT_RISK_LEAD: tuple[tuple[str, ColType], ...] = (("rank", "int"), ("account_id", "text"))
@@ -456,61 +474,7 @@ def _audiences(inputs: ReportInputs) -> str:
             _note("The audience summary lacks the campaign column.", "note-audiences", warn=True)
         )
     else:
-        cols = [
-            ("campaign", "Campaign", "text"),
-            ("kind", "Kind", "text"),
-            ("contacts", "Contacts", "int"),
-            ("holdout", "Held out", "int"),
-            ("cost", "Cost", "money"),
-            ("expected_value", "Expected value", "money"),
-            ("expected_net_value", "Expected net value", "money"),
-        ]
-        cols = [c for c in cols if c[0] in a.columns]
-        rows, classes = [], []
-        for _, r in a.iterrows():
-            rows.append(
-                [
-                    (str(r[k]) if pd.notna(r[k]) else DASH)
-                    if t == "text"
-                    else (format_int(r[k]) if t == "int" else format_money(r[k], cur))
-                    for k, _, t in cols
-                ]
-            )
-            net = r.get("expected_net_value")
-            classes.append("negative" if _finite(net) and float(net) < 0 else "")
-        foot = []
-        for k, _, t in cols:
-            if k == "campaign":
-                foot.append("Total")
-            elif t == "text":
-                foot.append("")
-            else:
-                total = float(pd.to_numeric(a[k], errors="coerce").sum())
-                foot.append(format_int(total) if t == "int" else format_money(total, cur))
-        words = [f"{len(a)} campaign{'s' if len(a) != 1 else ''}"]
-        sums = {
-            c: float(pd.to_numeric(a[c], errors="coerce").sum())
-            for c in a.columns
-            if c != "campaign" and pd.api.types.is_numeric_dtype(a[c])
-        }
-        if "contacts" in sums:
-            words.append(f"reach {format_int(sums['contacts'])} contacts")
-        if "holdout" in sums:
-            words.append(f"({format_int(sums['holdout'])} held out to measure the effect)")
-        if "expected_net_value" in sums:
-            words.append(
-                f"for an expected net value of {format_money(sums['expected_net_value'], cur)}"
-            )
-        out.append(f'<p class="lead">{_e(" ".join(words))}.</p>')
-        out.append(
-            _static_table(
-                [(lab, t != "text") for _, lab, t in cols],
-                rows,
-                "audience-summary",
-                row_classes=classes,
-                foot=foot,
-            )
-        )
+        out.append(_audience_summary(a, cur))
     rows_frame = inputs.audience_rows
     if rows_frame is not None and not rows_frame.empty:
         out.append("<h3>Audience members</h3>")
@@ -527,3 +491,62 @@ def _audiences(inputs: ReportInputs) -> str:
         out.append(_table_html(payload, "Audience members", expandable=bool(spec.reasons)))
     out.append("</section>")
     return "".join(out)
+
+
+def _audience_summary(a: pd.DataFrame, cur: str) -> str:
+    """A sentence on reach and value, then one row per campaign with totals underneath.
+
+    Campaigns whose expected net value is negative are marked.
+    """
+    cols = [
+        ("campaign", "Campaign", "text"),
+        ("kind", "Kind", "text"),
+        ("contacts", "Contacts", "int"),
+        ("holdout", "Held out", "int"),
+        ("cost", "Cost", "money"),
+        ("expected_value", "Expected value", "money"),
+        ("expected_net_value", "Expected net value", "money"),
+    ]
+    cols = [c for c in cols if c[0] in a.columns]
+    rows, classes = [], []
+    for _, r in a.iterrows():
+        rows.append(
+            [
+                (str(r[k]) if pd.notna(r[k]) else DASH)
+                if t == "text"
+                else (format_int(r[k]) if t == "int" else format_money(r[k], cur))
+                for k, _, t in cols
+            ]
+        )
+        net = r.get("expected_net_value")
+        classes.append("negative" if _finite(net) and float(net) < 0 else "")
+    foot = []
+    for k, _, t in cols:
+        if k == "campaign":
+            foot.append("Total")
+        elif t == "text":
+            foot.append("")
+        else:
+            total = float(pd.to_numeric(a[k], errors="coerce").sum())
+            foot.append(format_int(total) if t == "int" else format_money(total, cur))
+    words = [f"{len(a)} campaign{'s' if len(a) != 1 else ''}"]
+    sums = {
+        c: float(pd.to_numeric(a[c], errors="coerce").sum())
+        for c in a.columns
+        if c != "campaign" and pd.api.types.is_numeric_dtype(a[c])
+    }
+    if "contacts" in sums:
+        words.append(f"reach {format_int(sums['contacts'])} contacts")
+    if "holdout" in sums:
+        words.append(f"({format_int(sums['holdout'])} held out to measure the effect)")
+    if "expected_net_value" in sums:
+        words.append(
+            f"for an expected net value of {format_money(sums['expected_net_value'], cur)}"
+        )
+    return f'<p class="lead">{_e(" ".join(words))}.</p>' + _static_table(
+        [(lab, t != "text") for _, lab, t in cols],
+        rows,
+        "audience-summary",
+        row_classes=classes,
+        foot=foot,
+    )

@@ -29,12 +29,11 @@ from sklearn.pipeline import Pipeline
 from churnlab import drift, evaluate
 from churnlab.baselines import (
     btyd_baseline,
-    calibrate_logreg,
     fit_logreg_baseline,
     heuristic_direction,
     heuristic_features,
     heuristic_scores,
-    logreg_scores,
+    logreg_test_scores,
 )
 from churnlab.bundle import ModelBundle
 
@@ -313,12 +312,20 @@ def train_task(
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
-    logreg_cal = calibrate_logreg(logreg, X_valid, y_valid, categorical, params.calibration, seed)
+    offs = (
+        None
+        if bundle.season is None
+        else tuple(bundle.offset(p) for p in (split.train, split.valid, split.test))
+    )
+    logreg_test, logreg_calibration = logreg_test_scores(
+        logreg, (X_train, X_valid, X_test), (y_train, y_valid), categorical,
+        params.calibration, seed, offs,
+    )  # fmt: skip
     chosen = heuristic_features(feats)
     reverse = heuristic_direction(X_valid, y_valid, task, chosen)
     scores = {
         "test": bundle.predict(split.test),
-        "logreg": logreg_scores(logreg, X_test, categorical, logreg_cal),
+        "logreg": logreg_test,
         "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
@@ -352,7 +359,7 @@ def train_task(
     return TaskResult(
         task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
         extra={
-            "heuristic_direction": direction, "logreg_calibrator": logreg_cal,
+            "heuristic_direction": direction, "logreg_calibration": logreg_calibration,
             "season": fit.season_note, "per_cutoff": per_cutoff_calibration(bundle, split, task),
         },
     )  # fmt: skip

@@ -62,15 +62,26 @@ def literal_tables() -> dict[str, pd.DataFrame]:
                 "seats": pd.array([5, 6, 10, 20, 2, 3], dtype="Int32"),
             }
         ),
+        # a: order days in every window (7 .. 365) and two orders on one day; b: orders older
+        # than every window, one in 90 days, one at and one after the cutoff
         "orders": pd.DataFrame(
-            {
-                "account_id": ["a", "a", "b", "b", "c"],
-                "ordered_at": ts(before, edge, at, after, "2024-05-01"),
-                "amount": [50.0, 70.0, 90.0, 110.0, 30.0],
-                "kind": ["new", "upsell", "upsell", "refund", "cross_sell"],
-                "product": ["x", "y", "x", "x", "z"],
-            }
-        ),
+            [
+                ("a", "2023-09-10 10:00", 40.0, "renewal"),
+                ("a", "2023-12-05", 45.0, "renewal"),
+                ("a", "2024-02-10", 30.0, "renewal"),
+                ("a", before, 50.0, "new"),
+                ("a", "2024-03-20 15:00", 5.0, "renewal"),
+                ("a", "2024-03-25", -20.0, "refund"),
+                ("a", edge, 70.0, "upsell"),
+                ("a", "2024-04-20", 80.0, "renewal"),
+                ("b", "2022-11-01", 500.0, "new"),
+                ("b", "2024-02-01", 60.0, "renewal"),
+                ("b", at, 90.0, "upsell"),
+                ("b", after, 110.0, "refund"),
+                ("c", "2024-05-01", 30.0, "cross_sell"),
+            ],
+            columns=["account_id", "ordered_at", "amount", "kind"],
+        ).assign(ordered_at=lambda o: ts(*o["ordered_at"]), product="x"),
         "events": pd.DataFrame(
             {
                 "account_id": ["a", "a", "a", "a", "b", "b", "c"],
@@ -252,12 +263,92 @@ def test_features_ignore_rows_at_or_after_cutoff(how):
     assert_identical(base, feature_frame(mutated, spine_for(frames)))
 
 
+@pytest.mark.parametrize("how", ["change", "delete"])
+def test_features_ignore_later_rows_when_later_cutoffs_read_them(how):
+    """A spine with a later cutoff too: its rows are read, yet the earlier cutoff's features
+    must not see them (windows and lifetime values of every cutoff come from one pass)."""
+    frames = literal_tables()
+    later = T + dt.timedelta(days=61)
+    sp = pd.concat([spine_for(frames), spine_for(frames, later)], ignore_index=True)
+    base, feats = features.compute(load.connect_frames(frames), sp, PARAMS)
+    # the later cutoff's windows see new event types and category levels: keep the columns
+    fixed = {
+        "event_types": sorted({f.event_type for f in feats if f.event_type}),
+        "categories": {f.name: f.categories for f in feats if f.dtype == "category"},
+    }
+    mutated, _ = features.compute(
+        load.connect_frames(mutate(frames, at_or_after(T), how)), sp, PARAMS, **fixed
+    )
+    at_t = base["cutoff"] == T
+    assert_identical(
+        base[at_t].reset_index(drop=True), mutated[mutated["cutoff"] == T].reset_index(drop=True)
+    )
+    assert not base[~at_t].equals(mutated[mutated["cutoff"] == later])  # the later rows do move
+    assert set(CADENCE) <= set(base.columns)
+
+
 def test_features_do_change_when_rows_before_cutoff_change():
     """Guard against a vacuous test: the same mutation before the cutoff does change features."""
     frames = literal_tables()
     base = feature_frame(frames)
     changed = feature_frame(mutate(frames, before(T), "change"), spine_for(frames))
     assert not base.equals(changed)
+
+
+CADENCE = (
+    *(f"{m}_{w}d" for w in (7, 30, 90, 180, 365) for m in ("orders", "spend", "order_days")),
+    "orders_lifetime", "spend_lifetime", "days_since_last_order", "order_days_lifetime",
+    "days_since_first_order", "mean_order_value_lifetime", "last_order_value", "mean_gap_days",
+    "gap_spread_days", "overdue_ratio", "spend_trend_7d", "spend_trend_30d", "spend_trend_90d",
+    "spend_trend_180d",
+)  # fmt: skip
+"""Order and purchase-cadence features, over the normal and the long windows (180, 365)."""
+
+
+def orders_only(mask_of):
+    """The same mutation, on the orders table only."""
+
+    def only(name: str, frame: pd.DataFrame) -> pd.Series:
+        return mask_of(name, frame) & (name == "orders")
+
+    only.after = mask_of.after  # type: ignore[attr-defined]
+    return only
+
+
+@pytest.mark.parametrize("how", ["change", "delete"])
+def test_cadence_features_ignore_orders_at_or_after_cutoff(how):
+    frames = literal_tables()
+    base = feature_frame(frames)
+    assert set(CADENCE) <= set(base.columns)
+    mutated = mutate(frames, orders_only(at_or_after(T)), how)
+    assert len(mutated["orders"]) == (13 if how == "change" else 9)
+    assert not frames["orders"].equals(mutated["orders"])
+    assert_identical(base, feature_frame(mutated, spine_for(frames)))
+
+
+@pytest.mark.parametrize("how", ["change", "delete"])
+def test_cadence_features_change_when_orders_before_cutoff_change(how):
+    """Every order feature reads the rows before the cutoff: mutating them changes each one.
+
+    Deleting them changes every feature; changing them (amounts, kinds, times a few days
+    earlier) changes every one except some row and day counts, whose rows stay inside their
+    windows.
+    """
+    frames = literal_tables()
+    base = feature_frame(frames).set_index("account_id")
+    assert base.loc["a", list(CADENCE)].notna().all()  # every feature has a value to change
+    mutated = feature_frame(mutate(frames, orders_only(before(T)), how), spine_for(frames))
+    mutated = mutated.set_index("account_id")
+    same = {n for n in CADENCE if base[n].equals(mutated[n])}
+    if how == "delete":
+        assert same == set()
+    else:
+        assert same == {"orders_7d", "order_days_7d", "orders_30d", "orders_90d",
+                        "order_days_180d", "order_days_365d"}  # fmt: skip
+    # the other tables' features stay as they were
+    others = [c for c in base.columns if c not in CADENCE and not c.startswith(
+        ("refund", "upsell", "avg_order_value"))]  # fmt: skip
+    pd.testing.assert_frame_equal(base[others], mutated[others], check_exact=True)
 
 
 @pytest.mark.parametrize("how", ["change", "delete"])
@@ -382,6 +473,13 @@ BOUNDARY_FEATURES = {
     "seats": 4.0,
     "orders_7d": 1.0,
     "orders_lifetime": 1.0,
+    "orders_365d": 1.0,
+    "spend_365d": 10.0,
+    "order_days_7d": 1.0,
+    "order_days_365d": 1.0,
+    "order_days_lifetime": 1.0,
+    "days_since_first_order": 1 / 86_400_000_000,
+    "last_order_value": 10.0,
     "clicks_7d": 1.0,
     "tickets_7d": 1.0,
     "tickets_open": 1.0,
@@ -408,7 +506,8 @@ def test_row_exactly_at_cutoff_does_not_count():
     frame, _ = features.compute(con, spine_for(frames), PARAMS)
     row = frame.set_index("account_id").loc["a"]
     for name in BOUNDARY_FEATURES:
-        if name in ("tenure_days", "days_since_last_event", "nps_last"):
+        if name in ("tenure_days", "days_since_last_event", "nps_last",
+                    "days_since_first_order", "last_order_value"):  # fmt: skip
             assert np.isnan(row[name]), name
         else:
             assert row[name] == 0.0, name
@@ -441,6 +540,8 @@ _OFFSETS = st.one_of(
     st.sampled_from([0, -1]), st.integers(min_value=-120 * _DAY_US, max_value=60 * _DAY_US)
 )
 _ACCOUNTS = ["a", "b", "c"]
+_OLD = st.integers(min_value=-500 * _DAY_US, max_value=-100 * _DAY_US)
+"""Order offsets reaching past the long windows (365 days) and the windows' start."""
 
 
 def _stamp(offset_us: int) -> pd.Timestamp:
@@ -477,7 +578,9 @@ def random_tables(draw) -> dict[str, pd.DataFrame]:
             "user_id": [draw(st.sampled_from(["u1", "u2", None])) for _ in ev],
         }
     )
-    od = rows(10)
+    od = rows(10) + [
+        (a, o) for a, o in draw(st.lists(st.tuples(st.sampled_from(_ACCOUNTS), _OLD), max_size=4))
+    ]
     frames["orders"] = pd.DataFrame(
         {
             "account_id": pd.Series([a for a, _ in od], dtype=str),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import load, synth, uplift
+from churnlab import load, synth, uplift, uplift_evaluation
 from churnlab.config import DatasetParams, SynthParams
 
 PARAMS = DatasetParams()
@@ -38,7 +38,7 @@ def evaluate_latest(rows: pd.DataFrame, feats: list, campaigns: int) -> pd.DataF
     for evaluation in retention[-campaigns:]:
         train, test = uplift.time_split(rows, evaluation, PARAMS.horizon_days)
         model = uplift.fit(train, feats)
-        ev = uplift.evaluate(
+        ev = uplift_evaluation.evaluate(
             model,
             test,
             churn_risk=test["p_churn_untreated"],
@@ -66,7 +66,7 @@ def test_uplift_pipeline_on_a_small_world() -> None:
     # contact lowers churn on average in this retention campaign, as planted (-0.12)
     assert test["true_effect_churn"].mean() < -0.1
     assert effect.mean() < 0
-    ev = uplift.evaluate(
+    ev = uplift_evaluation.evaluate(
         model, test, churn_risk=test["p_churn_untreated"], true_effect=test["true_effect_churn"]
     )
     s = ev.summary.set_index("targeting")

@@ -217,6 +217,58 @@ def test_the_logistic_regression_is_calibrated_like_the_model() -> None:
     assert expected_calibration_error(y_te, cal) < expected_calibration_error(y_te, raw)
 
 
+def test_the_logistic_regression_starts_from_the_month_base_rate_like_a_seasonal_model() -> None:
+    """With season offsets the baseline is calibrated around them (issue 13, fair baselines)."""
+    from churnlab.baselines import fit_logreg_baseline, logreg_test_scores
+
+    rng = np.random.default_rng(2)
+    base = {1: -2.5, 2: -0.5}  # two calendar months' log-odds; validation and test differ
+
+    def world(n: int, month: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        x = rng.normal(size=n)
+        p = 1 / (1 + np.exp(-(base[month] + 1.2 * x)))
+        return pd.DataFrame({"x": x}), (rng.random(n) < p).astype(float), np.full(n, base[month])
+
+    parts = [world(3000, m) for m in (1, 2)]
+    X_tr = pd.concat([p[0] for p in parts], ignore_index=True)
+    y_tr = np.concatenate([p[1] for p in parts])
+    off_tr = np.concatenate([p[2] for p in parts])
+    X_va, y_va, off_va = world(4000, 1)
+    X_te, y_te, off_te = world(4000, 2)
+    pipe = fit_logreg_baseline(X_tr, y_tr, [])
+    X, y = (X_tr, X_va, X_te), (y_tr, y_va)
+    plain, how_plain = logreg_test_scores(pipe, X, y, [])
+    seasonal, how = logreg_test_scores(pipe, X, y, [], offsets=(off_tr, off_va, off_te))
+    assert (how_plain, how) == ("plain", "season")
+    # Calibrated on the low month, the plain baseline predicts its level in the high month.
+    assert plain.mean() < y_te.mean() - 0.15
+    assert abs(seasonal.mean() - y_te.mean()) < 0.03
+    from churnlab.evaluate import expected_calibration_error
+
+    assert (
+        expected_calibration_error(y_te, seasonal)
+        < 0.05
+        < 0.15
+        < expected_calibration_error(y_te, plain)
+    )
+
+
+def test_the_logistic_regression_reads_heavy_tailed_amounts_on_a_log_scale() -> None:
+    """A few huge spenders must not set the baseline's scale (signed log1p before scaling)."""
+    from churnlab.baselines import fit_logreg_baseline, logreg_margin
+
+    rng = np.random.default_rng(4)
+    spend = np.exp(rng.normal(3.0, 2.0, 6000))  # lognormal: a handful of accounts spend 1000x
+    y = (rng.random(6000) < 1 / (1 + np.exp(-(2.0 - 0.8 * np.log1p(spend))))).astype(float)
+    X = pd.DataFrame({"spend": spend})
+    pipe = fit_logreg_baseline(X, y, [])
+    m = logreg_margin(pipe, X, [])
+    # The margin is linear in log1p(spend): a straight line through its values fits exactly.
+    slope, intercept = np.polyfit(np.log1p(spend), m, 1)
+    np.testing.assert_allclose(m, intercept + slope * np.log1p(spend), atol=1e-8)
+    assert slope < -0.5
+
+
 def test_scaling_around_an_offset_keeps_each_month_level_and_fits_the_confidence():
     """Season-aware calibration (issue 13): p = sigmoid(offset + a * (margin - offset))."""
     from churnlab.calibration import OffsetPlatt, cross_fitted, fit_offset_platt

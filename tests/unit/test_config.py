@@ -100,6 +100,71 @@ def test_flatten_gives_dotted_keys() -> None:
     assert flat["train.lightgbm.num_leaves"] == 15
 
 
+def test_long_windows_default_yaml_lists_and_stored_json() -> None:
+    from churnlab.config import DatasetParams
+
+    assert DatasetParams().long_windows == {"orders": (180, 365)}
+    p = parse_params({"dataset": {"long_windows": {"orders": [365, 120, 365]}}})
+    assert p.dataset.long_windows == {"orders": (120, 365)}  # sorted, duplicates dropped
+    assert parse_params({"dataset": {"long_windows": {}}}).dataset.long_windows == {}
+    # a bundle stores the section as JSON (lists) and scoring validates it back
+    stored = p.dataset.model_dump(mode="json")
+    assert stored["long_windows"] == {"orders": [120, 365]}
+    assert DatasetParams.model_validate(stored) == p.dataset
+    assert flatten(p)["dataset.long_windows.orders"] == (120, 365)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        (
+            {"long_windows": {"orders": [60, 400]}},
+            r"my.yaml: dataset: long_windows.orders: \[60\] is not longer than the largest of "
+            r"dataset.windows \(90 days\): set dataset.long_windows to windows above 90 days",
+        ),
+        (  # the default long windows against longer windows: the message says what to set
+            {"windows": [7, 30, 200]},
+            r"long_windows.orders: \[180\] is not longer .* \(200 days\).* e.g. "
+            r"\{orders: \[400\]\}",
+        ),
+        (
+            {"long_windows": {"orders": [0, 180]}},
+            r"dataset.long_windows: orders: long windows must be positive whole days \(got \[0, ",
+        ),
+        (
+            {"long_windows": {"order": [180]}},
+            r"dataset.long_windows: 'order' is not a contract table: long windows apply to orders",
+        ),
+        (
+            {"long_windows": {"events": [180]}},
+            r"dataset.long_windows: 'events' has no long-window features",
+        ),
+        ({"long_windows": {"orders": 180}}, r"dataset.long_windows: orders: give a list of days"),
+        ({"long_windows": {"orders": [1.5]}}, r"dataset.long_windows.orders.0: .*\(got 1.5\)"),
+        ({"long_windows": {"orders": [True]}}, r"dataset.long_windows.orders.0: .*\(got True\)"),
+        ({"long_windows": [180]}, r"dataset.long_windows: .*dictionary"),
+    ],
+)
+def test_bad_long_windows_name_the_key(dataset, expected) -> None:
+    with pytest.raises(ConfigError, match=expected) as err:
+        parse_params({"dataset": dataset}, Path("my.yaml"))
+    assert "Value error" not in str(err.value)
+
+
+def test_long_window_tables_are_the_tables_with_long_window_specs() -> None:
+    from churnlab.config import LONG_WINDOW_TABLES
+    from churnlab.feature_specs import FAMILIES, LONG, LONG_PAIRS, SOURCES
+
+    declared = {
+        SOURCES[s.source].table
+        for f in FAMILIES
+        for b in f.blocks
+        for s in b.specs
+        if s.windows in (LONG, LONG_PAIRS)
+    }
+    assert declared == set(LONG_WINDOW_TABLES)
+
+
 def test_dataset_engine_defaults_to_duckdb_and_accepts_spark() -> None:
     assert Params().dataset.engine == "duckdb"
     p = parse_params({"dataset": {"engine": "spark"}, "spark": {"master": "local[4]"}})

@@ -13,12 +13,10 @@ from churnlab.effects import (
     difference_in_means,
     difference_in_rates,
     minimum_detectable_effect,
-    qini_auc,
-    qini_curve,
     required_sample_size,
     too_small,
-    uplift_by_decile,
 )
+from churnlab.uplift_curves import qini_auc, qini_curve, uplift_by_decile
 
 
 def outcomes(events: int, n: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import effects, load, measure
+from churnlab import effects, load, measure, measure_outputs, uplift_curves
 from churnlab.config import DataParams, DatasetParams
 
 PARAMS = DatasetParams(horizon_days=30, lookback_days=60, expansion_min_fraction=0.1)
@@ -267,16 +267,16 @@ def test_qini_of_the_targeting_score(tiny: measure.Measurement) -> None:
     rows = SEGMENTS.set_index("account_id").loc[["h1", "h2", "t1", "t2", "t3", "t4"]]
     treated = np.array([0, 0, 1, 1, 1, 1])
     saved = 1 - np.array([1, 0, 0, 1, 0, 0])
-    expected = effects.qini_curve(rows["score"], treated, saved)
+    expected = uplift_curves.qini_curve(rows["score"], treated, saved)
     got = tiny.qini.drop(columns=["campaign_id", "outcome"])
     pd.testing.assert_frame_equal(got, expected)
     assert set(tiny.qini["outcome"]) == {"churn"}
     assert tiny.campaigns.iloc[0]["qini_coefficient"] == pytest.approx(
-        effects.qini_auc(rows["score"], treated, saved)
+        uplift_curves.qini_auc(rows["score"], treated, saved)
     )
     deciles = tiny.uplift_by_decile.drop(columns=["campaign_id", "outcome"])
     pd.testing.assert_frame_equal(
-        deciles, effects.uplift_by_decile(rows["score"], treated, saved, bins=6)
+        deciles, uplift_curves.uplift_by_decile(rows["score"], treated, saved, bins=6)
     )
 
 
@@ -449,7 +449,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 
 def test_run_log(tiny: measure.Measurement) -> None:
-    log = measure.run_log(tiny)
+    log = measure_outputs.run_log(tiny)
     assert log.metrics["measure.C1.churn_diff"] == -0.25
     assert log.metrics["measure.C1.retained_arr_diff"] == 270.0
     assert log.metrics["measure.C1.n_holdout"] == 2.0
@@ -477,7 +477,7 @@ def test_metric_names_are_made_safe_for_mlflow() -> None:
     frames = tiny_world()
     tr = frames["treatments"]
     frames["treatments"] = tr.assign(campaign_id=tr["campaign_id"].replace("C1", "spring (EU)! #1"))
-    log = measure.run_log(measure.measure(load.connect_frames(frames), PARAMS, DATA))
+    log = measure_outputs.run_log(measure.measure(load.connect_frames(frames), PARAMS, DATA))
     assert log.metrics["measure.spring _EU__ _1.churn_diff"] == -0.25
     assert log.tags["measure.measured"] == "spring (EU)! #1"  # tags keep the id as it is
 
@@ -489,18 +489,18 @@ def test_nothing_measured_yet() -> None:
     assert m.campaigns.empty and list(m.campaigns.columns) == list(measure.CAMPAIGN_COLUMNS)
     assert m.effects.empty and m.power.empty and m.warnings.empty
     assert m.pending["campaign_id"].tolist() == ["C2"]
-    assert measure.run_log(m).metrics == {
+    assert measure_outputs.run_log(m).metrics == {
         "measure.campaigns_measured": 0.0,
         "measure.campaigns_pending": 1.0,
     }
 
 
 def test_plots_are_written(tiny: measure.Measurement, tmp_path) -> None:
-    paths = measure.plot(tiny, tmp_path)
+    paths = measure_outputs.plot(tiny, tmp_path)
     assert [p.name for p in paths] == ["effects.png", "qini.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    log = measure.run_log(tiny, paths)
+    log = measure_outputs.run_log(tiny, paths)
     assert log.files == {"measure/plots": paths}
     bare = measure.measure(load.connect_frames(tiny_world()), PARAMS, DATA)
-    assert [p.name for p in measure.plot(bare, tmp_path / "bare")] == ["effects.png"]
+    assert [p.name for p in measure_outputs.plot(bare, tmp_path / "bare")] == ["effects.png"]

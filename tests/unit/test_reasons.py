@@ -187,3 +187,28 @@ def test_trend_and_ratio_features_are_worded_as_changes_and_shares() -> None:
         "has no data",
         "is 50% (usually 50%)",
     ]
+
+
+def test_numbers_in_sentences_are_plain() -> None:
+    values = np.array(
+        [4567.8, 1234.5, 99.96, 12.34, 0.04567, 0.0004, -0.0004, 3.0, np.nan, -2500.5]
+    )
+    assert explain._fmt(values).tolist() == [
+        "4,568", "1,234", "100", "12.3", "0.0457", "0", "-0", "3", "missing", "-2,500"
+    ]
+
+
+def test_a_value_at_its_usual_level_says_so(bundle: train.ModelBundle) -> None:
+    rows = pd.DataFrame(
+        {
+            "account_id": ["x"],
+            "logins_30d": [10.0],
+            "tickets_90d": [0.0],
+            "nps_last": [7.0],
+            "plan": pd.Categorical(["pro"]),
+        }
+    )
+    why = explain.reasons(bundle, rows, top_k=4)
+    texts = [why[f"reason_{i}"].iloc[0] for i in range(1, 5)]
+    login = [t for t in texts if t.startswith("logins in the last 30 days")]
+    assert login and login[0].startswith("logins in the last 30 days is 10 (the usual 10): ")

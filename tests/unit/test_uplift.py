@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import load, uplift
+from churnlab import load, uplift, uplift_evaluation
 from churnlab.config import DatasetParams
 from churnlab.manifest import Feature
 
@@ -68,7 +68,9 @@ def test_learners_recover_the_planted_effects(split, method: str) -> None:
     assert effect[~low].mean() == pytest.approx(0.20, abs=0.05)
     # the sign alone separates the two groups for almost every account
     assert ((effect < 0) == low).mean() > 0.95
-    ev = uplift.evaluate(model, test, churn_risk=test["p0"], true_effect=test["true_effect"])
+    ev = uplift_evaluation.evaluate(
+        model, test, churn_risk=test["p0"], true_effect=test["true_effect"]
+    )
     s = ev.summary.set_index("targeting")
     assert s.loc["oracle", "share_of_oracle"] == 1.0
     assert s.loc["model", "share_of_oracle"] >= 0.6
@@ -165,21 +167,21 @@ def test_time_split_purges_campaigns_whose_window_is_still_open() -> None:
 def test_cumulative_gain_and_auuc_by_hand() -> None:
     # ranked: (treated, 1), (held out, 0), (treated, 0), (held out, 1)
     score, treated, outcome = [3, 2, 1, 0], [1, 0, 1, 0], [1, 0, 0, 1]
-    g = uplift.cumulative_gain(score, treated, outcome)
+    g = uplift_evaluation.cumulative_gain(score, treated, outcome)
     assert g["n"].tolist() == [0, 1, 2, 3, 4]
     # n=1: no held-out account yet; n=2: (1/1 - 0/1) x 2; n=3: (1/2 - 0/1) x 3; n=4: 0
     assert g["gain"].tolist() == [0.0, 0.0, 2.0, 1.5, 0.0]
     assert g["random"].tolist() == [0.0] * 5
     # trapezoids over quarters: (0 + 2 + 3.5 + 1.5) / 2 x 0.25 = 0.875, per account / 4
-    assert uplift.auuc(score, treated, outcome) == pytest.approx(0.875 / 4)
+    assert uplift_evaluation.auuc(score, treated, outcome) == pytest.approx(0.875 / 4)
 
 
 def test_true_gain_by_hand() -> None:
-    g = uplift.true_gain([0.3, 0.1, 0.2], [0.05, -0.02, 0.1])
+    g = uplift_evaluation.true_gain([0.3, 0.1, 0.2], [0.05, -0.02, 0.1])
     assert g["n"].tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(g["gain"], [0.0, 0.05, 0.15, 0.13])
     np.testing.assert_allclose(g["random"], [0.0, 0.13 / 3, 0.26 / 3, 0.13])
-    tied = uplift.true_gain([1.0, 1.0, 0.0], [0.1, 0.2, 0.3])
+    tied = uplift_evaluation.true_gain([1.0, 1.0, 0.0], [0.1, 0.2, 0.3])
     assert tied["n"].tolist() == [0, 2, 3]  # ties enter together
 
 
