@@ -18,6 +18,7 @@ from churnlab import spark_dataset as sd
 from churnlab import spark_engine as se
 from churnlab import spark_features as sf
 from churnlab.config import DataParams, DatasetParams
+from churnlab.manifest import Feature
 from churnlab.schema import LABEL_COLUMNS
 
 
@@ -39,12 +40,24 @@ def spark_spine(spark, spine: pd.DataFrame):
 
 
 def spark_features(
-    spark, tables: se.SparkTables, spine: pd.DataFrame, params: DatasetParams
+    spark, tables: se.SparkTables, spine: pd.DataFrame, params: DatasetParams, **given
 ) -> pd.DataFrame:
-    """Features on Spark as the DuckDB engine's frame (sorted rows, same dtypes)."""
+    """Features on Spark as the DuckDB engine's frame (sorted rows, same dtypes).
+
+    ``given``: ``event_types`` and ``categories``, as for :func:`churnlab.features.compute`.
+    """
+    return spark_features_and_definitions(spark, tables, spine, params, **given)[0]
+
+
+def spark_features_and_definitions(
+    spark, tables: se.SparkTables, spine: pd.DataFrame, params: DatasetParams, **given
+) -> tuple[pd.DataFrame, list[Feature]]:
+    """:func:`spark_features` and the feature records."""
     from pyspark.sql import functions as F
 
-    frame, feats, cached = sf.compute(spark, tables.frames, spark_spine(spark, spine), params)
+    frame, feats, cached = sf.compute(
+        spark, tables.frames, spark_spine(spark, spine), params, **given
+    )
     try:
         cols = [F.col(sf.quote_col(f.name)) for f in feats]
         table = frame.select(
@@ -52,7 +65,7 @@ def spark_features(
         ).toArrow()
     finally:
         sf.release(cached)
-    return sd.to_pandas(table, feats, ())
+    return sd.to_pandas(table, feats, ()), feats
 
 
 def spark_labels(

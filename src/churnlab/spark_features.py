@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING
 from churnlab import spark_engine as se
 from churnlab.config import DatasetParams
 from churnlab.feature_specs import (
+    DAILY,
     FAMILIES,
     Account,
     Context,
@@ -84,8 +85,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 SUPPORTED = frozenset(
-    ("count", "sum", "days", "last", "latest", "distinct", "mean", "mean_days", "open", "age",
-     "attribute", "derived")
+    ("count", "sum", "days", "last", "first", "gap_sd", "last_day", "latest", "distinct", "mean",
+     "mean_days", "open", "age", "attribute", "derived")
 )  # fmt: skip
 """The aggregates this compiler knows; a new one in :data:`churnlab.feature_specs.AGGS` is an
 error until it is taught here (and in the parity tests)."""
@@ -118,6 +119,11 @@ class _Run:
     def start_us(self) -> int:
         """First instant any window covers (the earliest cutoff minus the largest window)."""
         return se.to_micros(self.cutoffs[0] - dt.timedelta(days=self.windows[-1]))
+
+    def start_of(self, planned: Sequence[Planned]) -> int:
+        """First instant the windows of ``planned`` cover (long windows reach further back)."""
+        longest = max([p.window for p in planned if p.window is not None] or [self.windows[-1]])
+        return se.to_micros(self.cutoffs[0] - dt.timedelta(days=longest))
 
     @property
     def last_us(self) -> int:
@@ -180,11 +186,13 @@ def check_supported(planned: Sequence[Planned]) -> None:
             raise se.SparkUnsupported(f"a filter on a {agg!r} feature", f"feature {name}")
         if agg in ("latest", "last") and source.per_instant and p.where is not None:
             raise se.SparkUnsupported("a filter on a per-instant source", f"feature {name}")
-        if agg in ("days", "distinct", "mean", "mean_days") and p.window is None:
+        if agg in ("distinct", "mean", "mean_days") and p.window is None:
             raise se.SparkUnsupported(f"{agg!r} without a window", f"feature {name}")
-        if agg in ("latest", "last", "open", "age", "attribute") and p.window is not None:
+        point = ("latest", "last", "open", "age", "attribute", *DAILY)
+        if agg in point and p.window is not None:
             raise se.SparkUnsupported(f"{agg!r} with a window", f"feature {name}")
-        if agg in ("sum", "latest", "distinct", "mean", "mean_days", "open") and not p.value:
+        needs_value = ("sum", "latest", "distinct", "mean", "mean_days", "open", "last_day")
+        if agg in needs_value and not p.value:
             raise se.SparkUnsupported(f"{agg!r} without a value", f"feature {name}")
 
 
@@ -327,6 +335,7 @@ def _context(
         slugs=_slugs(types),
         categories=cats,
         account_columns=accounts,
+        long_windows={t: tuple(ws) for t, ws in params.long_windows.items() if ws},
     )
 
 
@@ -448,16 +457,18 @@ def compute(
     c = se.micros(F.col("cutoff"))
     sp = spine.select(F.col("account_id").cast("string").alias("account_id"), c.alias("c"))
     sp = sp.withColumn("cday", se.day_of(F.col("c")))
+    planned = plan(
+        spark, tables, cuts, params, event_types=event_types, categories=categories
+    )
+    # the day map reaches back as far as the longest window of any feature (long windows)
+    longest = max([p.window for p in planned if p.window is not None] or [windows[-1]])
     days = se.day_map(
         spark,
-        [(se.to_micros(k), se.to_micros(k) // se.US_PER_DAY - windows[-1],
+        [(se.to_micros(k), se.to_micros(k) // se.US_PER_DAY - longest,
           se.to_micros(k) // se.US_PER_DAY) for k in cuts],
     )  # fmt: skip
     run = _Run(spark, relations, sp, cuts, windows, days)
     run.spine = run.persist(sp)
-    planned = plan(
-        spark, tables, cuts, params, event_types=event_types, categories=categories
-    )
     if steps is None and any(p.source.relation == "steps" for p in planned):
         steps = se.subscription_steps(tables["subscriptions"])
     if steps is not None:
@@ -482,7 +493,7 @@ def _pass_of(p: Planned) -> str:
     agg = p.spec.agg
     if agg in ("latest",) or (agg == "last" and p.source.per_instant):
         return "latest"
-    if agg in ("count", "sum", "days", "last"):
+    if agg in ("count", "sum", "days", "last", *DAILY):
         return "bucketed"
     if agg in ("mean", "mean_days"):
         return "per_cutoff"
@@ -540,17 +551,29 @@ def _assemble(run: _Run, planned: list[Planned]) -> DataFrame:
             col = F.coalesce(col, F.lit(fill))
         base.append(col.alias(name))
     wide = wide.select("account_id", "c", *base)
-    derived = [p for p in planned if p.spec.agg == "derived"]
-    if derived:
+    # derived features over other derived ones (overdue ratio over the mean gap) come in
+    # rounds, each over the columns of the earlier ones, as the DuckDB engine computes them
+    todo = [p for p in planned if p.spec.agg == "derived"]
+    while todo:
+        pending = {p.feature.name for p in todo}
+        ready = [p for p in todo if not (_identifiers(p) & (pending - {p.feature.name}))]
+        if not ready or any(p.feature.name in _identifiers(p) for p in ready):
+            raise ValueError(f"derived features depend on each other in a cycle: {sorted(pending)}")
         schema = se.schema_of(wide)
         exprs = []
-        for p in derived:
+        for p in ready:
             sql = se.translate(str(p.feature.expr), schema, f"feature {p.feature.name}")
             exprs.append(F.expr(f"CAST({sql} AS DOUBLE)").alias(p.feature.name))
         wide = wide.select("*", *exprs)
+        todo = [p for p in todo if p not in ready]
     order = sorted((p.feature for p in planned), key=lambda f: DRIVER_GROUPS.index(f.group))
     cutoff = F.timestamp_micros(F.col("c")).alias("cutoff")
     return wide.select("account_id", cutoff, *[F.col(quote_col(f.name)) for f in order])
+
+
+def _identifiers(p: Planned) -> set[str]:
+    """The identifiers a derived feature's SQL uses (feature names among them)."""
+    return set(re.findall(r"[A-Za-z_]\w*", str(p.feature.expr)))
 
 
 def _sql(run_frame: DataFrame, sql: str, where: str) -> Column:
@@ -569,7 +592,12 @@ def _flag(frame: DataFrame, where: str | None, name: str) -> Column:
 
 
 def _bucketed(run: _Run, source: Source, planned: list[Planned]) -> _Part:
-    """Counts, sums, active days (windows and lifetime) and days since the latest row."""
+    """Counts, sums, active days, days since the latest or first row, gaps, latest day's sum.
+
+    Windows and lifetime; the gaps are between active days, the sum the latest one's. The
+    source's rows are reduced to one row per (account, day) first: per filter, the rows
+    matching it, their latest and earliest time; per value, its sum over them.
+    """
     from pyspark.sql import functions as F
 
     rel = run.relation(source)
@@ -578,7 +606,7 @@ def _bucketed(run: _Run, source: Source, planned: list[Planned]) -> _Part:
     rows = rel.withColumn("_t", se.micros(t))
     keep = F.col("_t") < run.last_us
     if not lifetime:
-        keep = keep & (F.col("_t") >= run.start_us)
+        keep = keep & (F.col("_t") >= run.start_of(planned))
     rows = rows.where(keep)
     wheres: dict[str | None, str] = {}
     sums: dict[tuple[str, bool, str | None], str] = {}
@@ -587,8 +615,8 @@ def _bucketed(run: _Run, source: Source, planned: list[Planned]) -> _Part:
         if p.where not in wheres:
             wheres[p.where] = f"_f{len(wheres)}"
             cols.append(_flag(rows, p.where, p.feature.name).alias(wheres[p.where]))
-        if p.spec.agg == "sum":
-            key = (str(p.value), p.spec.decimal, p.where)
+        if p.spec.agg in ("sum", "last_day"):
+            key = _sum_key(p)
             if key not in sums:
                 sums[key] = f"_v{len(sums)}"
                 if p.spec.decimal:
@@ -602,8 +630,11 @@ def _bucketed(run: _Run, source: Source, planned: list[Planned]) -> _Part:
     aggs = []
     for where, flag in wheres.items():
         aggs.append(F.sum(flag).alias(f"n{flag}"))
+        matching = F.when(F.col(flag) == 1, F.col("_t"))
         if any(p.spec.agg == "last" and p.where == where for p in planned):
-            aggs.append(F.max(F.when(F.col(flag) == 1, F.col("_t"))).alias(f"t{flag}"))
+            aggs.append(F.max(matching).alias(f"t{flag}"))
+        if any(p.spec.agg == "first" and p.where == where for p in planned):
+            aggs.append(F.min(matching).alias(f"u{flag}"))
     aggs += [F.sum(v).alias(f"s{v}") for v in sums.values()]
     daily = run.persist(rows.groupBy("account_id", "_d").agg(*aggs))
 
@@ -622,36 +653,82 @@ def _bucketed(run: _Run, source: Source, planned: list[Planned]) -> _Part:
             elif p.spec.agg == "days":
                 v = F.sum(F.when(inside & (F.col(f"n{flag}") > 0), 1))
             else:
-                key = (str(p.value), p.spec.decimal, p.where)
-                v = F.sum(F.when(inside, F.col(f"s{sums[key]}")))
+                v = F.sum(F.when(inside, F.col(f"s{sums[_sum_key(p)]}")))
             outs.append(_numeric(p, v).alias(p.feature.name))
             fills[p.feature.name] = 0.0
         parts.append(joined.groupBy("account_id", "c").agg(*outs))
-    whole = [p for p in planned if p.window is None]
+    whole = [p for p in planned if p.window is None and p.spec.agg != "gap_sd"]
+    markers = run.spine.select("account_id", "c", F.col("cday").alias("_d"))
     if whole:
-        markers = run.spine.select("account_id", "c", F.col("cday").alias("_d"))
         aggs_run = {}
         for p in whole:
-            flag = wheres[p.where]
+            flag, name = wheres[p.where], p.feature.name
             if p.spec.agg == "count":
-                aggs_run[p.feature.name] = F.sum(f"n{flag}")
+                aggs_run[name] = F.sum(f"n{flag}")
             elif p.spec.agg == "sum":
-                key = (str(p.value), p.spec.decimal, p.where)
-                aggs_run[p.feature.name] = F.sum(f"s{sums[key]}")
+                aggs_run[name] = F.sum(f"s{sums[_sum_key(p)]}")
+            elif p.spec.agg == "days":
+                aggs_run[name] = F.sum(F.when(F.col(f"n{flag}") > 0, 1))
+            elif p.spec.agg == "first":
+                aggs_run[name] = F.min(f"u{flag}")
+            elif p.spec.agg == "last_day":  # the latest day with a matching row: its sum
+                day = F.struct(F.col(f"s{sums[_sum_key(p)]}").alias("v"))
+                aggs_run[name] = F.last(F.when(F.col(f"n{flag}") > 0, day), ignorenulls=True)
             else:  # last
-                aggs_run[p.feature.name] = F.max(f"t{flag}")
+                aggs_run[name] = F.max(f"t{flag}")
         state = se.running(daily, markers, "_d", aggs_run)
         outs = []
         for p in whole:
-            v = F.col(p.feature.name)
-            if p.spec.agg == "last":
+            v = F.col(quote_col(p.feature.name))
+            if p.spec.agg in ("last", "first"):
                 outs.append(se.days_between(F.col("c"), v).alias(p.feature.name))
+                fills[p.feature.name] = None
+            elif p.spec.agg == "last_day":
+                outs.append(_numeric(p, v["v"]).alias(p.feature.name))
                 fills[p.feature.name] = None
             else:
                 outs.append(_numeric(p, v).alias(p.feature.name))
                 fills[p.feature.name] = 0.0
         parts.append(state.select("account_id", "c", *outs))
+    for p in planned:
+        if p.spec.agg == "gap_sd":
+            parts.append(_gap_spread(daily, markers, f"n{wheres[p.where]}", p.feature.name))
+            fills[p.feature.name] = None
     return _join_parts(parts, fills)
+
+
+def _sum_key(p: Planned) -> tuple[str, bool, str | None]:
+    """A summed value: its expression, whether exact in micro-units, and its own filter."""
+    return (str(p.value), p.spec.decimal, p.where)
+
+
+def _gap_spread(daily: DataFrame, markers: DataFrame, count: str, name: str) -> DataFrame:
+    """The sample standard deviation of the whole days between consecutive active days.
+
+    Over the days with a matching row (``count`` > 0) before each cutoff: with ``m`` gaps
+    summing to ``D`` (first to last day) and squares summing to ``S``, the variance is
+    ``(m S - D^2) / (m (m - 1))`` with an exact integer numerator, as the DuckDB engine
+    computes it; missing with fewer than two gaps.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    days = daily.where(F.col(count) > 0).select("account_id", "_d")
+    previous = F.lag("_d").over(Window.partitionBy("account_id").orderBy("_d"))
+    gap = F.coalesce(F.col("_d") - previous, F.lit(0)).cast("long")
+    days = days.select("account_id", "_d", F.col("_d").alias("_day"), (gap * gap).alias("_g2"))
+    aggs = {
+        "_n": F.count("_day"),
+        "_first": F.min("_day"),
+        "_last": F.max("_day"),
+        "_s": F.sum("_g2"),
+    }
+    state = se.running(days, markers, "_d", aggs)
+    m = F.col("_n") - 1
+    span = F.col("_last") - F.col("_first")
+    num = (m * F.col("_s") - span * span).cast("double")
+    value = F.when(m >= 2, F.sqrt(num / (m * (m - 1)).cast("double")))
+    return state.select("account_id", "c", value.alias(name))
 
 
 def v_type(p: Planned) -> str:
@@ -660,8 +737,12 @@ def v_type(p: Planned) -> str:
 
 
 def _numeric(p: Planned, total: Column) -> Column:
-    """A count, a sum of micro-units (divided once, as the DuckDB engine) or a float sum."""
-    if p.spec.agg == "sum" and p.spec.decimal:
+    """A count, a sum of micro-units (divided once, as the DuckDB engine) or a float sum.
+
+    Below 2^50 micro-units one division is how DuckDB casts its DECIMAL(38, 6) sums to DOUBLE;
+    beyond (sums above a billion) the two may differ in the last bit.
+    """
+    if p.spec.agg in ("sum", "last_day") and p.spec.decimal:
         return total.cast("double") / 1_000_000.0
     return total.cast("double")
 
@@ -770,7 +851,7 @@ def _distinct(run: _Run, source: Source, planned: list[Planned]) -> _Part:
 
     rel = run.relation(source)
     rel = rel.withColumn("_t", se.micros(_sql(rel, source.time, f"source {source.name}")))
-    rel = rel.where((F.col("_t") >= run.start_us) & (F.col("_t") < run.last_us))
+    rel = rel.where((F.col("_t") >= run.start_of(planned)) & (F.col("_t") < run.last_us))
     parts = []
     fills: dict[str, float | None] = {}
     groups: dict[tuple[str | None, str], list[Planned]] = {}
@@ -816,7 +897,7 @@ def _per_cutoff(run: _Run, source: Source, planned: list[Planned]) -> _Part:
             micro = se.exact_micros(rel, str(p.value), p.feature.name, source.table, "18, 6")
             cols.append(micro.alias(f"_m{j}"))
     rows = rel.select(*cols)
-    rows = rows.where((F.col("_t") >= run.start_us) & (F.col("_t") < run.last_us))
+    rows = rows.where((F.col("_t") >= run.start_of(planned)) & (F.col("_t") < run.last_us))
     rows = rows.withColumn("_d", se.day_of(F.col("_t")))
     joined = rows.join(run.days, rows["_d"] == run.days["d"])
     aggs, outs = [], []

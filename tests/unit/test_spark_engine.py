@@ -95,8 +95,12 @@ def test_every_declared_feature_compiles():
         event_types=("login", "export"),
         slugs={"login": "login", "export": "export"},
         categories={"plan": ("a", "b")},
+        long_windows={"orders": (180, 365)},
     )  # fmt: skip
     planned = expand(ctx, FAMILIES)
+    assert {"order_days_365d", "gap_spread_days", "last_order_value"} <= {
+        p.feature.name for p in planned
+    }
     sf.check_supported(planned)
     for p in planned:
         for sql in (p.where, p.value if p.spec.agg == "derived" else None, p.source.where):
