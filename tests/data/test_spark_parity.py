@@ -72,6 +72,7 @@ def _window_edges() -> dict[str, pd.DataFrame]:
     return frames
 
 
+@pytest.mark.slow
 def test_literal_tables_same_features(spark, tmp_path):
     frames = _window_edges()
     duck = feature_frame(frames)
@@ -96,7 +97,6 @@ def test_one_row_at_the_boundary_same_features(spark, tmp_path, when):
     assert counted == (1.0 if when < T else 0.0)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["contractual", "orders"])
 def test_literal_tables_same_labels(spark, tmp_path, mode):
     frames = _window_edges()
