@@ -213,3 +213,30 @@ def contract_frames() -> dict[str, pd.DataFrame]:
             }
         ),
     }
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Apache Spark session for the test session (``local[2]`` on 127.0.0.1).
+
+    No UI, two shuffle partitions (the tables are tiny); stopped at the end. pyspark or Java
+    missing fails the test with the engine's own message (CI installs both): a silent skip
+    would hide that the Spark engine is untested.
+    """
+    from churnlab import spark_engine
+    from churnlab.config import SparkParams
+
+    params = SparkParams(
+        master="local[2]",
+        app_name="churnlab-tests",
+        conf={"spark.sql.shuffle.partitions": 2, "spark.ui.enabled": False,
+              "spark.default.parallelism": 2},
+    )  # fmt: skip
+    try:
+        session = spark_engine.session(params)
+    except spark_engine.SparkEngineError as err:
+        pytest.fail(str(err))
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -228,6 +228,10 @@ class DatasetParams(_Section):
     """Event types counted as their own features (the most frequent ones)."""
     max_category_levels: int = Field(50, gt=0)
     """Text account attributes with more distinct values are skipped (identifier-like)."""
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    """Which engine builds the training set: ``duckdb`` (embedded, the default) or ``spark``
+    (scale-out: the same feature, spine and label definitions compiled to Apache Spark, with
+    the session of the ``spark`` section; needs ``pip install 'churnlab[spark]'`` and Java 17+)."""
     out: str = "data/dataset"
 
     @field_validator("windows", mode="before")
@@ -519,6 +523,32 @@ class TrackingParams(_Section):
     registry_prefix: str = "churnlab"
 
 
+class SparkParams(_Section):
+    """The Spark session of ``dataset.engine: spark`` (:func:`churnlab.spark_engine.session`)."""
+
+    master: str = "local[2]"
+    """Spark master URL: ``local[N]`` on one machine, ``yarn``, ``k8s://...``, ``spark://...``."""
+    app_name: str = "churnlab"
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=lambda: {"spark.sql.shuffle.partitions": 8}
+    )
+    """Spark configuration (``spark.executor.memory``, ``spark.sql.shuffle.partitions``, ...).
+    ``spark.sql.session.timeZone`` must stay UTC and ``spark.sql.ansi.enabled`` false: the
+    features are defined on UTC days and on SQL that gives NULL, not an error, where DuckDB
+    gives NULL."""
+
+    @model_validator(mode="after")
+    def _engine_invariants(self) -> SparkParams:
+        fixed = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false"}
+        for key, want in fixed.items():
+            if key in self.conf and str(self.conf[key]).lower() != want.lower():
+                raise ValueError(
+                    f"conf {key} must be {want} (got {self.conf[key]!r}): churnlab's features "
+                    "are defined on UTC days and DuckDB's NULL semantics; remove the key"
+                )
+        return self
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -526,6 +556,7 @@ class Params(_Section):
     synth: SynthParams = Field(default_factory=SynthParams)
     imports: ImportParams = Field(default_factory=ImportParams)
     dataset: DatasetParams = Field(default_factory=DatasetParams)
+    spark: SparkParams = Field(default_factory=SparkParams)
     train: TrainParams = Field(default_factory=TrainParams)
     explain: ExplainParams = Field(default_factory=ExplainParams)
     kpis: KpiParams = Field(default_factory=KpiParams)

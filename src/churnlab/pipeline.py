@@ -85,7 +85,8 @@ def build_dataset(
     Parameters
     ----------
     params : Params
-        All of params.yaml (the ``data`` and ``dataset`` sections are used).
+        All of params.yaml (the ``data`` and ``dataset`` sections are used, and ``spark``
+        when ``dataset.engine`` is ``spark``).
     source : str, optional
         Overrides ``data.source``.
     out : Path, optional
@@ -101,17 +102,20 @@ def build_dataset(
     """
     say = progress or _quiet
     src = source or params.data.source
-    say("loading and validating the data")
-    con = load(params.data, src)
-    try:
-        coverage = coverage_warnings(
-            last_rows(con), params.data.coverage_gap_days, params.data.as_of
-        )
-        frame, manifest = dataset.build(
-            con, params.dataset, params.data, source=mask_password(src), progress=say
-        )
-    finally:
-        con.close()
+    if params.dataset.engine == "spark":
+        frame, manifest, coverage = _build_on_spark(params, src, say)
+    else:
+        say("loading and validating the data")
+        con = load(params.data, src)
+        try:
+            coverage = coverage_warnings(
+                last_rows(con), params.data.coverage_gap_days, params.data.as_of
+            )
+            frame, manifest = dataset.build(
+                con, params.dataset, params.data, source=mask_password(src), progress=say
+            )
+        finally:
+            con.close()
     target = Path(out if out is not None else params.dataset.out)
     say(f"writing {target}")
     dataset.write(frame, manifest, target)
@@ -120,6 +124,29 @@ def build_dataset(
     if split:
         warnings = {"split": split, **warnings}
     return DatasetRun(target, manifest, warnings, tuple(coverage))
+
+
+def _build_on_spark(
+    params: Params, src: str, say: ProgressFn
+) -> tuple[pd.DataFrame, Manifest, list[str]]:
+    """The training set on Spark (``dataset.engine: spark``), from Parquet at ``src``.
+
+    The tables' contract shape is checked; the full validation is ``churnlab validate``.
+    """
+    # imported here: the embedded path never needs pyspark or Java
+    from churnlab import spark_dataset, spark_engine
+
+    say(f"starting Spark ({params.spark.master})")
+    with spark_engine.session_scope(params.spark) as spark:
+        say("reading the data (Spark)")
+        tables = spark_engine.read_tables(spark, params.data, src)
+        coverage = coverage_warnings(
+            tables.last_rows(), params.data.coverage_gap_days, params.data.as_of
+        )
+        frame, manifest = spark_dataset.build(
+            spark, tables, params.dataset, params.data, source=mask_password(src), progress=say
+        )
+    return frame, manifest, coverage
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ All cutoffs are evaluated in one DuckDB query (a range join against a small tabl
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import duckdb
 import pandas as pd
@@ -38,12 +39,17 @@ def resolve_mode(con: duckdb.DuckDBPyConnection, params: DatasetParams) -> str:
     SpineError
         When the mode asks for a table that is absent.
     """
-    tables = set(present_tables(con))
+    return mode_for(present_tables(con), params)
+
+
+def mode_for(tables: Iterable[str], params: DatasetParams) -> str:
+    """The mode for the contract tables present (see :func:`resolve_mode`; any engine)."""
+    present = set(tables)
     mode = params.mode
     if mode == "auto":
-        mode = "contractual" if "subscriptions" in tables else "orders"
+        mode = "contractual" if "subscriptions" in present else "orders"
     needed = "subscriptions" if mode == "contractual" else "orders"
-    if needed not in tables:
+    if needed not in present:
         raise SpineError(
             f"dataset.mode is {params.mode!r} (resolved to {mode!r}) but the data has no "
             f"{needed} table; add {needed}.parquet to the data source or set dataset.mode to "
@@ -109,10 +115,24 @@ def cutoffs(
     SpineError
         When no cutoff falls in the range.
     """
+    start = data_start(con, mode) if params.cutoff_start is None else None
+    return cutoff_range(params, start, data_end)
+
+
+def cutoff_range(
+    params: DatasetParams, first_revenue: dt.datetime | None, data_end: dt.datetime
+) -> list[dt.datetime]:
+    """The cutoffs from the first revenue timestamp and the data end (see :func:`cutoffs`).
+
+    ``first_revenue`` may be None when ``dataset.cutoff_start`` is set (it is not needed then);
+    any engine computes it (:func:`data_start` on DuckDB).
+    """
     if params.cutoff_start is not None:
         first = _to_midnight(params.cutoff_start)
     else:
-        start = data_start(con, mode) + dt.timedelta(days=max(params.windows))
+        if first_revenue is None:
+            raise SpineError("the revenue table is empty: there is nothing to build on")
+        start = first_revenue + dt.timedelta(days=max(params.windows))
         first = _month_start_on_or_after(start)
     last = _to_midnight(params.cutoff_end) if params.cutoff_end is not None else data_end
     out = []

@@ -50,14 +50,27 @@ CASES = {
 }
 
 
+SLOW = {
+    # a Spark session (JVM start-up) and two Spark builds: minutes, not seconds
+    "spark_scale": (
+        ["spark_scale.py", "--accounts", "100", "--scales", "1,2", "--months", "13",
+         "--worlds", "{tmp}/worlds", "--partitions", "2"],
+        "ratio spark / duckdb build",
+    ),
+}  # fmt: skip
+
+
 def test_every_benchmark_script_is_covered() -> None:
     scripts = {p.name for p in BENCH.glob("*.py")}
-    assert scripts == {args[0] for args, _ in CASES.values()}
+    assert scripts == {args[0] for args, _ in (CASES | SLOW).values()}
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [*sorted(CASES), *(pytest.param(c, marks=[pytest.mark.slow, pytest.mark.spark]) for c in SLOW)],
+)
 def test_benchmark_runs_small(case: str, tmp_path: Path) -> None:
-    args, expected = CASES[case]
+    args, expected = (CASES | SLOW)[case]
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = subprocess.run(
         [sys.executable, str(BENCH / argv[0]), *argv[1:]],

@@ -163,3 +163,24 @@ def test_long_window_tables_are_the_tables_with_long_window_specs() -> None:
         if s.windows in (LONG, LONG_PAIRS)
     }
     assert declared == set(LONG_WINDOW_TABLES)
+
+
+def test_dataset_engine_defaults_to_duckdb_and_accepts_spark() -> None:
+    assert Params().dataset.engine == "duckdb"
+    p = parse_params({"dataset": {"engine": "spark"}, "spark": {"master": "local[4]"}})
+    assert p.dataset.engine == "spark" and p.spark.master == "local[4]"
+    assert p.spark.conf == {"spark.sql.shuffle.partitions": 8}
+    with pytest.raises(ConfigError, match=r"dataset.engine: .*\(got 'polars'\)"):
+        parse_params({"dataset": {"engine": "polars"}})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("spark.sql.session.timeZone", "Europe/Paris"), ("spark.sql.ansi.enabled", True)],
+)
+def test_spark_conf_keeps_the_settings_the_definitions_rely_on(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"spark: conf {key} must be"):
+        parse_params({"spark": {"conf": {key: value}}})
+    # the values they must have anyway are accepted
+    fixed = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": False}
+    assert parse_params({"spark": {"conf": {key: fixed[key]}}}).spark.conf[key] == fixed[key]

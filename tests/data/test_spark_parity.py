@@ -1,0 +1,258 @@
+"""Parity: the training set built on Spark (``local[2]``) is the one DuckDB builds.
+
+Same rows, same columns and dtypes, whole-number columns (counts, days, flags) exact, other
+floats to 1e-9, the same NaNs, the same category values. On small synthetic worlds (both
+modes, through ``dataset.build`` and ``spark_dataset.build``) and on tiny literal tables with
+the boundary cases: a row exactly at the cutoff and one microsecond before it, rows at the
+start of a window and a microsecond earlier, rows on either side of a UTC midnight given in
+another time zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_leakage import (
+    DATA_END,
+    PARAMS,
+    US,
+    T,
+    _one_row_tables,
+    feature_frame,
+    label_frame,
+    literal_tables,
+    spine_for,
+)
+
+from churnlab import dataset, features, load, synth
+from churnlab import spark_dataset as sd
+from churnlab import spark_engine as se
+from churnlab.config import DataParams, DatasetParams, SynthParams
+from spark_frames import assert_same_frame, spark_features, spark_labels, spark_tables
+
+pytestmark = pytest.mark.spark
+
+
+# ------------------------------------------------------------------------------------------
+# Literal tables: the boundaries
+# ------------------------------------------------------------------------------------------
+
+
+def _window_edges() -> dict[str, pd.DataFrame]:
+    """The literal tables plus rows exactly at a window's start and a microsecond before it."""
+    frames = literal_tables()
+    start7 = T - dt.timedelta(days=7)
+    start30 = T - dt.timedelta(days=30)
+    extra = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "b"],
+            "occurred_at": pd.Series([start7, start7 - US, start30, start30 - US],
+                                     dtype="datetime64[us]"),
+            "event_type": ["login", "export", "login", "login"],
+            "quantity": [2.0, 3.0, 5.0, 7.0],
+            "user_id": ["u9", "u8", "v2", "v3"],
+        }
+    )  # fmt: skip
+    frames["events"] = pd.concat([frames["events"], extra], ignore_index=True)
+    orders = pd.DataFrame(
+        {
+            "account_id": ["a", "c"],
+            "ordered_at": pd.Series([start7, start30 - US], dtype="datetime64[us]"),
+            "amount": [0.1 + 0.2, 1234.5678915],  # not exact in binary; a tie beyond 6 decimals
+            "kind": ["renewal", "new"],
+            "product": ["x", "y"],
+        }
+    )
+    frames["orders"] = pd.concat([frames["orders"], orders], ignore_index=True)
+    return frames
+
+
+@pytest.mark.slow
+def test_literal_tables_same_features(spark, tmp_path):
+    frames = _window_edges()
+    duck = feature_frame(frames)
+    got = spark_features(spark, spark_tables(spark, frames, tmp_path), spine_for(frames), PARAMS)
+    assert_same_frame(duck, got)
+    # the boundaries as expected, not just alike: 7-day window [T - 7d, T)
+    row = got.set_index("account_id").loc["a"]
+    assert row["events_7d"] == 2.0  # 1 us before T and at T - 7d; not T - 7d - 1 us, not T
+    assert row["event_quantity_7d"] == 3.0
+    assert row["orders_7d"] == 2.0  # 1 us before T and at T - 7d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", [T - US, T], ids=["one-us-before", "at-cutoff"])
+def test_one_row_at_the_boundary_same_features(spark, tmp_path, when):
+    frames = _one_row_tables(when)
+    con = load.connect_frames(frames)
+    duck, _ = features.compute(con, spine_for(frames), PARAMS)
+    got = spark_features(spark, spark_tables(spark, frames, tmp_path), spine_for(frames), PARAMS)
+    assert_same_frame(duck, got)
+    counted = got.set_index("account_id").loc["a", "events_7d"]
+    assert counted == (1.0 if when < T else 0.0)
+
+
+@pytest.mark.parametrize("mode", ["contractual", "orders"])
+def test_literal_tables_same_labels(spark, tmp_path, mode):
+    frames = _window_edges()
+    duck = label_frame(frames, mode)
+    tables = spark_tables(spark, frames, tmp_path)
+    got = spark_labels(spark, tables, spine_for(frames), PARAMS, mode, DATA_END)
+    assert_same_frame(duck, got)
+
+
+@pytest.mark.slow
+def test_label_window_in_calendar_months_and_expansion_threshold(spark, tmp_path):
+    """A month horizon from month ends (clamped to February's end) and a growth exactly at
+    the threshold (0.1 x 100.000004 is 10.0000004: DuckDB compares it exactly)."""
+    params = DatasetParams(windows=(7, 30, 90), horizon="1 month", lookback_days=60,
+                           expansion_min_fraction=0.1)  # fmt: skip
+    jan31 = dt.datetime(2024, 1, 31)
+    frames = {
+        "accounts": pd.DataFrame(
+            {"account_id": ["a", "b"], "created_at": pd.Series([jan31 - dt.timedelta(days=60)] * 2,
+                                                               dtype="datetime64[us]")}
+        ),
+        "subscriptions": pd.DataFrame(
+            {
+                "account_id": ["a", "a", "b", "b"],
+                "start_at": pd.Series([dt.datetime(2023, 12, 1), dt.datetime(2024, 2, 10),
+                                       dt.datetime(2023, 12, 1), dt.datetime(2024, 2, 29)],
+                                      dtype="datetime64[us]"),
+                "end_at": pd.Series([dt.datetime(2024, 2, 10), None, dt.datetime(2024, 2, 29),
+                                     None], dtype="datetime64[us]"),
+                "mrr": [100.000004, 110.000004, 100.0, 110.0],
+                "plan": ["p", "p", "p", "p"],
+                "seats": pd.array([1, 1, 1, 1], dtype="Int32"),
+            }
+        ),
+    }  # fmt: skip
+    spine = pd.DataFrame(
+        {"account_id": ["a", "b"], "cutoff": pd.Series([jan31] * 2, dtype="datetime64[us]")}
+    )
+    end = dt.datetime(2024, 6, 1)
+    con = load.connect_frames(frames)
+    from churnlab import labels
+
+    duck = labels.compute(con, spine, params, "contractual", end)
+    got = spark_labels(spark, spark_tables(spark, frames, tmp_path), spine, params,
+                       "contractual", end)  # fmt: skip
+    assert_same_frame(duck, got)
+    # a: +10.0000000 on 100.000004 is below 10% (10.0000004); b: the change on Feb 29 (the
+    # window's end, Jan 31 + 1 month) is inside the state at the end
+    assert got["expansion"].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.slow
+def test_time_zones_are_read_as_instants(spark, tmp_path):
+    """Zoned Parquet timestamps: the same UTC instants (and UTC days) on both engines."""
+    frames = literal_tables()
+    ev = frames["events"]
+    zoned = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b"],
+            # 00:30 in Paris on April 1st is 22:30 UTC on March 31st: before the cutoff
+            "occurred_at": pd.to_datetime(["2024-04-01 00:30", "2024-03-25 01:00",
+                                           "2024-04-01 01:59:59.999999"], format="ISO8601")
+            .tz_localize("Europe/Paris").astype("datetime64[us, Europe/Paris]"),
+            "event_type": ["login", "login", "export"],
+            "quantity": [1.0, 1.0, 1.0],
+            "user_id": ["z1", "z2", "z3"],
+        }
+    )  # fmt: skip
+    paris = ev["occurred_at"].dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")
+    moved = ev.assign(occurred_at=paris)
+    frames["events"] = pd.concat([moved, zoned], ignore_index=True)
+    folder = tmp_path / "zoned"
+    folder.mkdir()
+    load.write_tables(frames, folder)
+    con = load.load(DataParams(source=str(folder)), str(folder), now=dt.datetime(2025, 1, 1))
+    spine = spine_for(literal_tables())
+    duck, _ = features.compute(con, spine, PARAMS)
+    tables = se.read_tables(spark, DataParams(source=str(folder)), str(folder))
+    got = spark_features(spark, tables, spine, PARAMS)
+    assert_same_frame(duck, got)
+    plain = feature_frame(literal_tables()).set_index("account_id")
+    # Paris 00:30 and 01:59:59.999999 on April 1st are before the UTC cutoff, and 01:00 on
+    # March 25th (CET) is the 7-day window's first instant: they count
+    assert got.set_index("account_id").loc["a", "events_7d"] == plain.loc["a", "events_7d"] + 2
+    assert got.set_index("account_id").loc["b", "events_7d"] == plain.loc["b", "events_7d"] + 1
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic worlds: the whole training set
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("spark-world") / "synthetic"
+    synth.run(SynthParams(accounts=150, months=14, seed=5), out=out)
+    return out
+
+
+def _both(spark, source: Path, params: DatasetParams):
+    data = DataParams(source=str(source))
+    con = load.load(data, str(source))
+    try:
+        duck, dm = dataset.build(con, params, data)
+    finally:
+        con.close()
+    got, sm = sd.build(spark, se.read_tables(spark, data, str(source)), params, data)
+    return duck, dm, got, sm
+
+
+def _same_manifest(a, b) -> None:
+    for key in ("mode", "horizon_days", "windows", "data_end", "cutoffs", "per_cutoff", "rows",
+                "features", "event_types", "label_columns", "tables", "params"):  # fmt: skip
+        assert getattr(a, key) == getattr(b, key), key
+
+
+@pytest.mark.slow
+def test_contractual_world_same_training_set(spark, world):
+    duck, dm, got, sm = _both(spark, world, DatasetParams())
+    assert dm.mode == "contractual" and len(duck) > 500
+    assert_same_frame(duck, got)
+    _same_manifest(dm, sm)
+
+
+@pytest.mark.slow
+def test_orders_only_world_same_training_set(spark, world, tmp_path):
+    source = tmp_path / "orders-only"
+    shutil.copytree(world, source, ignore=shutil.ignore_patterns("subscriptions.parquet", "oracle"))
+    params = DatasetParams(horizon="1 month", cutoff_freq="weekly", windows=(14, 60))
+    duck, dm, got, sm = _both(spark, source, params)
+    assert dm.mode == "orders" and "btyd_T" in duck.columns
+    assert_same_frame(duck, got)
+    _same_manifest(dm, sm)
+
+
+@pytest.mark.slow
+def test_build_dataset_command_on_spark(spark, world, tmp_path):
+    """``churnlab build-dataset`` with ``dataset.engine: spark`` writes the DuckDB build's files
+    (the test's session is reused and left running)."""
+    from typer.testing import CliRunner
+
+    from churnlab.cli import app
+
+    outs = {}
+    for engine in ("duckdb", "spark"):
+        params = tmp_path / f"{engine}.yaml"
+        params.write_text(f"dataset:\n  engine: {engine}\n  windows: [7, 30]\n")
+        outs[engine] = tmp_path / engine
+        result = CliRunner().invoke(app, ["build-dataset", "--source", str(world), "--out",
+                                          str(outs[engine]), "--params", str(params)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "training set (contractual mode" in result.output
+    duck, dm = dataset.read(outs["duckdb"])
+    got, sm = dataset.read(outs["spark"])
+    assert_same_frame(duck, got)
+    assert sm.params == {**dm.params, "engine": "spark"}
+    _same_manifest(dm, replace(sm, params=dm.params))
+    assert dm.data_fingerprint and not sm.data_fingerprint
+    assert spark.range(3).count() == 3  # still running
