@@ -523,15 +523,17 @@ class TrackingParams(_Section):
     registry_prefix: str = "churnlab"
 
 
+def _default_spark_conf() -> dict[str, str | int | float | bool]:
+    return {"spark.sql.shuffle.partitions": 8}
+
+
 class SparkParams(_Section):
     """The Spark session of ``dataset.engine: spark`` (:func:`churnlab.spark_engine.session`)."""
 
     master: str = "local[2]"
     """Spark master URL: ``local[N]`` on one machine, ``yarn``, ``k8s://...``, ``spark://...``."""
     app_name: str = "churnlab"
-    conf: dict[str, str | int | float | bool] = Field(
-        default_factory=lambda: {"spark.sql.shuffle.partitions": 8}
-    )
+    conf: dict[str, str | int | float | bool] = Field(default_factory=_default_spark_conf)
     """Spark configuration (``spark.executor.memory``, ``spark.sql.shuffle.partitions``, ...).
     ``spark.sql.session.timeZone`` must stay UTC and ``spark.sql.ansi.enabled`` false: the
     features are defined on UTC days and on SQL that gives NULL, not an error, where DuckDB
