@@ -523,7 +523,7 @@ class TrackingParams(_Section):
     registry_prefix: str = "churnlab"
 
 
-def _spark_conf() -> dict[str, str | int | float | bool]:
+def _default_spark_conf() -> dict[str, str | int | float | bool]:
     return {"spark.sql.shuffle.partitions": 8}
 
 
@@ -533,7 +533,7 @@ class SparkParams(_Section):
     master: str = "local[2]"
     """Spark master URL: ``local[N]`` on one machine, ``yarn``, ``k8s://...``, ``spark://...``."""
     app_name: str = "churnlab"
-    conf: dict[str, str | int | float | bool] = Field(default_factory=_spark_conf)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=_default_spark_conf)
     """Spark configuration (``spark.executor.memory``, ``spark.sql.shuffle.partitions``, ...).
     ``spark.sql.session.timeZone`` must stay UTC and ``spark.sql.ansi.enabled`` false: the
     features are defined on UTC days and on SQL that gives NULL, not an error, where DuckDB

@@ -206,15 +206,29 @@ class SparkTables:
         """Each table's last timestamp (its time column), None for an empty table."""
         from pyspark.sql import functions as F
 
-        exprs = []
+        aggs = []
         for name in self.names:
             time = TABLES[name].time_column
-            exprs.append((name, self.frames[name].agg(F.max(micros(F.col(str(time))))).alias(name)))
-        out: dict[str, dt.datetime | None] = {}
-        for name, frame in exprs:  # one small job per table
-            value = frame.collect()[0][0]
-            out[name] = None if value is None else from_micros(int(value))
-        return out
+            aggs.append(self.frames[name].agg(F.max(micros(F.col(str(time)))).alias(name)))
+        row = one_row(aggs)
+        return {
+            name: None if row[name] is None else from_micros(int(row[name]))
+            for name in self.names
+        }
+
+
+def one_row(aggregates: Sequence[DataFrame]) -> dict[str, Any]:
+    """The values of several one-row aggregates (over different tables) in one Spark job.
+
+    Each collect is a job with its fixed cost; cross-joined, the one-row results come back
+    together.
+    """
+    if not aggregates:
+        return {}
+    frame = aggregates[0]
+    for other in aggregates[1:]:
+        frame = frame.crossJoin(other)
+    return frame.collect()[0].asDict()
 
 
 def read_tables(spark: SparkSession, data: DataParams, source: str) -> SparkTables:

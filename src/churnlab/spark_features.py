@@ -210,18 +210,6 @@ def _check_fields(record: Spec | Source, known: frozenset[str], where: str) -> N
 # --------------------------------------------------------------------------------------------
 
 
-def _has_values(tables: dict[str, DataFrame], table: str, column: str, last_us: int) -> bool:
-    """Whether ``column`` has a value in a row before the last cutoff (stops at the first)."""
-    from pyspark.sql import functions as F
-
-    frame = tables[table]
-    if column not in frame.columns:
-        return False
-    time = se.micros(F.col(str(TABLES[table].time_column)))
-    hit = frame.where(F.col(column).isNotNull() & (time < last_us)).limit(1).collect()
-    return bool(hit)
-
-
 def _event_types(events: DataFrame, start_us: int, last_us: int, limit: int) -> tuple[str, ...]:
     """The ``limit`` most used event types inside the feature windows (ties by name)."""
     from pyspark.sql import functions as F
@@ -251,18 +239,6 @@ def _slugs(types: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _levels(frame: DataFrame, column: str, time: str, last_us: int, limit: int | None = None):
-    """Distinct non-null values of ``column`` in rows before the last cutoff, sorted."""
-    from pyspark.sql import functions as F
-
-    values = frame.where(
-        F.col(quote_col(column)).isNotNull() & (se.micros(F.col(time)) < last_us)
-    ).select(F.col(quote_col(column)).cast("string").alias("v")).distinct()
-    if limit is not None:
-        values = values.limit(limit)
-    return tuple(sorted(str(r[0]) for r in values.collect()))
-
-
 def quote_col(name: str) -> str:
     """A column name for ``F.col`` (backquoted: names may hold dots or spaces)."""
     return "`" + name.replace("`", "``") + "`"
@@ -271,30 +247,94 @@ def quote_col(name: str) -> str:
 _NUMERIC = ("byte", "short", "integer", "long", "float", "double", "decimal", "boolean")
 
 
+def _facts(
+    tables: dict[str, DataFrame],
+    needs: list[str],
+    text_columns: list[str],
+    last_us: int,
+) -> tuple[set[str], dict[str, int]]:
+    """Needed ``table.column`` with a value before the last cutoff; text columns' level counts.
+
+    The count of distinct values of each text account column in rows before the last cutoff
+    comes from the same Spark job.
+    """
+    from pyspark.sql import functions as F
+
+    aggs = []
+    by_table: dict[str, list[str]] = {}
+    for n in needs:
+        by_table.setdefault(n.split(".")[0], []).append(n)
+    for table, names in by_table.items():
+        frame = tables[table]
+        before = se.micros(F.col(str(TABLES[table].time_column))) < last_us
+        cols = []
+        for j, n in enumerate(names):
+            column = n.split(".")[1]
+            if column in frame.columns:
+                cols.append(F.max(F.when(F.col(column).isNotNull() & before, 1)).alias(f"h{j}"))
+        if cols:
+            aggs.append(frame.agg(*cols).select(
+                *[F.col(f"h{j}").alias(names[j]) for j in range(len(names))
+                  if names[j].split(".")[1] in frame.columns]
+            ))  # fmt: skip
+    if text_columns:
+        acc = tables["accounts"]
+        before = se.micros(F.col("created_at")) < last_us
+        aggs.append(acc.agg(*[
+            F.count_distinct(F.when(before, F.col(quote_col(c)))).alias(f"levels:{c}")
+            for c in text_columns
+        ]))  # fmt: skip
+    row = se.one_row(aggs)
+    has = {n for n in needs if row.get(n) == 1}
+    counts = {c: int(row[f"levels:{c}"]) for c in text_columns}
+    return has, counts
+
+
+def _level_sets(
+    frames: list[tuple[str, DataFrame, str, str]], last_us: int
+) -> dict[str, tuple[str, ...]]:
+    """Distinct non-null values before the last cutoff, sorted, of several columns (one job).
+
+    ``frames``: (key, frame, column, time column); call it only for columns known to have few
+    distinct values (:func:`_facts`).
+    """
+    from pyspark.sql import functions as F
+
+    aggs = []
+    for j, (_key, frame, column, time) in enumerate(frames):
+        value = F.when(se.micros(F.col(time)) < last_us, F.col(quote_col(column)).cast("string"))
+        aggs.append(frame.agg(F.collect_set(value).alias(f"s{j}")))
+    row = se.one_row(aggs)
+    return {key: tuple(sorted(row[f"s{j}"])) for j, (key, *_rest) in enumerate(frames)}
+
+
 def _account_columns(
-    accounts: DataFrame, params: DatasetParams, last_us: int, given: dict[str, tuple[str, ...]]
+    accounts: DataFrame,
+    params: DatasetParams,
+    given: dict[str, tuple[str, ...]],
+    counts: dict[str, int],
+    levels: dict[str, tuple[str, ...]],
 ) -> tuple[Account, ...]:
     out = []
     for f in accounts.schema.fields:
         col = f.name
         if col in ("account_id", "created_at"):
             continue
-        name = slug(col)
-        if name in {"account_id", "cutoff"}:
-            name = f"account_{name}"
+        name = _account_name(col)
         kind = f.dataType.typeName()
         if kind == "string":
-            if name in given:
-                levels = given[name]
-            else:
-                limit = params.max_category_levels + 1  # one more is enough to say "too many"
-                levels = _levels(accounts, col, "created_at", last_us, limit)
-            if len(levels) > params.max_category_levels:
+            found = given[name] if name in given else levels.get(col)
+            if found is None or len(found) > params.max_category_levels:
                 continue  # an identifier-like column (names, emails): not a useful category
-            out.append(Account(col, name, "category", levels))
+            out.append(Account(col, name, "category", found))
         elif kind in _NUMERIC:
             out.append(Account(col, name, "float64"))
     return tuple(out)
+
+
+def _account_name(column: str) -> str:
+    name = slug(column)
+    return f"account_{name}" if name in {"account_id", "cutoff"} else name
 
 
 def _context(
@@ -305,13 +345,27 @@ def _context(
 ) -> Context:
     tables = {k: v for k, v in run.relations.items() if k in TABLES}
     present = frozenset(tables)
-    needs = {n for f in FAMILIES for b in f.blocks for s in b.specs for n in s.needs}
-    has = frozenset(
+    needs = sorted(
         n
-        for n in sorted(needs)
+        for n in {n for f in FAMILIES for b in f.blocks for s in b.specs for n in s.needs}
         if n.split(".")[0] in present
-        and _has_values(tables, n.split(".")[0], n.split(".")[1], run.last_us)
     )
+    text = []
+    if "accounts" in present:
+        for f in tables["accounts"].schema.fields:
+            plain = f.name not in ("account_id", "created_at")
+            given = _account_name(f.name) in categories
+            if plain and not given and f.dataType.typeName() == "string":
+                text.append(f.name)
+    has, counts = _facts(tables, needs, text, run.last_us)
+    wanted: list[tuple[str, DataFrame, str, str]] = [
+        (c, tables["accounts"], c, "created_at")
+        for c in text
+        if counts[c] <= params.max_category_levels
+    ]
+    if "subscriptions.plan" in has and "plan" not in categories:
+        wanted.append(("subscriptions.plan", tables["subscriptions"], "plan", "start_at"))
+    levels = _level_sets(wanted, run.last_us) if wanted else {}
     types: tuple[str, ...] = ()
     if "events" in present:
         types = (
@@ -320,17 +374,17 @@ def _context(
             else _event_types(tables["events"], run.start_us, run.last_us, params.max_event_types)
         )
     cats = dict(categories)
-    if "subscriptions.plan" in has and "plan" not in cats:
-        cats["plan"] = _levels(tables["subscriptions"], "plan", "start_at", run.last_us)
+    if "subscriptions.plan" in levels:
+        cats["plan"] = levels["subscriptions.plan"]
     accounts = (
-        _account_columns(tables["accounts"], params, run.last_us, categories)
+        _account_columns(tables["accounts"], params, categories, counts, levels)
         if "accounts" in present
         else ()
     )
     return Context(
         windows=run.windows,
         tables=present,
-        has_values=has,
+        has_values=frozenset(has),
         event_types=types,
         slugs=_slugs(types),
         categories=cats,
@@ -845,8 +899,18 @@ def _latest(run: _Run, source: Source, planned: list[Planned]) -> _Part:
     return _Part([state.select("account_id", "c", *outs)], fills)
 
 
+MASK_BITS = 63
+"""(cutoff, window) flags per long column of a day's mask (the sign bit is left alone)."""
+
+
 def _distinct(run: _Run, source: Source, planned: list[Planned]) -> _Part:
-    """Distinct non-null values per window (active users)."""
+    """Distinct non-null values per window (active users), from per-value window masks.
+
+    Each (account, value, day) gets the bit set of the (cutoff, window) pairs whose window holds
+    the day (a broadcast day -> mask table); OR-ed per (account, value), a value counts in a
+    window when its bit is set. One row per (account, value) and task is shuffled, where
+    joining the days to the cutoffs would shuffle one per value, day and window.
+    """
     from pyspark.sql import functions as F
 
     rel = run.relation(source)
@@ -857,28 +921,61 @@ def _distinct(run: _Run, source: Source, planned: list[Planned]) -> _Part:
     groups: dict[tuple[str | None, str], list[Planned]] = {}
     for p in planned:
         groups.setdefault((p.where, str(p.value)), []).append(p)
+    cdays = [se.to_micros(c) // se.US_PER_DAY for c in run.cutoffs]
     for (where, value), group in groups.items():
         name = group[0].feature.name
+        ws = sorted({int(str(p.window)) for p in group})
+        bits = [(k, w) for k in range(len(cdays)) for w in ws]
+        masks = _day_masks(run.spark, cdays, ws, bits)
         v = _sql(rel, value, name)
         keep = v.isNotNull()
         if where is not None:
             keep = keep & (_flag(rel, where, name) == 1)
+        # no distinct days first: OR is idempotent, and the map side combines the masks
         rows = rel.where(keep).select(
             "account_id", se.day_of(F.col("_t")).alias("_d"), v.alias("_v")
-        ).distinct()
-        last_day = (
-            rows.join(run.days, rows["_d"] == run.days["d"])
-            .groupBy("account_id", "c", "_v")
-            .agg(F.min("lag").alias("_lag"))
         )
-        outs = []
-        for p in group:
-            assert p.window is not None
-            outs.append(F.sum(F.when(F.col("_lag") <= p.window, 1)).cast("double")
-                        .alias(p.feature.name))  # fmt: skip
-            fills[p.feature.name] = 0.0
-        parts.append(last_day.groupBy("account_id", "c").agg(*outs))
+        chunks = (len(bits) + MASK_BITS - 1) // MASK_BITS
+        per_value = (
+            rows.join(masks, rows["_d"] == masks["d"])
+            .groupBy("account_id", "_v")
+            .agg(*[F.bit_or(f"m{i}").alias(f"m{i}") for i in range(chunks)])
+        )
+        counts = []
+        for b in range(len(bits)):
+            m = F.col(f"m{b // MASK_BITS}")
+            counts.append(F.sum(F.shiftright(m, b % MASK_BITS).bitwiseAND(1)).alias(f"n{b}"))
+        per_account = per_value.groupBy("account_id").agg(*counts)
+        index = {kw: b for b, kw in enumerate(bits)}
+        stacked = F.explode(F.array(*[
+            F.struct(F.lit(se.to_micros(run.cutoffs[k])).alias("c"),
+                     *[F.col(f"n{index[(k, int(str(p.window)))]}").cast("double")
+                       .alias(p.feature.name) for p in group])
+            for k in range(len(cdays))
+        ]))  # fmt: skip
+        out = per_account.select("account_id", stacked.alias("_s"))
+        parts.append(out.select("account_id", "_s.*"))
+        fills |= {p.feature.name: 0.0 for p in group}
     return _join_parts(parts, fills)
+
+
+def _day_masks(
+    spark: SparkSession, cdays: list[int], windows: list[int], bits: list[tuple[int, int]]
+) -> DataFrame:
+    """Per day: the bit set of the (cutoff index, window) pairs whose window holds it."""
+    from pyspark.sql import functions as F
+
+    chunks = (len(bits) + MASK_BITS - 1) // MASK_BITS
+    rows = []
+    for d in range(min(cdays) - max(windows), max(cdays)):
+        m = [0] * chunks
+        for b, (k, w) in enumerate(bits):
+            if cdays[k] - w <= d < cdays[k]:
+                m[b // MASK_BITS] |= 1 << (b % MASK_BITS)
+        if any(m):
+            rows.append((d, *m))
+    schema = "d long, " + ", ".join(f"m{i} long" for i in range(chunks))
+    return F.broadcast(spark.createDataFrame(rows, schema))
 
 
 def _per_cutoff(run: _Run, source: Source, planned: list[Planned]) -> _Part:
