@@ -98,7 +98,8 @@ def _event_types(con: duckdb.DuckDBPyConnection, grid: fw.Grid, limit: int) -> t
     return tuple(sorted(str(r[0]) for r in rows))
 
 
-def _slugs(types: tuple[str, ...]) -> dict[str, str]:
+def event_slugs(types: tuple[str, ...]) -> dict[str, str]:
+    """Column-safe forms of the event types (:func:`slug`), made unique by trailing ``_``."""
     out: dict[str, str] = {}
     for t in types:
         s = slug(t)
@@ -180,7 +181,7 @@ def _context(
         tables=tables,
         has_values=has,
         event_types=types,
-        slugs=_slugs(types),
+        slugs=event_slugs(types),
         categories=cats,
         account_columns=accounts,
         long_windows={t: tuple(ws) for t, ws in params.long_windows.items() if ws},

@@ -76,7 +76,7 @@ from churnlab.feature_specs import (
     Spec,
     expand,
 )
-from churnlab.features import slug
+from churnlab.features import event_slugs, slug
 from churnlab.manifest import Feature
 from churnlab.schema import DRIVER_GROUPS, FAILED_PAYMENT_EVENT, TABLES
 from churnlab.sources import quote
@@ -228,17 +228,6 @@ def _event_types(events: DataFrame, start_us: int, last_us: int, limit: int) -> 
     return tuple(sorted(str(r[0]) for r in rows))
 
 
-def _slugs(types: tuple[str, ...]) -> dict[str, str]:
-    """Column-safe forms of the event types, made unique by suffixes (as the DuckDB engine)."""
-    out: dict[str, str] = {}
-    for t in types:
-        s = slug(t)
-        while s in out.values():
-            s += "_"
-        out[t] = s
-    return out
-
-
 def quote_col(name: str) -> str:
     """A column name for ``F.col`` (backquoted: names may hold dots or spaces)."""
     return "`" + name.replace("`", "``") + "`"
@@ -386,7 +375,7 @@ def _context(
         tables=present,
         has_values=frozenset(has),
         event_types=types,
-        slugs=_slugs(types),
+        slugs=event_slugs(types),
         categories=cats,
         account_columns=accounts,
         long_windows={t: tuple(ws) for t, ws in params.long_windows.items() if ws},
@@ -511,9 +500,7 @@ def compute(
     c = se.micros(F.col("cutoff"))
     sp = spine.select(F.col("account_id").cast("string").alias("account_id"), c.alias("c"))
     sp = sp.withColumn("cday", se.day_of(F.col("c")))
-    planned = plan(
-        spark, tables, cuts, params, event_types=event_types, categories=categories
-    )
+    planned = plan(spark, tables, cuts, params, event_types=event_types, categories=categories)
     # the day map reaches back as far as the longest window of any feature (long windows)
     longest = max([p.window for p in planned if p.window is not None] or [windows[-1]])
     days = se.day_map(
