@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from churnlab.bundle import ModelBundle
 from churnlab.config import DatasetParams, Params, ScoreParams, flatten
 from churnlab.errors import ChurnlabError
 from churnlab.load import load
-from churnlab.pipeline import ProgressFn, champion_bundle
+from churnlab.pipeline import ProgressFn, champion_bundle, stopwatch
 from churnlab.runlog import RunLog
 
 
@@ -308,7 +307,7 @@ def score_accounts(
         raise ChurnlabError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     say = progress or _quiet
     timings: dict[str, float] = {}
-    lap = _stopwatch(timings)
+    lap = stopwatch(timings)
     bundles, notes = _score_models(params, versions, say)
     lift_model = _uplift_model(params) if target == "uplift" else None
     lap("models")
@@ -365,19 +364,6 @@ def score_accounts(
         drift=drift_table, models=models, folder=folder, sink=written, run_id=run_id,
         notes=tuple(notes), timings=timings, target=target, uplift=targets, treatments=treatments,
     )  # fmt: skip
-
-
-def _stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
-    """``lap(name)``: record in ``timings`` the seconds since the previous lap (or this call)."""
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
-    return lap
 
 
 def _extras(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from churnlab import audiences, measure, measure_outputs, tracking, uplift, upli
 from churnlab.atomic import atomic_dir
 from churnlab.config import MeasureParams, Params, flatten
 from churnlab.load import data_end, load
-from churnlab.pipeline import ProgressFn
+from churnlab.pipeline import ProgressFn, stopwatch
 from churnlab.runlog import RunLog
 
 TABLES: tuple[str, ...] = (
@@ -228,13 +227,7 @@ def measure_campaigns(
     """
     say = progress or _quiet
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = stopwatch(timings)
 
     tracking.configure(params.tracking)
     with tracking.start("measure") as run_id:
@@ -346,13 +339,7 @@ def train_uplift(
     """
     say = progress or _quiet
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = stopwatch(timings)
 
     settings = uplift.UpliftSettings(method=params.measure.uplift_method)
     notes: list[str] = []

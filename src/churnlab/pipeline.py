@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,19 @@ from churnlab.runlog import RunLog
 from churnlab.sources import mask_password
 
 ProgressFn = Callable[[str], None]
+
+
+def stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
+    """``lap(name)``: record in ``timings`` the seconds since the previous lap (or this call)."""
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    return lap
 
 
 def _quiet(_message: str) -> None:
