@@ -331,7 +331,12 @@ def read(out: Path | str) -> tuple[pd.DataFrame, Manifest]:
     for f in manifest.features:
         if f.dtype == "category":
             values = frame[f.name].astype(object)
+            # A manifest without levels (a hand-made one) keeps the file's values: an empty
+            # level list would turn every value into a missing one.
+            levels = f.categories
+            if levels is None:
+                levels = tuple(sorted({str(v) for v in values.dropna()}))
             frame[f.name] = pd.Categorical(
-                values.where(values.notna(), None), categories=list(f.categories or ())
+                values.where(values.notna(), None), categories=list(levels)
             )
     return frame, manifest

@@ -4,6 +4,7 @@ files and manifest, data sufficiency, and the build-dataset command."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,19 @@ def test_write_read_round_trip(built, tmp_path):
     assert len(dataset.read(out)[0]) == 10
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["ds"]
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".link-" in p.name]
+
+
+def test_read_keeps_category_values_when_the_manifest_has_no_levels(built, tmp_path):
+    frame, manifest = built
+    cat = next(f for f in manifest.features if f.dtype == "category")
+    bare = replace(
+        manifest,
+        features=tuple(replace(f, categories=None) if f is cat else f for f in manifest.features),
+    )
+    back, _ = dataset.read(dataset.write(frame, bare, tmp_path / "ds"))
+    assert back[cat.name].notna().sum() == frame[cat.name].notna().sum() > 0
+    assert list(back[cat.name].cat.categories) == sorted(frame[cat.name].dropna().unique())
+    assert back[cat.name].astype(str).tolist() == frame[cat.name].astype(str).tolist()
 
 
 def test_read_missing_is_a_clear_error(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import train
+from churnlab import dataset, train
 from churnlab.config import TrainParams
 from planted import planted_training_set
 
@@ -93,6 +93,14 @@ def test_invariant_to_row_order_and_account_relabelling(data, churn) -> None:
 def test_same_seed_same_metrics(data, churn) -> None:
     frame, manifest, oracle = data
     again = train.train_task(frame, manifest, "churn", PARAMS, oracle=oracle)
+    assert again.metrics == churn.metrics
+
+
+def test_same_metrics_after_a_dataset_write_and_read(data, churn, tmp_path) -> None:
+    frame, manifest, oracle = data
+    dataset.write(frame, manifest, tmp_path / "ds")
+    frame2, manifest2 = dataset.read(tmp_path / "ds")
+    again = train.train_task(frame2, manifest2, "churn", PARAMS, oracle=oracle)
     assert again.metrics == churn.metrics
 
 

@@ -79,6 +79,10 @@ def test_better_log_loss_than_the_logistic_regression(results, task: str) -> Non
     assert m["test.log_loss"] < m["baseline_logreg.log_loss"]
 
 
+# The two retraining checks below repeat, on the 10k world, what tests/model/test_train_planted.py
+# checks on its small world in the default suite (row order, account ids, the same metrics
+# after a round trip); each retrains a task (30-40 s), so they run with -m slow.
+@pytest.mark.slow
 def test_invariant_to_row_order_and_account_ids(world, results) -> None:
     frame, manifest, _ = world
     ids = frame["account_id"].unique()
@@ -151,6 +155,7 @@ def test_reasons_on_the_real_training_set(results) -> None:
     assert top["reason_1"].endswith("points of churn risk")
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_after_a_write_and_read(world, results, tmp_path: Path) -> None:
     frame, manifest, oracle = world
     dataset.write(frame, manifest, tmp_path / "ds")
