@@ -330,6 +330,12 @@ class TrainParams(_Section):
             "num_threads": 2,
         }
     )
+    shapes: tuple[dict[str, Any], ...] = Field(
+        default_factory=lambda: ({}, {"num_leaves": 7, "max_depth": 3, "min_child_samples": 200})
+    )
+    """Tree shapes tried on top of ``lightgbm`` (each a dict of LightGBM settings, ``{}`` being
+    ``lightgbm`` as it is); the one with the lowest cross-fitted, calibrated validation log loss
+    is kept. ``[{}]`` fits ``lightgbm`` alone."""
     early_stopping_rounds: int = Field(50, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     season: Literal["auto", "on", "off"] = "auto"
@@ -342,10 +348,17 @@ class TrainParams(_Section):
     """Train/validation cutoffs must have label windows that end by the next split's cutoff."""
     out: str = "models"
 
-    @field_validator("tasks", mode="before")
+    @field_validator("tasks", "shapes", mode="before")
     @classmethod
     def _list_to_tuple(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("shapes")
+    @classmethod
+    def _some_shape(cls, v: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        if not v:
+            raise ValueError("list at least one tree shape; [{}] fits train.lightgbm as it is")
+        return v
 
 
 class ExplainParams(_Section):

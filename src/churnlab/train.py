@@ -360,9 +360,10 @@ def _train_task(
         "train.rows": float(len(split.train)),
     }
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
-    metrics |= fit.season_metrics
+    metrics |= fit.metrics
     bundle.info = _fit_info(task, split, best, manifest, cal_info, metrics)
     bundle.info["season"] = fit.season_note
+    bundle.info["lightgbm"] = {k: v for k, v in fit.lightgbm.items() if k != "num_threads"}
     bundle.info["profile"] = drift.profile(X_train)  # the training rows, for drift at scoring
     curve = evaluate.calibration_table(y_test, scores["test"])
     bundle.info["calibration_curve"] = curve.rename(

@@ -13,6 +13,7 @@ import pytest
 
 from churnlab import dataset, train
 from churnlab.config import TrainParams
+from churnlab.fitting import lightgbm_params
 from planted import planted_training_set
 
 # One LightGBM thread: on a busy 2-core machine (the whole suite runs in parallel) two
@@ -122,3 +123,29 @@ def test_backtest_folds_mean_and_std(data) -> None:
     folds = t.iloc[:2]["test.roc_auc"].astype(float)
     assert t.iloc[2]["test.roc_auc"] == pytest.approx(folds.mean())
     assert t.iloc[3]["test.roc_auc"] == pytest.approx(folds.std(ddof=1))
+
+
+def test_the_tree_shape_with_the_lower_validation_log_loss_is_kept(data) -> None:
+    frame, manifest, _ = data
+    stumps_only = {"min_child_samples": 10**6}  # no split possible: a constant model
+    params = PARAMS.model_copy(update={"shapes": (stumps_only, {})})
+    res = train.train_task(frame, manifest, "churn", params)
+    m = res.metrics
+    assert m["shape.chosen"] == 1.0
+    assert m["shape.0.valid_log_loss"] > m["shape.1.valid_log_loss"]
+    assert res.bundle.info["lightgbm"]["min_child_samples"] == PARAMS.lightgbm["min_child_samples"]
+    # ties go to the first shape; one shape is train.lightgbm alone
+    same = train.train_task(
+        frame, manifest, "churn", PARAMS.model_copy(update={"shapes": ({}, {})})
+    )
+    assert same.metrics["shape.chosen"] == 0.0
+    alone = train.train_task(frame, manifest, "churn", PARAMS.model_copy(update={"shapes": ({},)}))
+    assert alone.metrics["test.roc_auc"] == same.metrics["test.roc_auc"]
+
+
+def test_tree_shapes_are_checked_like_the_lightgbm_settings() -> None:
+    with pytest.raises(ValueError, match="at least one tree shape"):
+        TrainParams(shapes=[])
+    bad = TrainParams(shapes=[{}, {"scale_pos_weight": 3}])
+    with pytest.raises(train.ChurnlabError, match=r"train\.shapes\[1\]\.scale_pos_weight"):
+        lightgbm_params(bad)
