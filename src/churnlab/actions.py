@@ -338,6 +338,7 @@ def score_accounts(
             cutoff, at_risk, expansion, drivers = on.cutoff, on.at_risk, on.expansion, on.drivers
             drift_table = _described(bundles["churn"], on.drift)
             lap("spark")
+            timings |= on.timings
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection, campaigns, targets = _choose_audiences(

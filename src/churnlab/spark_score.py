@@ -27,7 +27,9 @@ the DuckDB path's (probabilities to 1e-9, texts, ranks and reasons identical;
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,8 @@ class SparkLists:
     drift: pd.DataFrame
     frames: dict[str, DataFrame]
     cached: tuple[DataFrame, ...]
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Seconds per step: ``spark_rows``, ``spark_predict_explain``, ``spark_lists``."""
 
 
 def scoring_rows(
@@ -436,8 +440,12 @@ def score_lists(
         )
     mode = churn.info.get("dataset", {}).get("mode") or spine.mode_for(tables.names, dparams)
     say(f"building feature rows at {cutoff:%Y-%m-%d} (Spark)")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     rows, feats, cached = scoring_rows(spark, tables, cutoff, bundles, dparams, mode)
     try:
+        n = rows.count()
+        timings["spark_rows"] = round(time.perf_counter() - clock, 3)
         empty = signature_frame(feats)
         for bundle in bundles.values():
             score.check_signature(bundle, empty)
@@ -458,7 +466,10 @@ def score_lists(
         ).mapInPandas(_batches(bundles, params, top_k, annualise, list(carried)),
                       _explain_schema(bundles, top_k, carried)).persist()  # fmt: skip
         cached.append(scored)
-        n = scored.count()
+        scored.count()
+        timings["spark_predict_explain"] = round(
+            time.perf_counter() - clock - timings["spark_rows"], 3
+        )
         drivers = {"churn": _importance(scored, churn, "_cabs_")}
         if exp is not None:
             drivers["expansion"] = _importance(scored, exp, "_xabs_")
@@ -474,12 +485,13 @@ def score_lists(
         cached += frames.values()
         say("collecting the lists")
         lists = {k: _collect(v) for k, v in frames.items()}
+        timings["spark_lists"] = round(time.perf_counter() - clock - sum(timings.values()), 3)
     except BaseException:
         sf.release(cached)
         raise
     return SparkLists(
         cutoff=cutoff, mode=mode, at_risk=lists["at_risk"], expansion=lists.get("expansion"),
-        drivers=drivers, drift=drift, frames=frames, cached=tuple(cached),
+        drivers=drivers, drift=drift, frames=frames, cached=tuple(cached), timings=timings,
     )  # fmt: skip
 
 
