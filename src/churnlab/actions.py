@@ -14,9 +14,12 @@ model's expected saved ARR (``churnlab train-uplift``), and ``uplift.csv`` holds
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ class ScoreRun:
     target: str = "churn"
     uplift: pd.DataFrame | None = None
     treatments: pd.DataFrame | None = None
+    spark_lists: dict[str, str] | None = None
+    """``dataset.engine: spark``: list -> the Parquet dataset Spark wrote."""
 
 
 TARGETS: tuple[str, ...] = ("churn", "uplift")
@@ -196,8 +201,7 @@ def _scoring_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame, str, DatasetParams]:
     """Feature rows at ``cutoff`` for every eligible account, with the training settings."""
     churn = bundles["churn"]
-    stored = {k: v for k, v in churn.info.get("dataset", {}).items() if k != "mode"}
-    dparams = DatasetParams.model_validate(stored) if stored else params.dataset
+    dparams = _dataset_params(params, churn)
     mode = churn.info.get("dataset", {}).get("mode") or spine.resolve_mode(con, dparams)
     sp = spine.build(con, [cutoff], mode, dparams)
     if sp.empty:
@@ -215,6 +219,12 @@ def _scoring_rows(
     rows, _ = features.compute(con, sp, dparams, event_types=event_types, categories=categories)
     money = labels.compute(con, sp, dparams, mode, cutoff)
     return rows, money, mode, dparams
+
+
+def _dataset_params(params: Params, churn: ModelBundle) -> DatasetParams:
+    """The dataset settings the churn model was trained with (else params.yaml's)."""
+    stored = {k: v for k, v in churn.info.get("dataset", {}).items() if k != "mode"}
+    return DatasetParams.model_validate(stored) if stored else params.dataset
 
 
 def _arr(
@@ -260,12 +270,9 @@ def _campaigns(
 
 def _stamp(frame: pd.DataFrame, cutoff: dt.datetime, bundle: ModelBundle) -> pd.DataFrame:
     """Every output row says when it was scored and by which registered model."""
-    reg = bundle.info.get("registry", {})
     out = frame.copy()
     out.insert(0, "as_of", pd.Timestamp(cutoff).as_unit("us"))
-    out["model"] = reg.get("name", f"unregistered-{bundle.task}")
-    out["model_version"] = str(reg.get("version", ""))
-    out["model_run_id"] = str(reg.get("run_id", ""))
+    out["model"], out["model_version"], out["model_run_id"] = score.model_stamp(bundle)
     return out
 
 
@@ -305,6 +312,12 @@ def score_accounts(
     """
     if target not in TARGETS:
         raise ChurnlabError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
+    on_spark = params.dataset.engine == "spark"
+    if on_spark and target == "uplift":
+        raise ChurnlabError(
+            "--target uplift is not available with dataset.engine: spark (the uplift features "
+            "run on DuckDB only): score with --target churn, or set dataset.engine: duckdb"
+        )
     say = progress or _quiet
     timings: dict[str, float] = {}
     lap = stopwatch(timings)
@@ -312,28 +325,20 @@ def score_accounts(
     lift_model = _uplift_model(params) if target == "uplift" else None
     lap("models")
     tracking.configure(params.tracking)
-    with tracking.start("score") as run_id:  # the whole scoring is one run (FAILED if it fails)
-        say("loading and validating the data")
-        con = load(params.data, source or params.data.source)
-        try:
-            cutoff = score.as_of_cutoff(as_of, load_mod.data_end(con, params.data))
-            tracking.rename(f"score {cutoff:%Y-%m-%d}")
-            say(f"building feature rows at {cutoff:%Y-%m-%d}")
-            rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
-            arr = _arr(con, money, mode, cutoff)
-            accounts = con.execute("SELECT * FROM main.accounts").df()
-            lift_rows = None
-            if lift_model is not None:
-                say("uplift features")
-                lift_rows = _uplift_rows(con, lift_model, rows, cutoff, params)
-        finally:
-            con.close()
-        lap("features")
-        for bundle in bundles.values():
-            score.check_signature(bundle, rows)
-        at_risk, expansion, drivers = _lists(params, bundles, rows, money, arr, accounts,
-                                             score.annual_factor(mode, dparams.horizon_days),
-                                             lap, say)  # fmt: skip
+    spark_lists: dict[str, str] | None = None
+    # the whole scoring is one run (FAILED if it fails); Spark, when asked, starts before it
+    with _spark_session(params, say) as spark, tracking.start("score") as run_id:
+        lift_rows = None
+        if spark is None:
+            cutoff, at_risk, expansion, drivers, drift_table, lift_rows = _duckdb_lists(
+                params, source, as_of, bundles, lift_model, lap, say
+            )
+        else:
+            on = _spark_lists(spark, params, source, as_of, bundles, say)
+            cutoff, at_risk, expansion, drivers = on.cutoff, on.at_risk, on.expansion, on.drivers
+            drift_table = _described(bundles["churn"], on.drift)
+            lap("spark")
+            timings |= on.timings
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection, campaigns, targets = _choose_audiences(
@@ -342,7 +347,6 @@ def score_accounts(
         summary = audiences.summary(audience)
         treatments = audiences.treatments(audience, campaigns, cutoff)
         lap("audiences")
-        drift_table = _drift(bundles["churn"], rows)
         lists = _stamped_lists(cutoff, bundles, at_risk, expansion, audience)
         models = {t: dict(b.info.get("registry", {})) for t, b in bundles.items()}
         say("writing the lists")
@@ -350,6 +354,8 @@ def score_accounts(
         meta = _run_meta(cutoff, run_id, models, notes, limit, target, lift_model)
         folder = sinks.write_files(lists, params.score.out, cutoff, extras=extras, meta=meta)
         written = sinks.write_database(lists, sink, cutoff) if sink else None
+        if spark is not None:
+            spark_lists = _write_spark_lists(params, on, folder, say)
         lap("write")
         log = score_run_log(params, cutoff, bundles, lists, summary, drift_table, selection,
                             timings)  # fmt: skip
@@ -363,7 +369,94 @@ def score_accounts(
         audiences=lists["audiences"], audience_summary=summary, selection=selection,
         drift=drift_table, models=models, folder=folder, sink=written, run_id=run_id,
         notes=tuple(notes), timings=timings, target=target, uplift=targets, treatments=treatments,
+        spark_lists=spark_lists,
     )  # fmt: skip
+
+
+def _duckdb_lists(
+    params: Params,
+    source: str | None,
+    as_of: dt.datetime | None,
+    bundles: dict[str, ModelBundle],
+    lift_model: uplift.UpliftModel | None,
+    lap: Callable[[str], None],
+    say: ProgressFn,
+) -> tuple[dt.datetime, pd.DataFrame, pd.DataFrame | None, dict[str, pd.DataFrame], pd.DataFrame,
+           pd.DataFrame | None]:  # fmt: skip
+    """The embedded path: cutoff, both lists, drivers, drift and the uplift rows, on DuckDB."""
+    say("loading and validating the data")
+    con = load(params.data, source or params.data.source)
+    try:
+        cutoff = score.as_of_cutoff(as_of, load_mod.data_end(con, params.data))
+        tracking.rename(f"score {cutoff:%Y-%m-%d}")
+        say(f"building feature rows at {cutoff:%Y-%m-%d}")
+        rows, money, mode, dparams = _scoring_rows(con, params, cutoff, bundles)
+        arr = _arr(con, money, mode, cutoff)
+        accounts = con.execute("SELECT * FROM main.accounts").df()
+        lift_rows = None
+        if lift_model is not None:
+            say("uplift features")
+            lift_rows = _uplift_rows(con, lift_model, rows, cutoff, params)
+    finally:
+        con.close()
+    lap("features")
+    for bundle in bundles.values():
+        score.check_signature(bundle, rows)
+    at_risk, expansion, drivers = _lists(params, bundles, rows, money, arr, accounts,
+                                         score.annual_factor(mode, dparams.horizon_days),
+                                         lap, say)  # fmt: skip
+    return cutoff, at_risk, expansion, drivers, _drift(bundles["churn"], rows), lift_rows
+
+
+@contextlib.contextmanager
+def _spark_session(params: Params, say: ProgressFn) -> Iterator[Any]:
+    """The Spark session of ``dataset.engine: spark`` for the command, else None."""
+    if params.dataset.engine != "spark":
+        yield None
+        return
+    from churnlab import spark_engine  # the embedded path never needs pyspark or Java
+
+    if params.spark.master.startswith("local"):
+        # the UDFs run in Python workers: on one machine, this interpreter (its pandas and
+        # churnlab), not whatever `python3` is first on PATH; a cluster sets its own
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    say(f"starting Spark ({params.spark.master})")
+    with spark_engine.session_scope(params.spark) as spark:
+        yield spark
+
+
+def _spark_lists(
+    spark: Any,
+    params: Params,
+    source: str | None,
+    as_of: dt.datetime | None,
+    bundles: dict[str, ModelBundle],
+    say: ProgressFn,
+) -> Any:
+    """Both lists, drivers and drift on Spark (:func:`churnlab.spark_score.score_lists`)."""
+    from churnlab import spark_dataset, spark_engine, spark_score
+
+    say("reading the data (Spark)")
+    tables = spark_engine.read_tables(spark, params.data, source or params.data.source)
+    cutoff = score.as_of_cutoff(as_of, spark_dataset.data_end(tables, params.data))
+    tracking.rename(f"score {cutoff:%Y-%m-%d}")
+    return spark_score.score_lists(
+        spark, tables, cutoff, bundles, _dataset_params(params, bundles["churn"]), params.score,
+        top_k=params.explain.top_k, progress=say,
+    )  # fmt: skip
+
+
+def _write_spark_lists(params: Params, lists: Any, folder: Path, say: ProgressFn) -> dict[str, str]:
+    """The Spark lists as Parquet (``spark.lists_out`` or the as-of folder's ``spark/``)."""
+    from churnlab import spark_score
+
+    out = params.spark.lists_out
+    target = f"{out.rstrip('/')}/{lists.cutoff:%Y-%m-%d}" if out else str(folder / "spark")
+    say(f"writing the lists as Parquet (Spark): {target}")
+    try:
+        return spark_score.write_lists(lists, target)
+    finally:
+        spark_score.release(lists)
 
 
 def _extras(
@@ -477,7 +570,14 @@ def _drift(bundle: ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     profile = bundle.info.get("profile")
     if not profile:
         return pd.DataFrame(columns=["feature", "description", "psi"])
-    table = drift.psi(profile, bundle.matrix(rows))
+    return _described(bundle, drift.psi(profile, bundle.matrix(rows)))
+
+
+def _described(bundle: ModelBundle, table: pd.DataFrame) -> pd.DataFrame:
+    """The drift table with each feature's description (the empty table's columns if none)."""
+    if not bundle.info.get("profile"):
+        return pd.DataFrame(columns=["feature", "description", "psi"])
+    table = table.copy()
     desc = {f.name: f.description for f in bundle.features}
     table.insert(1, "description", table["feature"].map(desc))
     return table

@@ -135,6 +135,9 @@ def score(
     n = top if top is not None else p.score.top
     for renderable in terminal.score_summary(run, n, p.score.drift_warning):
         console.print(renderable, highlight=False, soft_wrap=True)
+    for name, path in (run.spark_lists or {}).items():
+        console.print(f"{name} list as Parquet (written by Spark): {path}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
 
 
 @expected_errors

@@ -551,6 +551,10 @@ class SparkParams(_Section):
     ``spark.sql.session.timeZone`` must stay UTC and ``spark.sql.ansi.enabled`` false: the
     features are defined on UTC days and on SQL that gives NULL, not an error, where DuckDB
     gives NULL."""
+    lists_out: str | None = None
+    """Where ``churnlab score`` on Spark writes the at-risk and expansion lists as Parquet: any
+    path Spark can write (``hdfs://...``, ``s3a://...``), as ``<lists_out>/<as_of>/<list>.parquet``;
+    default the as-of folder's ``spark/`` subfolder (``score.out/<as_of>/spark/``)."""
 
     @model_validator(mode="after")
     def _engine_invariants(self) -> SparkParams:

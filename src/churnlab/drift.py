@@ -81,7 +81,85 @@ def psi(prof: dict[str, dict[str, Any]], X: pd.DataFrame) -> pd.DataFrame:
         else:
             ref = np.asarray(p["shares"], dtype=float)
             cur = _shares(col.to_numpy(dtype=float), np.asarray(p["edges"], dtype=float))
-        ref, cur = np.maximum(ref, _FLOOR), np.maximum(cur, _FLOOR)
-        rows.append({"feature": name, "psi": float(np.sum((cur - ref) * np.log(cur / ref)))})
+        rows.append({"feature": name, "psi": _index(ref, cur)})
+    return _table(rows)
+
+
+def _index(ref: np.ndarray, cur: np.ndarray) -> float:
+    ref, cur = np.maximum(ref, _FLOOR), np.maximum(cur, _FLOOR)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["feature", "psi"])
     return out.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def bin_counts(prof: dict[str, dict[str, Any]], X: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per feature of ``X``: the rows in each of its profile's bins (the parts of :func:`psi`).
+
+    Numeric features count by bin number (``"0"``, ``"1"``, ...) and ``"missing"``,
+    categorical ones by level (``"(missing)"`` for none). Counts of disjoint row sets add up,
+    so a distributed engine counts its partitions and :func:`psi_from_counts` gives the index.
+    A feature the profile lacks gets no counts.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for name in X.columns:
+        p = prof.get(name)
+        if p is None:
+            continue
+        col = X[name]
+        if "levels" in p:
+            now = col.astype(object).where(col.notna(), "(missing)").astype(str)
+            out[name] = {str(k): int(v) for k, v in now.value_counts().items()}
+            continue
+        v = col.to_numpy(dtype=float)
+        ok = np.isfinite(v)
+        edges = np.asarray(p["edges"], dtype=float)
+        inner = edges[1:-1] if len(edges) > 2 else np.array([])
+        counts = np.bincount(np.searchsorted(inner, v[ok], side="right"), minlength=len(inner) + 1)
+        out[name] = {str(i): int(c) for i, c in enumerate(counts)} | {"missing": int((~ok).sum())}
+    return out
+
+
+def psi_from_counts(
+    prof: dict[str, dict[str, Any]], features: list[str], counts: dict[str, dict[str, int]], n: int
+) -> pd.DataFrame:
+    """:func:`psi` from the :func:`bin_counts` of all ``n`` scored rows (summed over parts).
+
+    Parameters
+    ----------
+    prof : dict
+        The training profile (:func:`profile`).
+    features : list of str
+        The model's features, in its order (the table's order before sorting).
+    counts : dict
+        Feature -> bin or level -> rows.
+    n : int
+        All scored rows.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`psi`: ``feature``, ``psi``, largest first.
+    """
+    rows = []
+    total = max(n, 1)
+    for name in features:
+        p = prof.get(name)
+        if p is None:
+            rows.append({"feature": name, "psi": float("nan")})
+            continue
+        got = counts.get(name, {})
+        if "levels" in p:
+            q_all = {k: v / total for k, v in got.items() if v}
+            levels = sorted(set(p["levels"]) | set(q_all))
+            ref = np.array([p["levels"].get(k, 0.0) for k in levels])
+            cur = np.array([float(q_all.get(k, 0.0)) for k in levels])
+        else:
+            ref = np.asarray(p["shares"], dtype=float)
+            bins = len(ref) - 1
+            cur = np.array([got.get(str(i), 0) / total for i in range(bins)]
+                           + [got.get("missing", 0) / total])  # fmt: skip
+        rows.append({"feature": name, "psi": _index(ref, cur)})
+    return _table(rows)

@@ -128,7 +128,8 @@ def _reasons(bundle: ModelBundle, rows: pd.DataFrame, top_k: int) -> pd.DataFram
     return reasons
 
 
-def _reason_columns(reasons: pd.DataFrame, k: int) -> pd.DataFrame:
+def reason_columns(reasons: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The lists' reason columns of a reasons frame: ``reason_i`` and ``reason_i_points``."""
     cols = []
     for i in range(1, k + 1):
         cols += [f"reason_{i}", f"reason_{i}_points"]
@@ -169,7 +170,7 @@ def at_risk_list(
     out["arr"] = np.asarray(arr, dtype=float)
     out["revenue_at_risk"] = out["churn_probability"] * out["arr"]
     body = pd.concat(
-        [_reason_columns(reasons, top_k), plays(reasons, bundle, params)], axis=1
+        [reason_columns(reasons, top_k), plays(reasons, bundle, params)], axis=1
     ).reset_index(drop=True)
     out = pd.concat([out, body], axis=1)
     if "nps_category" in rows.columns:
@@ -189,20 +190,43 @@ def _offers(
     rows: pd.DataFrame, reasons: pd.DataFrame, bundle: ModelBundle, mrr: np.ndarray, k: int
 ) -> np.ndarray:
     """``seats`` when a top reason is seat pressure, ``cross_sell`` on the top plan, else upsell."""
+    seats = seat_pressure(reasons, bundle, k)
+    offer = np.where(seats, "seats", "upsell").astype(object)
+    if "plan" in rows.columns and rows["plan"].notna().any():
+        plan = rows["plan"].astype(object)
+        top = top_plan(pd.Series(np.asarray(mrr, dtype=float)).groupby(plan.to_numpy()).mean())
+        offer[(plan.to_numpy() == top) & ~seats] = "cross_sell"
+    return offer
+
+
+def seat_pressure(reasons: pd.DataFrame, bundle: ModelBundle, k: int) -> np.ndarray:
+    """Per account: whether one of its top ``k`` reasons that raise the score is about seats."""
     measure = {f.name: f.measure or f.name for f in bundle.features}
-    seats = np.zeros(len(rows), dtype=bool)
+    seats = np.zeros(len(reasons), dtype=bool)
     for i in range(1, k + 1):
         col = f"reason_{i}_feature"
         if col in reasons:
             up = reasons[f"reason_{i}_points"].to_numpy() > 0
             seats |= up & reasons[col].map(measure).isin(SEAT_MEASURES).to_numpy()
-    offer = np.where(seats, "seats", "upsell").astype(object)
-    if "plan" in rows.columns and rows["plan"].notna().any():
-        plan = rows["plan"].astype(object)
-        by_plan = pd.Series(np.asarray(mrr, dtype=float)).groupby(plan.to_numpy()).mean()
-        top = by_plan.idxmax() if len(by_plan) else None
-        offer[(plan.to_numpy() == top) & ~seats] = "cross_sell"
-    return offer
+    return seats
+
+
+def top_plan(mean_mrr: pd.Series) -> object | None:
+    """The plan with the highest mean MRR (the first in plan order on a tie), None if none.
+
+    ``mean_mrr`` is the mean MRR per plan (index: plan, sorted), as a groupby gives it.
+    """
+    return mean_mrr.idxmax() if len(mean_mrr) else None
+
+
+def model_stamp(bundle: ModelBundle) -> tuple[str, str, str]:
+    """The registered name, version and run id stamped on every row a model scored."""
+    reg = bundle.info.get("registry", {})
+    return (
+        reg.get("name", f"unregistered-{bundle.task}"),
+        str(reg.get("version", "")),
+        str(reg.get("run_id", "")),
+    )
 
 
 def expansion_list(
@@ -244,7 +268,7 @@ def expansion_list(
     out["expected_amount"] = np.clip(amount, 0.0, None) * annualise
     out["expected_expansion_value"] = out["expansion_probability"] * out["expected_amount"]
     out["churn_probability"] = np.asarray(churn_probability, dtype=float)
-    out = pd.concat([out, _reason_columns(reasons, top_k).reset_index(drop=True)], axis=1)
+    out = pd.concat([out, reason_columns(reasons, top_k).reset_index(drop=True)], axis=1)
     out["offer"] = _offers(rows, reasons, bundle, mrr, top_k)
     keep = out["churn_probability"].to_numpy() <= params.expansion_max_churn
     return _ranked(out[keep], "expected_expansion_value"), reasons

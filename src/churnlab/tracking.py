@@ -450,6 +450,30 @@ def champion_version(tracking: TrackingParams, task: str) -> tuple[str, str, str
     return None if mv is None else (name, str(mv.version), str(mv.run_id))
 
 
+def spark_udf(spark: Any, name: str, version: str) -> Any:
+    """A registered version as a Spark UDF: feature columns in, calibrated probability out.
+
+    ``mlflow.pyfunc.spark_udf`` of ``models:/<name>/<version>`` (the URI ``score`` loads the
+    champion from) in the current Python environment (``env_manager="local"``: the executors
+    run the churnlab installed beside pyspark). Call it on a struct of the model's input
+    columns (:func:`churnlab.bundle.model_input` names and types).
+
+    Raises
+    ------
+    TrackingError
+        If the registry cannot give the model (no such version, unreadable artifacts).
+    """
+    uri = f"models:/{name}/{version}"
+    try:
+        with quiet_mlflow():
+            return mlflow.pyfunc.spark_udf(spark, uri, result_type="double", env_manager="local")
+    except (MlflowException, OSError) as err:
+        raise TrackingError(
+            f"cannot load {uri} as a Spark UDF ({str(err).splitlines()[0]}): check the "
+            "registry (`mlflow ui`) or retrain with `churnlab train`"
+        ) from None
+
+
 def download_bundle(name: str, version: str, out: Path) -> ModelBundle:
     """A registered version's bundle, from its logged model's artifacts."""
     with quiet_mlflow():
