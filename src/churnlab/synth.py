@@ -112,10 +112,16 @@ are what the tables showed last month):
   -0.8 for price-sensitive accounts (SMB, or downgraded in the last six months) and -0.15 for
   the others; the upgrade offer +1.1 on the expansion hazard at >= 80% seat utilisation, +0.4
   at 60-80%, 0 below, and +0.6 on the churn hazard after an urgent ticket last month (a sales
-  pitch during an escalation). A latent trait (12% of accounts, no observable trace) adds +0.9
-  to the churn hazard of any contact: for them most campaigns do harm. The shifts move the
-  voluntary churn hazard only (a failed payment churns as before). Campaigns leave no other
-  trace in the tables (no campaign_events rows).
+  pitch during an escalation). Some accounts churn *more* when contacted ("sleeping dogs"):
+  any contact adds +0.9 to the churn hazard of an account that used under 25% of its seats
+  last month and opened no support ticket (a reminder of a subscription it no longer uses), so
+  that a discount harms them and training about breaks even; a latent trait (3% of accounts,
+  no observable trace) adds another +0.9, so that no ranking from the tables reaches the
+  oracle. (Until this was changed the harm was the latent trait alone, on 12% of accounts,
+  which left no ranking from the data much past two thirds of the oracle; the effects are
+  meant to depend on observable state.) The shifts move the voluntary churn hazard only (a
+  failed payment churns as before). Campaigns leave no other trace in the tables (no
+  campaign_events rows).
 
 Other orders: ``new`` onboarding fee when an account starts, an annual ``renewal`` support fee,
 occasional ``services`` (training, consulting, implementation), and ``refund`` (negative)
@@ -262,7 +268,11 @@ HOLDOUT_SHARE = 0.2
 OFFER_CHANNEL = {"training": "csm_call", "discount": "email", "upgrade": "in_app"}
 TRAINING_COST, UPGRADE_COST = 120.0, 5.0  # per contacted account; a discount costs 20% x 3 MRR
 # Planted log-odds shifts (treated accounts, every month end inside the 90-day window).
-P_ANNOYED = 0.12  # latent trait: contact of any kind makes these accounts churn more
+# "Sleeping dogs": an account that barely uses its seats and has not contacted support is one
+# a contact reminds to cancel; contact of any kind raises its churn hazard.
+SLEEPING_UTIL = 0.25  # last month's seat utilisation below this, and no ticket last month
+SLEEPING_CHURN = 0.9
+P_ANNOYED = 0.03  # a small latent remainder (no observable trace) with the same harm
 ANNOYED_CHURN = 0.9
 TRAINING_ENGAGED, TRAINING_OTHER = -1.0, -0.2  # falling usage or low utilisation; the rest
 FALLING_INTENSITY, LOW_UTIL = 0.1, 0.5
@@ -614,10 +624,11 @@ def _planted_shifts(
     """Log-odds shifts of the churn and expansion hazards if accounts ``idx`` are contacted.
 
     ``st`` is the state at the start of the assignment month, so everything but the latent
-    ``annoyed`` trait is what the tables showed up to then.
+    ``annoyed`` trait (a small remainder) is what the tables showed up to then.
     """
     util = st.util[idx]
-    churn = ANNOYED_CHURN * annoyed[idx]
+    sleeping = (util < SLEEPING_UTIL) & (st.tix[idx] == 0)
+    churn = SLEEPING_CHURN * sleeping + ANNOYED_CHURN * annoyed[idx]
     expansion = np.zeros(len(idx))
     if offer == "training":
         engagement = (util < LOW_UTIL) | (st.inten3[idx] - st.inten[idx] > FALLING_INTENSITY)
