@@ -83,7 +83,8 @@ def compute(
     )
     con.unregister("_cl_lspine_df")
     if mode == "contractual":
-        sql = _contractual(con, frac, steps or subscription_steps(con, "_cl_lsteps"))
+        timeline = steps or subscription_steps(con, "_cl_lsteps", accounts=spine["account_id"])
+        sql = _contractual(con, frac, timeline)
     else:
         sql = _orders(h, int(params.lookback_days), frac)
     frame = con.execute(
