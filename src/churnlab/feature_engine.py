@@ -265,8 +265,16 @@ def distinct(run: Run, source: Source, planned: list[Planned]) -> Pass:
 
 
 def latest(run: Run, source: Source, planned: list[Planned]) -> Pass:
-    """Values on the latest row (per instant) of the source before each cutoff."""
-    rel = relation(run, source)
+    """Values on the latest row (per instant) of the source before each cutoff.
+
+    Only the spine's accounts' rows before the last cutoff can be a latest row (and the
+    previous instant of one): the others are left out before rows are combined per instant
+    and sorted for the join.
+    """
+    rel = (
+        f"(SELECT * FROM {relation(run, source)} WHERE {source.time} < "
+        f"{ts_sql(run.grid.cutoffs[-1])} AND account_id IN (SELECT account_id FROM {ACCOUNTS}))"
+    )
     if source.per_instant:
         aggs = ", ".join(f"{sql} AS {quote(c)}" for c, sql in source.per_instant.items())
         rel = f"(SELECT account_id, {source.time} AS _t, {aggs} FROM {rel} GROUP BY ALL)"
