@@ -79,3 +79,36 @@ def test_timeline_has_no_rows_for_instants_that_change_nothing():
         got = [s[3] for s in steps if s[0] == acc and s[1] <= pd.Timestamp(at)]
         assert (got[-1] if got else 0.0) == live.mrr.sum() == mrr
     assert np.isfinite([s[3] for s in steps]).all()
+
+
+def test_labels_of_a_spine_with_no_labeled_row_equal_those_of_a_mixed_one():
+    """Scoring at the data end labels nothing: the short query gives the same MRR and NaNs."""
+    from churnlab import labels
+    from churnlab.config import DatasetParams
+
+    subs = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b"],
+            "start_at": _ts("2024-01-01", "2024-03-01", "2024-02-10"),
+            "end_at": _ts("2024-03-01", "2024-06-01", "2024-04-20"),
+            "mrr": [10.0, 14.5, 7.25],
+            "seats": [2, 3, 1],
+        }
+    )
+    orders = pd.DataFrame({"account_id": ["a"], "ordered_at": _ts("2024-04-02"), "amount": [5.0],
+                           "kind": ["upsell"], "product": ["x"]})  # fmt: skip
+    accounts = pd.DataFrame(
+        {"account_id": ["a", "b"], "created_at": _ts("2023-01-01", "2023-01-01")}
+    )
+    con = load.connect_frames({"accounts": accounts, "subscriptions": subs, "orders": orders})
+    params = DatasetParams(horizon_days=30)
+    end = dt.datetime(2024, 5, 1)
+    cutoffs = _ts("2024-03-15", "2024-04-15", "2024-03-15", "2024-04-15")
+    mixed_spine = pd.DataFrame({"account_id": ["a", "a", "b", "b"], "cutoff": cutoffs})
+    mixed = labels.compute(con, mixed_spine, params, "contractual", end)
+    assert mixed["labeled"].tolist() == [True, False, True, False]
+    late = mixed_spine[mixed_spine.cutoff == pd.Timestamp("2024-04-15")].reset_index(drop=True)
+    alone = labels.compute(con, late, params, "contractual", end)
+    want = mixed[~mixed["labeled"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, want, check_exact=True)
+    assert alone["mrr"].tolist() == [14.5, 7.25] and alone["churn"].isna().all()
