@@ -11,8 +11,9 @@ prints, in one run:
   windows cover (target <= 6x);
 - the per-cutoff loop a user would write (the one-cutoff build for each of the 12 cutoffs);
 - the peak resident memory of the process during the 12-cutoff build (target <= 4 GB);
-- where the time goes: the features' stages and passes, and the build's other stages, in the
-  same run; time per event the windows cover, for the scaling curve across ``--accounts``;
+- where the time goes: the build's stages one by one (spine, subscription timeline, features,
+  labels, data fingerprint: wall and CPU) for both builds, the features' stages and passes, in
+  the same run; time per event the windows cover, for the scaling curve across ``--accounts``;
 - for continuity with earlier runs: the old reference (one plain pass counting events per
   account and type over a single cutoff, which skips every row group outside its 90 days).
 
@@ -155,6 +156,39 @@ def _feature_passes(con: Any, data: Any, first: dt.datetime, last: dt.datetime) 
     return timings
 
 
+def _stages(con: Any, data: Any, first: dt.datetime, last: dt.datetime) -> dict[str, tuple]:
+    """The build's stages one by one, as ``dataset.build`` runs them: (wall, CPU) seconds each."""
+    from churnlab import dataset, features, labels, spine, timeline
+    from churnlab.config import DatasetParams
+    from churnlab.load import data_end, drop_temp_tables
+
+    params = DatasetParams(cutoff_start=first.date(), cutoff_end=last.date())
+    out: dict[str, tuple] = {}
+    clock = [time.perf_counter(), _cpu()]
+
+    def lap(name: str) -> None:
+        now = [time.perf_counter(), _cpu()]
+        out[name] = (now[0] - clock[0], now[1] - clock[1])
+        clock[:] = now
+
+    mode = spine.resolve_mode(con, params)
+    cursor = con.cursor()
+    end = data_end(cursor, data)
+    cursor.close()
+    sp = spine.build(con, spine.cutoffs(con, params, end, mode), mode, params)
+    lap("spine")
+    steps = timeline.subscription_steps(con, accounts=sp["account_id"])
+    lap("timeline")
+    features.compute(con, sp, params, steps=steps)
+    lap("features")
+    labels.compute(con, sp, params, mode, end, steps=steps)
+    lap("labels")
+    drop_temp_tables(con)
+    dataset.fingerprint(con)
+    lap("fingerprint")
+    return out
+
+
 def _range(values: list[float], fmt: str = "{:.2f}") -> str:
     lo, hi = min(values), max(values)
     return fmt.format(lo) if len(values) == 1 or lo == hi else f"{fmt.format(lo)}-{fmt.format(hi)}"
@@ -228,10 +262,21 @@ def main() -> None:
         f"labels): {_range([x['wall'] for x in builds])} s wall, "
         f"{_range([x['cpu'] for x in builds])} s CPU; stages {b['stages']}, the rest "
         f"(fingerprint, manifest) {b['wall'] - sum(b['stages'].values()):.2f}\n"
-        f"1-cutoff build ({s['rows']:,} rows): {_range([x['wall'] for x in singles])} s wall; "
-        f"stages {s['stages']}",
+        f"1-cutoff build ({s['rows']:,} rows): {_range([x['wall'] for x in singles])} s wall, "
+        f"{_range([x['cpu'] for x in singles])} s CPU; floor {_range([f[1] for f in floors1])} "
+        f"s CPU; stages {s['stages']}",
         flush=True,
     )
+    for label, a in ((f"{args.cutoffs} cutoffs", first), ("1 cutoff", last)):
+        runs = [_stages(con, data, a, last) for _ in range(args.repeat)]
+        print(
+            f"the build's stages, {label} (wall / CPU seconds, range over {args.repeat}): "
+            + ", ".join(
+                f"{k} {_range([r[k][0] for r in runs])}/{_range([r[k][1] for r in runs])}"
+                for k in runs[0]
+            ),
+            flush=True,
+        )
     loop = None
     if not args.no_loop:
         t = time.perf_counter()

@@ -127,7 +127,12 @@ def _features_and_labels(
     """Features then labels for the spine rows, side by side in one frame."""
     t1 = time.perf_counter()
     # Features and labels read the same subscription timeline: build it once for both.
-    steps = timeline.subscription_steps(con) if mode == "contractual" else None
+    # Only the spine's accounts: a one-cutoff spine (scoring) holds under half of them.
+    steps = (
+        timeline.subscription_steps(con, accounts=sp["account_id"])
+        if mode == "contractual"
+        else None
+    )
     try:
         x, feats = features.compute(con, sp, params, steps=steps)
         timings["features"] = time.perf_counter() - t1

@@ -19,6 +19,7 @@ shared one.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -49,6 +50,80 @@ def _int_type(nbits: int) -> str:
     return "SMALLINT" if nbits <= 15 else "INTEGER" if nbits <= 31 else "BIGINT"
 
 
+_LITERAL = r"'(?:[^']|'')*'"
+_SIMPLE = re.compile(
+    rf"^\s*([a-z_][a-z0-9_]*)\s*(=|<>|IN)\s*({_LITERAL}|\(\s*{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\))\s*$",
+    re.IGNORECASE,
+)
+
+
+def _simple_filter(where: str) -> tuple[str, str, frozenset[str]] | None:
+    """``column = 'x'``, ``column <> 'x'`` or ``column IN ('x', ...)``: its parts, else None."""
+    m = _SIMPLE.match(where)
+    if m is None:
+        return None
+    op = m.group(2).upper()
+    if (op == "IN") != m.group(3).startswith("("):
+        return None
+    lits = frozenset(x[1:-1].replace("''", "'") for x in re.findall(_LITERAL, m.group(3)))
+    return m.group(1).lower(), op, lits
+
+
+_OTHER = "\x00churnlab: a value that is none of the literals"
+
+
+def _is_text(run: Run, source: Source, column: str) -> bool:
+    """Whether ``column`` of the source's rows is VARCHAR (a lookup of string literals is exact)."""
+    rows = run.con.execute(f"DESCRIBE SELECT {column} FROM {relation(run, source)}").fetchall()
+    return bool(rows) and str(rows[0][1]) == "VARCHAR"
+
+
+def _class_lookup(filters: dict[str, int]) -> tuple[str, np.ndarray, str] | None:
+    """Rows' classes by one lookup of their value, when every filter compares one column.
+
+    When each filter is ``column = / <> / IN`` string literals of the same column, a row's
+    filter bits depend only on its value: the literals' bits, one bit set shared by every other
+    value and none for NULL (SQL comparisons with NULL are not true). The bits are worked out
+    here per value and the rows get their class from a constant list indexed by the value's
+    position among the literals: one lookup per row instead of a CASE per filter, and no dense
+    class pass in NumPy. Returns the SQL of the class, the bit set of each class and the
+    column, or None.
+    """
+    parsed = []
+    for where, b in filters.items():
+        simple = _simple_filter(where)
+        if simple is None:
+            return None
+        parsed.append((*simple, b))
+    columns = {column for column, _, _, _ in parsed}
+    if len(parsed) < 2 or len(columns) != 1:
+        return None
+    column = columns.pop()
+    values = sorted({v for _, _, lits, _ in parsed for v in lits})
+    if _OTHER in values:
+        return None
+
+    def bits_of(value: str | None) -> int:
+        out = 0
+        for _, op, lits, b in parsed:
+            if value is not None and ((value not in lits) if op == "<>" else (value in lits)):
+                out |= 1 << b
+        return out
+
+    sets = [bits_of(None), bits_of(_OTHER), *(bits_of(v) for v in values)]
+    combos = sorted(set(sets))
+    code = [combos.index(b) for b in sets]
+    ctype = "TINYINT" if len(combos) < 127 else "SMALLINT"
+    lits_sql = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    codes_sql = ", ".join(map(str, code[2:]))
+    position = f"list_position([{lits_sql}]::VARCHAR[], {column})"
+    sql = (
+        f"CASE WHEN {column} IS NULL THEN {code[0]} "
+        f"ELSE coalesce(([{codes_sql}]::{ctype}[])[{position}], {code[1]}) END"
+    )
+    return f"CAST({sql} AS {ctype})", np.array(combos, dtype=np.int64), column
+
+
 def _value_key(p: Planned) -> ValueKey:
     """A value column of a projection: expression, exact decimal, and a sum's own filter."""
     return (str(p.value), p.spec.decimal, p.where if p.spec.agg in ("sum", "last_day") else None)
@@ -62,8 +137,12 @@ def _measure(p: Planned, values: dict[ValueKey, str]) -> tuple[str, str | None]:
 
 def _projection(
     run: Run, g: fw.Grid, source: Source, planned: list[Planned], lifetime: bool
-) -> tuple[Query, dict[str, int], dict[ValueKey, str]]:
-    """The projection query of one source, its filter bits and its value columns."""
+) -> tuple[Query, dict[str, int], dict[ValueKey, str], np.ndarray | None]:
+    """The projection query of one source, its filter bits, value columns and class bit sets.
+
+    The class bit sets are None when the query returns each row's filter ``bits`` (classes are
+    then found in NumPy), else the query returns each row's class ``cls`` directly.
+    """
     filters: dict[str, int] = {}
     values: dict[ValueKey, str] = {}
     for p in planned:
@@ -74,13 +153,19 @@ def _projection(
     if len(filters) > 62:
         raise ValueError(f"{source.name}: more than 62 distinct filters in one pass")
     t = source.time
-    bits = " | ".join(f"CASE WHEN {w} THEN {1 << b} ELSE 0 END" for w, b in filters.items())
     day_type = "SMALLINT" if g.ndays < 2**15 - 1 else "INTEGER"
     cols = [
         "a.aidx",
         f"CAST(greatest(date_diff('day', {ts_sql(g.start)}, {t}), -1) AS {day_type}) AS d",
-        f"CAST({bits or '0'} AS {_int_type(len(filters))}) AS bits",
     ]
+    lookup = _class_lookup(filters)
+    if lookup is not None and not _is_text(run, source, lookup[2]):
+        lookup = None  # string comparisons with another type convert: keep the filters as written
+    if lookup is not None:
+        cols.append(f"{lookup[0]} AS cls")
+    else:
+        bits = " | ".join(f"CASE WHEN {w} THEN {1 << b} ELSE 0 END" for w, b in filters.items())
+        cols.append(f"CAST({bits or '0'} AS {_int_type(len(filters))}) AS bits")
     for (expr, decimal, where), alias in values.items():
         if where is not None:  # a sum's filter, applied here: NULL (then 0) outside it
             expr = f"CASE WHEN {where} THEN {expr} END"
@@ -102,13 +187,22 @@ def _projection(
     # the table's row count bounds the result (instant from Parquet metadata or a table)
     base = run.relations.get(source.relation or "", f"main.{source.table}")
     bound = int(run.con.execute(f"SELECT count(*) FROM {base}").fetchall()[0][0])
-    return Query(sql, main=source.relation is not None, capacity=bound), filters, values
+    query = Query(sql, main=source.relation is not None, capacity=bound)
+    return query, filters, values, None if lookup is None else lookup[1]
 
 
-def _rows(arrays: dict[str, np.ndarray], nbits: int, values: dict[ValueKey, str]) -> fw.Rows:
+def _rows(
+    arrays: dict[str, np.ndarray],
+    nbits: int,
+    values: dict[ValueKey, str],
+    combos: np.ndarray | None = None,
+) -> fw.Rows:
     for (_, decimal, _where), alias in values.items():
         arrays[alias] = arrays[alias].astype(np.int64 if decimal else np.float64, copy=False)
-    cls, combos = fw.dense_classes(arrays["bits"], nbits)
+    if combos is not None:  # classes from the projection (see _class_lookup)
+        cls = arrays["cls"]
+    else:
+        cls, combos = fw.dense_classes(arrays["bits"], nbits)
     return fw.Rows(
         acc=arrays["aidx"].astype(np.int32, copy=False),
         day=arrays["d"],
@@ -139,8 +233,8 @@ def bucketed(run: Run, source: Source, planned: list[Planned]) -> Pass:
     lifetime = any(
         p.window is None and p.spec.agg in ("count", "sum", "latest") or _daily(p) for p in planned
     )
-    query, filters, values = _projection(run, g, source, planned, lifetime)
-    rows = _rows((yield query), len(filters), values)
+    query, filters, values, combos = _projection(run, g, source, planned, lifetime)
+    rows = _rows((yield query), len(filters), values, combos)
 
     def bit(where: str | None) -> int | None:
         return None if where is None else filters[where]

@@ -230,28 +230,31 @@ def _group(planned: list[Planned], key: Callable[[Planned], object]) -> dict:
 
 
 def distinct(run: Run, source: Source, planned: list[Planned]) -> Pass:
-    """Distinct non-null values per window (active users), from per-value segment masks."""
+    """Distinct non-null values per window (active users), from per-value segment masks.
+
+    A row's segment bit comes from a constant list indexed by its day (a lookup per row, not a
+    join of every row with a table of days).
+    """
     g = run.grid
     chunk, bit = fw.segment_masks(g)
     nchunks = int(chunk.max()) + 1 if len(chunk) else 1
-    days = [g.start.date() + dt.timedelta(days=i) for i in range(g.ndays)]
-    segday = pa.table({"d": pa.array(days, pa.date32()), "chunk": chunk, "bit": bit})
     t = source.time
+    day = f"date_diff('day', {ts_sql(g.start)}, {t}) + 1"
     for (where, value), group in _group(planned, lambda p: (p.where, p.value)).items():
+        lists = [", ".join(str(int(b)) if c == k else "0" for c, b in zip(chunk, bit, strict=True))
+                 for k in range(nchunks)]  # fmt: skip
         masks = ", ".join(
-            f"coalesce(bit_or(CASE WHEN sd.chunk = {k} THEN sd.bit END), 0) AS m{k}"
-            for k in range(nchunks)
+            f"bit_or(([{lst}]::UBIGINT[])[{day}]) AS m{k}" for k, lst in enumerate(lists)
         )
         cond = f" AND ({where})" if where else ""
         raw = yield Query(
             f"""SELECT a.aidx, u.* EXCLUDE (account_id) FROM (
                 SELECT s.account_id, {masks}
-                FROM {relation(run, source)} s JOIN _cl_segday_df sd ON CAST({t} AS DATE) = sd.d
+                FROM {relation(run, source)} s
                 WHERE {t} >= {ts_sql(g.start)} AND {t} < {ts_sql(g.cutoffs[-1])}
                   AND {value} IS NOT NULL{cond}
                 GROUP BY s.account_id, s.{value}) u
             JOIN {ACCOUNTS} a ON u.account_id = a.account_id""",
-            {"_cl_segday_df": segday},
             main=source.relation is not None,
         )
         acc = raw["aidx"].astype(np.int64)
@@ -262,8 +265,16 @@ def distinct(run: Run, source: Source, planned: list[Planned]) -> Pass:
 
 
 def latest(run: Run, source: Source, planned: list[Planned]) -> Pass:
-    """Values on the latest row (per instant) of the source before each cutoff."""
-    rel = relation(run, source)
+    """Values on the latest row (per instant) of the source before each cutoff.
+
+    Only the spine's accounts' rows before the last cutoff can be a latest row (and the
+    previous instant of one): the others are left out before rows are combined per instant
+    and sorted for the join.
+    """
+    rel = (
+        f"(SELECT * FROM {relation(run, source)} WHERE {source.time} < "
+        f"{ts_sql(run.grid.cutoffs[-1])} AND account_id IN (SELECT account_id FROM {ACCOUNTS}))"
+    )
     if source.per_instant:
         aggs = ", ".join(f"{sql} AS {quote(c)}" for c, sql in source.per_instant.items())
         rel = f"(SELECT account_id, {source.time} AS _t, {aggs} FROM {rel} GROUP BY ALL)"

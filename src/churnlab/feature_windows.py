@@ -267,8 +267,20 @@ def window_sums(grid: Grid, sums: Sums, window: int | None) -> dict[str, np.ndar
 
     out: dict[str, np.ndarray] = {}
     if sums.per_class is not None:
-        picked = np.einsum("nk,km->nm", window_of("per_class", sums.per_class), sums.select)
-        out |= {m: picked[:, j] for m, j in sums.counts.items()}
+        per_class = window_of("per_class", sums.per_class)
+        for m, j in sums.counts.items():
+            # a count is a sum of classes' counts: most counts are one class (an event type),
+            # a column as it is; a sum of a few columns beats a matrix product of 0/1 weights
+            classes = np.flatnonzero(sums.select[:, j])
+            if len(classes) == 1:
+                out[m] = per_class[:, classes[0]]
+            elif len(classes) == 0:
+                out[m] = np.zeros(len(per_class), dtype=np.int64)
+            else:
+                total = per_class[:, classes[0]].copy()
+                for k in classes[1:]:
+                    total += per_class[:, k]
+                out[m] = total
     for m, parts in sums.sums.items():
         values = [window_of(f"{m}|{k}", p) for k, p in enumerate(parts)]
         if len(values) == 1:

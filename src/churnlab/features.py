@@ -326,7 +326,7 @@ def _compute(
     _check_names(planned)
     lap("context")
     if steps is None and any(p.source.relation == "steps" for p in planned):
-        steps = subscription_steps(con, "_cl_fsteps")
+        steps = subscription_steps(con, "_cl_fsteps", accounts=spine["account_id"])
         lap("timeline")
     feats = sorted((p.feature for p in planned), key=lambda f: DRIVER_GROUPS.index(f.group))
     floats = [f.name for f in feats if f.dtype != "category"]

@@ -83,7 +83,9 @@ def compute(
     )
     con.unregister("_cl_lspine_df")
     if mode == "contractual":
-        sql = _contractual(con, frac, steps or subscription_steps(con, "_cl_lsteps"))
+        timeline = steps or subscription_steps(con, "_cl_lsteps", accounts=spine["account_id"])
+        any_labeled = con.execute("SELECT bool_or(labeled) FROM _cl_lspine").fetchall()[0][0]
+        sql = _contractual(con, frac, timeline) if any_labeled else _mrr_only(timeline)
     else:
         sql = _orders(h, int(params.lookback_days), frac)
     frame = con.execute(
@@ -114,7 +116,7 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float, steps: str) -> str
         f"""(SELECT sp.account_id, sp.cutoff, count(*) AS n
             FROM _cl_lspine sp JOIN main.orders o ON sp.account_id = o.account_id
              AND o.ordered_at >= sp.cutoff AND o.ordered_at < sp.window_end
-            WHERE o.kind IN {sql_list(UPSELL_KINDS)} GROUP BY ALL)"""
+            WHERE sp.labeled AND o.kind IN {sql_list(UPSELL_KINDS)} GROUP BY ALL)"""
         if has_orders
         else "(SELECT NULL::VARCHAR AS account_id, NULL::TIMESTAMP AS cutoff, 0 AS n WHERE false)"
     )
@@ -133,6 +135,16 @@ def _contractual(con: duckdb.DuckDBPyConnection, frac: float, steps: str) -> str
         ASOF LEFT JOIN {steps} s ON sp.account_id = s.account_id AND sp.cutoff >= s.step_at
         ASOF LEFT JOIN {steps} e ON sp.account_id = e.account_id AND sp.window_end >= e.step_at
         LEFT JOIN {upsell} u ON u.account_id = sp.account_id AND u.cutoff = sp.cutoff"""
+
+
+def _mrr_only(steps: str) -> str:
+    """No row is labeled (scoring at the data end): the MRR at the cutoff, no label window."""
+    return f"""
+        SELECT sp.account_id, sp.cutoff, sp.labeled, NULL::BOOLEAN AS churn,
+               NULL::BOOLEAN AS expansion, NULL::DECIMAL(38, 6) AS amount,
+               coalesce(s.mrr_after, 0) AS mrr
+        FROM _cl_lspine sp
+        ASOF LEFT JOIN {steps} s ON sp.account_id = s.account_id AND sp.cutoff >= s.step_at"""
 
 
 def _orders(h: Horizon, lookback: int, frac: float) -> str:
