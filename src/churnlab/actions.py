@@ -28,7 +28,18 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlab import audiences, drift, features, labels, score, sinks, spine, tracking, uplift
+from churnlab import (
+    audiences,
+    drift,
+    features,
+    labels,
+    score,
+    sinks,
+    spine,
+    timeline,
+    tracking,
+    uplift,
+)
 from churnlab import load as load_mod
 from churnlab.bundle import ModelBundle
 from churnlab.config import DatasetParams, Params, ScoreParams, flatten
@@ -216,8 +227,20 @@ def _scoring_rows(
     categories: dict[str, list[str] | tuple[str, ...]] = {
         k: v for b in bundles.values() for k, v in b.categories.items()
     }
-    rows, _ = features.compute(con, sp, dparams, event_types=event_types, categories=categories)
-    money = labels.compute(con, sp, dparams, mode, cutoff)
+    # Features and the money columns read the same subscription timeline: build it once.
+    steps = (
+        timeline.subscription_steps(con, "_cl_score_steps", accounts=sp["account_id"])
+        if mode == "contractual"
+        else None
+    )
+    try:
+        rows, _ = features.compute(
+            con, sp, dparams, event_types=event_types, categories=categories, steps=steps
+        )
+        money = labels.compute(con, sp, dparams, mode, cutoff, steps=steps)
+    finally:
+        if steps is not None:
+            con.execute(f"DROP TABLE IF EXISTS {steps}")
     return rows, money, mode, dparams
 
 
