@@ -290,12 +290,15 @@ def test_realised_differences_agree_with_true_effects_small(
     assert diff > 2 * se  # the upsell effect is visible even in a small world
     for label, kind in (("churn_90d", "churn"), ("expansion_90d", "expansion")):
         assert abs(_arm_calibration(eff, label, kind)) < 3
-    # What a measurement from the holdout would report covers the truth.
+    # What a measurement from the holdout would report covers the truth. Since contact harms
+    # the sleeping dogs (a fifth of each retention audience), the average saving is too small
+    # for this world's 160 holdout accounts to show it (the large world's test does).
     lab = retention[retention.churn_90d.notna()]
     measured = effects.difference_in_rates(
         lab.loc[~lab.holdout, "churn_90d"], lab.loc[lab.holdout, "churn_90d"]
     )
-    assert measured.ci_low < lab.true_effect_churn.mean() < measured.ci_high < 0
+    assert measured.ci_low < lab.true_effect_churn.mean() < measured.ci_high
+    assert lab.true_effect_churn.mean() < 0 and measured.diff < 0
 
 
 @pytest.mark.slow
