@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ from churnlab import dataset, features, load, synth
 from churnlab import spark_dataset as sd
 from churnlab import spark_engine as se
 from churnlab.config import DataParams, DatasetParams, SynthParams
+from churnlab.errors import ChurnlabError
 from spark_frames import assert_same_frame, spark_features, spark_labels, spark_tables
 
 pytestmark = pytest.mark.spark
@@ -209,8 +211,10 @@ def _both(spark, source: Path, params: DatasetParams):
 
 def _same_manifest(a, b) -> None:
     for key in ("mode", "horizon_days", "windows", "data_end", "cutoffs", "per_cutoff", "rows",
-                "features", "event_types", "label_columns", "tables", "params"):  # fmt: skip
+                "features", "event_types", "label_columns", "tables", "params",
+                "data_fingerprint"):  # fmt: skip
         assert getattr(a, key) == getattr(b, key), key
+    assert a.data_fingerprint.startswith(f"{dataset.FINGERPRINT_KIND}:")
 
 
 @pytest.mark.slow
@@ -223,10 +227,20 @@ def test_contractual_world_same_training_set(spark, world):
 
 @pytest.mark.slow
 def test_orders_only_world_same_training_set(spark, world, tmp_path):
+    """Written by Spark's Parquet writer (``spark_dataset.write``) and read back."""
     source = tmp_path / "orders-only"
     shutil.copytree(world, source, ignore=shutil.ignore_patterns("subscriptions.parquet", "oracle"))
     params = DatasetParams(horizon="1 month", cutoff_freq="weekly", windows=(14, 60))
-    duck, dm, got, sm = _both(spark, source, params)
+    data = DataParams(source=str(source))
+    con = load.load(data, str(source))
+    try:
+        duck, dm = dataset.build(con, params, data)
+    finally:
+        con.close()
+    written = sd.write(spark, se.read_tables(spark, data, str(source)), params, data,
+                       tmp_path / "out")  # fmt: skip
+    got, sm = dataset.read(tmp_path / "out")
+    assert sm == written
     assert dm.mode == "orders" and "btyd_T" in duck.columns
     assert_same_frame(duck, got)
     _same_manifest(dm, sm)
@@ -253,6 +267,93 @@ def test_build_dataset_command_on_spark(spark, world, tmp_path):
     got, sm = dataset.read(outs["spark"])
     assert_same_frame(duck, got)
     assert sm.params == {**dm.params, "engine": "spark"}
-    _same_manifest(dm, replace(sm, params=dm.params))
-    assert dm.data_fingerprint and not sm.data_fingerprint
+    _same_manifest(dm, replace(sm, params=dm.params))  # the data fingerprint too
+    # written by Spark's writer: a folder of part files (as many as the last stage's tasks,
+    # after adaptive execution merged the small ones), not one file from the driver
+    written = outs["spark"] / dataset.DATASET_FILE
+    parts = sorted(written.glob("part-*.parquet"))
+    assert written.is_dir() and (written / "_SUCCESS").exists() and parts
+    assert sum(len(pd.read_parquet(p)) for p in parts) == len(duck)
     assert spark.range(3).count() == 3  # still running
+
+
+# ------------------------------------------------------------------------------------------
+# The data fingerprint and the Parquet written by Spark
+# ------------------------------------------------------------------------------------------
+
+
+def _typed_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Account attributes of every kind the fingerprint reads, with missing values."""
+    acc = frames["accounts"]
+    return {
+        **frames,
+        "accounts": acc.assign(
+            active=[True, False, None],
+            seats_bought=pd.array([3, None, 7], dtype="Int64"),
+            signed_on=pd.to_datetime(["2023-05-01", None, "2024-01-31"]).date,
+            price=[Decimal("12.50"), Decimal("0.0000001"), None],
+            ratio=[0.1 + 0.2, float("nan"), 1e13],  # not exact; NaN and beyond a trillion
+            seen_at=pd.Series(["2024-03-01 23:30", None, "2024-03-02 00:30"],
+                              dtype="datetime64[us]").dt.tz_localize("UTC")
+            .dt.tz_convert("Europe/Paris"),
+        ),
+    }  # fmt: skip
+
+
+def _duckdb_fingerprint(folder: Path) -> str:
+    con = load.load(DataParams(source=str(folder)), str(folder))
+    try:
+        return dataset.fingerprint(con)
+    finally:
+        con.close()
+
+
+def test_fingerprint_is_duckdbs(spark, tmp_path):
+    """The same string on both engines, for the same files; both change when a value does."""
+    frames = _typed_accounts(literal_tables())
+    tables = spark_tables(spark, frames, tmp_path / "a")
+    got = sd.fingerprint(tables)
+    assert got == _duckdb_fingerprint(tmp_path / "a")
+    changed = {**frames, "tickets": frames["tickets"].assign(csat=[4.0, 2.0, 1.0, 3.0])}
+    other = sd.fingerprint(spark_tables(spark, changed, tmp_path / "b"))
+    assert other == _duckdb_fingerprint(tmp_path / "b") and other != got
+    assert sd.fingerprint(tables) == got  # stable across runs
+
+
+@pytest.mark.slow
+def test_spark_written_set_reads_back_as_duckdbs_and_a_failed_write_keeps_the_last(
+    spark, tmp_path, monkeypatch
+):
+    """Literal tables (every boundary) written by Spark: the DuckDB build's frame and manifest.
+    A job that fails while writing, and a failure after the part files are written, leave the
+    previous set as it was and no temporary folder beside it."""
+    frames = _window_edges()
+    folder, out = tmp_path / "data", tmp_path / "out"
+    tables = spark_tables(spark, frames, folder)
+    data = DataParams(source=str(folder))
+    con = load.load(data, str(folder))
+    try:
+        duck, dm = dataset.build(con, PARAMS, data)
+    finally:
+        con.close()
+    sd.write(spark, tables, PARAMS, data, out)
+    got, sm = dataset.read(out)
+    assert_same_frame(duck, got)
+    _same_manifest(dm, sm)
+    first = out.resolve()
+
+    huge = frames["orders"].copy()
+    huge.loc[0, "amount"] = 2e13  # beyond nine trillion: the job raises inside the write
+    bad = spark_tables(spark, {**frames, "orders": huge}, tmp_path / "huge")
+    with pytest.raises(ChurnlabError, match="beyond nine trillion"):
+        sd.write(spark, bad, PARAMS, data, out)
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("killed after the part files")
+
+    monkeypatch.setattr(sd, "_manifest", fail)
+    with pytest.raises(RuntimeError, match="killed after the part files"):
+        sd.write(spark, tables, PARAMS, data, out)
+    assert out.resolve() == first
+    assert_same_frame(duck, dataset.read(out)[0])
+    assert not list(tmp_path.glob(".out.tmp-*"))
