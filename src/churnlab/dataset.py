@@ -5,8 +5,8 @@ returns the frame (one row per account and cutoff) and its :class:`~churnlab.man
 ``write`` stores both atomically as ``dataset.parquet`` + ``manifest.json`` (the Spark engine
 writes the same pair from its executors, ``dataset.parquet`` then a folder of part files);
 ``read`` brings either back with the category dtypes restored; ``fingerprint`` hashes the data
-(the Spark engine computes the same hash); ``check_sufficiency`` says, per task, whether there are
-enough labeled positives and negatives to train.
+(the Spark engine has its own, tagged, hash); ``check_sufficiency`` says, per task, whether there
+are enough labeled positives and negatives to train.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from churnlab.errors import ChurnlabError
 from churnlab.load import data_end, drop_temp_tables, present_tables
 from churnlab.manifest import Feature, Manifest
 from churnlab.schema import LABEL_COLUMNS, TABLES, TASKS
-from churnlab.sources import quote
 
 DATASET_FILE = "dataset.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -188,118 +187,35 @@ def per_cutoff(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-FINGERPRINT_KIND = "rows1"
-"""The definition a fingerprint was made with (its prefix); a manifest's fingerprint of another
-definition, or none, is not compared with the data."""
-FINGERPRINT_PRIME = 2147483647
-"""Row hashes are summed modulo this prime (2^31 - 1): exact in 64 bits to 4 billion rows."""
-NULL_TEXT = "\\N"
-"""A missing value in a row's text (as PostgreSQL's COPY writes it)."""
-
-
 def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """A hash of every present table's rows: counts, time range and every value.
-
-    Per table: the row count, the first and last time (epoch microseconds) and the sum, modulo
-    :data:`FINGERPRINT_PRIME`, of each row's hash (the first 15 hex digits of the MD5 of its
-    values as text, :func:`fingerprint_columns`), so row order does not matter. The Spark
-    engine computes the same string for the same Parquet files
-    (:func:`churnlab.spark_dataset.fingerprint`).
-    """
-    names = present_tables(con)
-    described: dict[str, list[tuple[str, str | None]]] = {n: [] for n in names}
-    for table, col, data_type in con.execute(
-        "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
-    ).fetchall():
-        if table in described:
-            described[table].append((col, _duckdb_kind(data_type)))
-    selects: list[str] = []
-    for name in names:
+    """A hash of every present table's row count, time range and (account, time) content."""
+    parts = []
+    for name in present_tables(con):
         t = TABLES[name].time_column
-        fields = []
-        for col, kind in fingerprint_columns(name, described[name]):
-            q = quote(col)
-            if kind == "time":
-                text = f"CAST(epoch_us({q}) AS VARCHAR)"
-            elif kind == "real":
-                text = (
-                    f"CASE WHEN abs({q}) < 1e12 THEN "
-                    f"CAST(CAST(floor(CAST({q} AS DOUBLE) * 1000000) AS BIGINT) AS VARCHAR) END"
-                )
-            else:
-                text = f"CAST({q} AS VARCHAR)"
-            fields.append(f"coalesce({text}, '{NULL_TEXT}')")
-        joined = " || '|' || ".join(fields)
-        digest = f"('0x' || substr(md5({joined}), 1, 15))::BIGINT"
-        selects.append(
-            f"SELECT {len(selects)} AS k, count(*), min(epoch_us({t})), max(epoch_us({t})), "
-            f"sum({digest} % {FINGERPRINT_PRIME}) FROM main.{name}"
-        )
-    if not selects:
-        return fingerprint_of([])
-    rows = con.execute(" UNION ALL ".join(selects) + " ORDER BY k").fetchall()
-    return fingerprint_of([(name, *row[1:]) for name, row in zip(names, rows, strict=True)])
+        row = con.execute(
+            f"SELECT count(*), min({t}), max({t}), sum(hash(account_id, {t}) % 1000003) "
+            f"FROM main.{name}"
+        ).fetchall()[0]
+        parts.append(f"{name}:{row}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _duckdb_kind(data_type: str) -> str | None:
-    """A DuckDB column type's fingerprint kind (see :func:`fingerprint_columns`)."""
-    t = data_type.upper()
-    if t.startswith("TIMESTAMP"):
-        return "time"
-    if t in ("FLOAT", "DOUBLE"):
-        return "real"
-    plain = ("VARCHAR", "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT",
-             "USMALLINT", "UINTEGER", "DATE")  # fmt: skip
-    return "text" if t in plain or t.startswith("DECIMAL") else None
-
-
-def fingerprint_columns(
-    table: str, columns: Sequence[tuple[str, str | None]]
-) -> list[tuple[str, str]]:
-    """The columns a table's row hash reads, in order, with how each is written as text.
-
-    Parameters
-    ----------
-    table : str
-        A contract table.
-    columns : sequence of (str, str or None)
-        The typed table's columns and their kind: ``"time"`` (written as epoch microseconds),
-        ``"real"`` (a float: its micro-units rounded down, missing beyond a trillion or NaN),
-        ``"text"`` (strings, whole numbers, booleans, dates, decimals: as SQL casts them to
-        text, the same on both engines) or None (a type the engines write differently: left
-        out).
-
-    Returns
-    -------
-    list of (str, str)
-        The contract columns in contract order, then any other (account attribute) columns by
-        name.
-    """
-    kinds = {c: k for c, k in columns if k is not None}
-    contract = [c.name for c in TABLES[table].columns if c.name in kinds]
-    others = sorted(c for c in kinds if c not in contract)
-    return [(c, kinds[c]) for c in [*contract, *others]]
-
-
-def fingerprint_of(parts: Sequence[tuple[Any, ...]]) -> str:
-    """The fingerprint of per-table (name, rows, first time, last time, hash sum) tuples."""
-    text = "|".join(":".join(str(None if v is None else int(v)) if i else str(v)
-                             for i, v in enumerate(p)) for p in parts)  # fmt: skip
-    return f"{FINGERPRINT_KIND}:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+SPARK_FINGERPRINT = "spark:"
+"""The prefix of a fingerprint the Spark engine made (:func:`churnlab.spark_dataset.fingerprint`,
+its own definition): it is compared only with one Spark computes."""
 
 
 def data_changed(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> bool | None:
-    """Whether the data differs from what the training set was built from.
+    """Whether the data differs from what the training set was built from (DuckDB's hash).
 
     Returns
     -------
     bool or None
-        None when the manifest cannot tell: it has no fingerprint, or one of an earlier
-        definition (see :data:`FINGERPRINT_KIND`).
+        None when the manifest cannot tell: it has no fingerprint, or one the Spark engine
+        made (compared like with like: :func:`churnlab.spark_dataset.data_changed`).
     """
     recorded = manifest.data_fingerprint
-    if not recorded.startswith(f"{FINGERPRINT_KIND}:"):
+    if not recorded or recorded.startswith(SPARK_FINGERPRINT):
         return None
     return fingerprint(con) != recorded
 

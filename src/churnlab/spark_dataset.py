@@ -10,7 +10,7 @@ the manifest (:func:`churnlab.dataset.per_cutoff`). The events never leave the e
 :func:`write` (``churnlab build-dataset``) writes the finished training set (one row per
 account and cutoff) with Spark's Parquet writer, :func:`build` collects it through Arrow (for
 callers that want the frame); training reads it on the driver. The labels are in
-:mod:`churnlab.spark_labels`, the data fingerprint (:func:`fingerprint`) is DuckDB's.
+:mod:`churnlab.spark_labels`; the data fingerprint (:func:`fingerprint`) is Spark's own, tagged.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def build(
     -------
     (DataFrame, Manifest)
         The same frame and manifest as the DuckDB build, rows sorted by (account_id, cutoff),
-        the data fingerprint included (:func:`fingerprint` equals DuckDB's for the same files).
+        but the data fingerprint, which is Spark's own (:func:`fingerprint`).
         :func:`write` writes the set from the executors instead, without collecting it.
     """
     say = progress or (lambda _msg: None)
@@ -416,51 +416,51 @@ def _manifest(
 
 
 def fingerprint(tables: se.SparkTables) -> str:
-    """The data fingerprint of :func:`churnlab.dataset.fingerprint`, on Spark, in one job.
+    """A hash of every present table's rows on Spark, in one job, tagged ``spark:``.
 
-    The same definition (row counts, time ranges, the sum of the rows' MD5 hashes modulo a
-    prime, over the same text of each value), so the same string for the same Parquet files:
-    a training set built on Spark is checked against the data as one built on DuckDB is.
+    Per table: the row count, the first and last time (epoch microseconds) and the sum of each
+    row's ``xxhash64`` over all its columns (contract columns in contract order, then any
+    account attributes by name), so every value counts and row order does not. Not DuckDB's
+    hash (:func:`churnlab.dataset.fingerprint`, which reads only accounts and times and costs
+    little in the embedded build): a manifest's Spark fingerprint is compared only with one
+    Spark computes (:func:`data_changed`; :func:`churnlab.dataset.data_changed` skips it).
     """
+    import hashlib
+
     from pyspark.sql import functions as F
 
     aggs = []
     for j, name in enumerate(tables.names):
         frame = tables.frames[name]
-        described = [(f.name, _spark_kind(f.dataType.typeName())) for f in frame.schema.fields]
-        fields = []
-        for col, kind in dataset.fingerprint_columns(name, described):
-            c = F.col(sf.quote_col(col))
-            if kind == "time":
-                text = se.micros(c).cast("string")
-            elif kind == "real":
-                d = c.cast("double")
-                text = F.when(F.abs(d) < 1e12, F.floor(d * 1e6).cast("long").cast("string"))
-            else:
-                text = c.cast("string")
-            fields.append(F.coalesce(text, F.lit(dataset.NULL_TEXT)))
-        digest = F.conv(F.substring(F.md5(F.concat_ws("|", *fields)), 1, 15), 16, 10)
-        hashed = (digest.cast("long") % dataset.FINGERPRINT_PRIME).cast("decimal(38, 0)")
+        contract = [c.name for c in TABLES[name].columns if c.name in frame.columns]
+        cols = [*contract, *sorted(c for c in frame.columns if c not in contract)]
+        row_hash = F.xxhash64(*[F.col(sf.quote_col(c)) for c in cols]).cast("decimal(38, 0)")
         t = se.micros(F.col(str(TABLES[name].time_column)))
         aggs.append(frame.agg(F.count(F.lit(1)).alias(f"n{j}"), F.min(t).alias(f"a{j}"),
-                              F.max(t).alias(f"b{j}"), F.sum(hashed).alias(f"s{j}")))  # fmt: skip
+                              F.max(t).alias(f"b{j}"), F.sum(row_hash).alias(f"s{j}")))  # fmt: skip
     with se.spark_errors():
         row = se.one_row(aggs)
-    return dataset.fingerprint_of(
-        [(name, *(row[f"{k}{j}"] for k in "nabs")) for j, name in enumerate(tables.names)]
-    )
+    parts = []
+    for j, name in enumerate(tables.names):
+        values = [None if row[f"{k}{j}"] is None else int(row[f"{k}{j}"]) for k in "nabs"]
+        parts.append(f"{name}:{values}")
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return f"{dataset.SPARK_FINGERPRINT}{digest}"
 
 
-_TEXT_TYPES = frozenset(("string", "boolean", "byte", "short", "integer", "long", "date"))
+def data_changed(tables: se.SparkTables, manifest: Manifest) -> bool | None:
+    """Whether the data differs from what the training set was built from (Spark's hash).
 
-
-def _spark_kind(type_name: str) -> str | None:
-    """A Spark column type's fingerprint kind (see :func:`churnlab.dataset.fingerprint_columns`)."""
-    if type_name in ("timestamp", "timestamp_ntz"):
-        return "time"
-    if type_name in ("float", "double", "decimal"):
-        return "real"
-    return "text" if type_name in _TEXT_TYPES else None
+    Returns
+    -------
+    bool or None
+        None when the manifest cannot tell: no fingerprint, or DuckDB's (compared like with
+        like: :func:`churnlab.dataset.data_changed`).
+    """
+    recorded = manifest.data_fingerprint
+    if not recorded.startswith(dataset.SPARK_FINGERPRINT):
+        return None
+    return fingerprint(tables) != recorded
 
 
 def to_pandas(

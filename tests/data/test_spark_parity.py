@@ -211,10 +211,11 @@ def _both(spark, source: Path, params: DatasetParams):
 
 def _same_manifest(a, b) -> None:
     for key in ("mode", "horizon_days", "windows", "data_end", "cutoffs", "per_cutoff", "rows",
-                "features", "event_types", "label_columns", "tables", "params",
-                "data_fingerprint"):  # fmt: skip
+                "features", "event_types", "label_columns", "tables", "params"):  # fmt: skip
         assert getattr(a, key) == getattr(b, key), key
-    assert a.data_fingerprint.startswith(f"{dataset.FINGERPRINT_KIND}:")
+    # each engine its own hash, tagged so that each is compared only with its own
+    assert a.data_fingerprint and not a.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
+    assert b.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
 
 
 @pytest.mark.slow
@@ -267,7 +268,7 @@ def test_build_dataset_command_on_spark(spark, world, tmp_path):
     got, sm = dataset.read(outs["spark"])
     assert_same_frame(duck, got)
     assert sm.params == {**dm.params, "engine": "spark"}
-    _same_manifest(dm, replace(sm, params=dm.params))  # the data fingerprint too
+    _same_manifest(dm, replace(sm, params=dm.params))
     # written by Spark's writer: a folder of part files (as many as the last stage's tasks,
     # after adaptive execution merged the small ones), not one file from the driver
     written = outs["spark"] / dataset.DATASET_FILE
@@ -283,7 +284,7 @@ def test_build_dataset_command_on_spark(spark, world, tmp_path):
 
 
 def _typed_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Account attributes of every kind the fingerprint reads, with missing values."""
+    """Account attributes of several types, with missing values."""
     acc = frames["accounts"]
     return {
         **frames,
@@ -292,32 +293,49 @@ def _typed_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             seats_bought=pd.array([3, None, 7], dtype="Int64"),
             signed_on=pd.to_datetime(["2023-05-01", None, "2024-01-31"]).date,
             price=[Decimal("12.50"), Decimal("0.0000001"), None],
-            ratio=[0.1 + 0.2, float("nan"), 1e13],  # not exact; NaN and beyond a trillion
-            seen_at=pd.Series(["2024-03-01 23:30", None, "2024-03-02 00:30"],
-                              dtype="datetime64[us]").dt.tz_localize("UTC")
-            .dt.tz_convert("Europe/Paris"),
+            ratio=[0.1 + 0.2, float("nan"), 1e13],
         ),
-    }  # fmt: skip
+    }
 
 
-def _duckdb_fingerprint(folder: Path) -> str:
-    con = load.load(DataParams(source=str(folder)), str(folder))
-    try:
-        return dataset.fingerprint(con)
-    finally:
-        con.close()
-
-
-def test_fingerprint_is_duckdbs(spark, tmp_path):
-    """The same string on both engines, for the same files; both change when a value does."""
+def test_spark_fingerprint_sees_every_value_and_is_stable(spark, tmp_path):
+    """Spark's own hash: tagged, the same for the same rows in any order and across runs,
+    different when one value of any table changes; compared like with like."""
     frames = _typed_accounts(literal_tables())
-    tables = spark_tables(spark, frames, tmp_path / "a")
+    tables = spark_tables(spark, frames, tmp_path / "base")
     got = sd.fingerprint(tables)
-    assert got == _duckdb_fingerprint(tmp_path / "a")
-    changed = {**frames, "tickets": frames["tickets"].assign(csat=[4.0, 2.0, 1.0, 3.0])}
-    other = sd.fingerprint(spark_tables(spark, changed, tmp_path / "b"))
-    assert other == _duckdb_fingerprint(tmp_path / "b") and other != got
-    assert sd.fingerprint(tables) == got  # stable across runs
+    assert got.startswith(dataset.SPARK_FINGERPRINT) and sd.fingerprint(tables) == got
+    shuffled = {k: v.iloc[::-1].reset_index(drop=True) for k, v in frames.items()}
+    assert sd.fingerprint(spark_tables(spark, shuffled, tmp_path / "shuffled")) == got
+    changes = {  # one value each, none of them an account id or a time
+        "accounts": ("price", 0, Decimal("12.51")),
+        "subscriptions": ("mrr", 2, 200.000001),
+        "orders": ("kind", 3, "upsell"),
+        "events": ("user_id", 5, "v9"),
+        "campaign_events": ("action", 1, "open"),
+        "tickets": ("csat", 3, 5.0),
+        "nps": ("comment", 0, "late"),
+    }
+    seen = {got}
+    for table, (col, row, value) in changes.items():
+        frame = frames[table].copy()
+        frame.loc[row, col] = value
+        other = sd.fingerprint(spark_tables(spark, {**frames, table: frame}, tmp_path / table))
+        assert other not in seen, table
+        seen.add(other)
+    manifest = _manifest_with(got)
+    assert sd.data_changed(tables, manifest) is False
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint=sorted(seen - {got})[0]))
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint="3f2a9c0d11b7e645")) is None
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint="")) is None
+
+
+def _manifest_with(fingerprint: str):
+    from churnlab.manifest import Manifest
+
+    return Manifest(mode="contractual", horizon_days=30, windows=(7,), data_end="2024-08-01",
+                    cutoffs=(), per_cutoff=(), rows=0, features=(),
+                    data_fingerprint=fingerprint)  # fmt: skip
 
 
 @pytest.mark.slow
