@@ -2,11 +2,15 @@
 
 For each size (``--accounts`` times 1, 4 and 16 by default: synthetic worlds of that many
 accounts over ``--months``) this builds the whole training set (spine, every feature family,
-both labels) with ``dataset.build`` on DuckDB and with ``spark_dataset.build`` on a Spark
-session (``--master``, default ``local[2]``, driver on 127.0.0.1, no UI) and prints, in one
-run: rows, events, the seconds of each and the ratio Spark / DuckDB. The Spark session is
-started once (its start-up time is printed on its own line) and warmed up on the smallest
-world, so the times are builds, not JVM start-up. Each build is checked to give the same rows.
+both labels) with ``dataset.build`` on DuckDB and with ``spark_dataset.write`` on a Spark
+session (``--master``, default ``local[2]``, driver on 127.0.0.1, no UI), the path of
+``churnlab build-dataset`` (the executors write the Parquet; ``--collect`` measures
+``spark_dataset.build``, which collects the set to the driver instead), and prints, in one
+run: rows, events, the seconds of each and the ratio Spark / DuckDB, and the seconds of the
+Spark data fingerprint on its own (one more scan of every table, part of each Spark build).
+The Spark session is started once (its start-up time is printed on its own line) and warmed
+up on the smallest world, so the times are builds, not JVM start-up. Each build is checked to
+give the same rows.
 
 Validation at load is skipped on both (the generator's output is valid). Worlds are generated
 once into ``--worlds`` (skipped when they exist) in child processes. Machines are shared:
@@ -14,12 +18,14 @@ once into ``--worlds`` (skipped when they exist) in child processes. Machines ar
 
     .venv/bin/python benchmarks/spark_scale.py [--accounts 1000] [--scales 1,4,16]
         [--months 14] [--worlds DIR] [--master local[2]] [--partitions 8] [--repeat 1]
+        [--collect]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,16 +69,32 @@ def duckdb_build(source: Path) -> tuple[float, int, int]:
     return seconds, len(frame), events
 
 
-def spark_build(spark: object, source: Path) -> tuple[float, int]:
-    """Seconds of ``spark_dataset.build`` (reading the Parquet included) and its rows."""
+def spark_build(spark: object, source: Path, collect: bool = False) -> tuple[float, int, float]:
+    """Seconds of the Spark build (reading the Parquet included), its rows, and the seconds of
+    the data fingerprint alone (computed again after the build)."""
     from churnlab import spark_dataset, spark_engine
     from churnlab.config import DataParams, DatasetParams
 
     data = DataParams(source=str(source))
     t = time.perf_counter()
     tables = spark_engine.read_tables(spark, data, str(source))  # type: ignore[arg-type]
-    frame, _ = spark_dataset.build(spark, tables, DatasetParams(), data)  # type: ignore[arg-type]
-    return time.perf_counter() - t, len(frame)
+    if collect:
+        frame, _ = spark_dataset.build(spark, tables, DatasetParams(), data)  # type: ignore[arg-type]
+        rows = len(frame)
+    else:
+        with tempfile.TemporaryDirectory(prefix="churnlab-bench-") as tmp:
+            manifest = spark_dataset.write(
+                spark,
+                tables,
+                DatasetParams(),
+                data,
+                Path(tmp) / "dataset",  # type: ignore[arg-type]
+            )
+        rows = manifest.rows
+    seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    spark_dataset.fingerprint(tables)
+    return seconds, rows, time.perf_counter() - t
 
 
 def main() -> None:
@@ -85,6 +107,7 @@ def main() -> None:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--collect", action="store_true", help="collect instead of writing")
     args = ap.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     sizes = [args.accounts * s for s in scales]
@@ -97,21 +120,21 @@ def main() -> None:
     conf = {"spark.sql.shuffle.partitions": args.partitions, "spark.ui.enabled": False}
     spark = spark_engine.session(SparkParams(master=args.master, conf=conf))
     print(f"spark session start ({args.master}): {time.perf_counter() - t:.1f} s")
-    spark_build(spark, worlds[sizes[0]])  # warm-up: JIT and code generation, not measured
+    spark_build(spark, worlds[sizes[0]], args.collect)  # warm-up: JIT and code generation
     print(f"{'accounts':>9} {'events':>11} {'rows':>8} {'duckdb s':>9} {'spark s':>8} "
-          f"{'spark/duckdb':>12} {'spark us/event':>14}")  # fmt: skip
+          f"{'spark/duckdb':>12} {'spark us/event':>14} {'fingerprint s':>13}")  # fmt: skip
     ratios = []
     try:
         for scale, n in zip(scales, sizes, strict=True):
             duck = [duckdb_build(worlds[n]) for _ in range(args.repeat)]
-            sp = [spark_build(spark, worlds[n]) for _ in range(args.repeat)]
+            sp = [spark_build(spark, worlds[n], args.collect) for _ in range(args.repeat)]
             d_s, rows, events = min(duck)
-            s_s, s_rows = min(sp)
+            s_s, s_rows, fp_s = min(sp)
             if s_rows != rows:
                 raise SystemExit(f"{n} accounts: Spark built {s_rows} rows, DuckDB {rows}")
             ratios.append(s_s / d_s)
             print(f"{n:>9,} {events:>11,} {rows:>8,} {d_s:>9.2f} {s_s:>8.2f} "
-                  f"{s_s / d_s:>11.1f}x {s_s / events * 1e6:>14.2f}   ({scale}x)",
+                  f"{s_s / d_s:>11.1f}x {s_s / events * 1e6:>14.2f} {fp_s:>13.2f}   ({scale}x)",
                   flush=True)  # fmt: skip
     finally:
         spark.stop()

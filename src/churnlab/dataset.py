@@ -2,9 +2,11 @@
 
 ``build`` runs the three stages on a DuckDB connection holding the typed contract tables and
 returns the frame (one row per account and cutoff) and its :class:`~churnlab.manifest.Manifest`;
-``write`` stores both atomically as ``dataset.parquet`` + ``manifest.json``; ``read`` brings them
-back with the category dtypes restored; ``check_sufficiency`` says, per task, whether there are
-enough labeled positives and negatives to train.
+``write`` stores both atomically as ``dataset.parquet`` + ``manifest.json`` (the Spark engine
+writes the same pair from its executors, ``dataset.parquet`` then a folder of part files);
+``read`` brings either back with the category dtypes restored; ``fingerprint`` hashes the data
+(the Spark engine has its own, tagged, hash); ``check_sufficiency`` says, per task, whether there
+are enough labeled positives and negatives to train.
 """
 
 from __future__ import annotations
@@ -203,6 +205,26 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+SPARK_FINGERPRINT = "spark:"
+"""The prefix of a fingerprint the Spark engine made (:func:`churnlab.spark_dataset.fingerprint`,
+its own definition): it is compared only with one Spark computes."""
+
+
+def data_changed(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> bool | None:
+    """Whether the data differs from what the training set was built from (DuckDB's hash).
+
+    Returns
+    -------
+    bool or None
+        None when the manifest cannot tell: it has no fingerprint, or one the Spark engine
+        made (compared like with like: :func:`churnlab.spark_dataset.data_changed`).
+    """
+    recorded = manifest.data_fingerprint
+    if not recorded or recorded.startswith(SPARK_FINGERPRINT):
+        return None
+    return fingerprint(con) != recorded
+
+
 def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, str]:
     """Tasks without enough labeled positives or negatives to train, with a message each.
 
@@ -315,7 +337,11 @@ def write(frame: pd.DataFrame, manifest: Manifest, out: Path | str) -> Path:
 
 
 def read(out: Path | str) -> tuple[pd.DataFrame, Manifest]:
-    """Read a training set written by :func:`write`, restoring category dtypes and levels.
+    """Read a training set, restoring category dtypes and levels.
+
+    Written by :func:`write` (one Parquet file) or by :func:`churnlab.spark_dataset.write`
+    (``dataset.parquet`` a folder of Spark's part files, in no particular row order): either
+    way the frame is the one the build returned, rows sorted by (account_id, cutoff).
 
     Raises
     ------
@@ -333,6 +359,8 @@ def read(out: Path | str) -> tuple[pd.DataFrame, Manifest]:
     frame = pd.read_parquet(data_file)
     frame["account_id"] = frame["account_id"].astype(str)
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    if data_file.is_dir():  # part files: the order they list in is not the build's
+        frame = frame.sort_values(["account_id", "cutoff"], kind="stable", ignore_index=True)
     for f in manifest.features:
         if f.dtype == "category":
             values = frame[f.name].astype(object)

@@ -116,8 +116,9 @@ def build_dataset(
     """
     say = progress or _quiet
     src = source or params.data.source
+    target = Path(out if out is not None else params.dataset.out)
     if params.dataset.engine == "spark":
-        frame, manifest, coverage = _build_on_spark(params, src, say)
+        manifest, coverage = _build_on_spark(params, src, target, say)
     else:
         say("loading and validating the data")
         con = load(params.data, src)
@@ -130,9 +131,8 @@ def build_dataset(
             )
         finally:
             con.close()
-    target = Path(out if out is not None else params.dataset.out)
-    say(f"writing {target}")
-    dataset.write(frame, manifest, target)
+        say(f"writing {target}")
+        dataset.write(frame, manifest, target)
     warnings = dataset.check_sufficiency(manifest, params.dataset)
     split = dataset.split_warning(manifest)
     if split:
@@ -141,11 +141,13 @@ def build_dataset(
 
 
 def _build_on_spark(
-    params: Params, src: str, say: ProgressFn
-) -> tuple[pd.DataFrame, Manifest, list[str]]:
+    params: Params, src: str, target: Path, say: ProgressFn
+) -> tuple[Manifest, list[str]]:
     """The training set on Spark (``dataset.engine: spark``), from Parquet at ``src``.
 
-    The tables' contract shape is checked; the full validation is ``churnlab validate``.
+    Written to ``target`` by the executors (:func:`churnlab.spark_dataset.write`), never
+    collected. The tables' contract shape is checked; the full validation is
+    ``churnlab validate``.
     """
     # imported here: the embedded path never needs pyspark or Java
     from churnlab import spark_dataset, spark_engine
@@ -157,10 +159,16 @@ def _build_on_spark(
         coverage = coverage_warnings(
             tables.last_rows(), params.data.coverage_gap_days, params.data.as_of
         )
-        frame, manifest = spark_dataset.build(
-            spark, tables, params.dataset, params.data, source=mask_password(src), progress=say
+        manifest = spark_dataset.write(
+            spark,
+            tables,
+            params.dataset,
+            params.data,
+            target,
+            source=mask_password(src),
+            progress=say,
         )
-    return frame, manifest, coverage
+    return manifest, coverage
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +256,7 @@ def _log_kpis(params: Params, manifest: Manifest) -> str:
         try:
             result = kpis.compute(con, params.kpis, params.data)
             status = "logged"
-            if manifest.data_fingerprint and dataset.fingerprint(con) != manifest.data_fingerprint:
+            if dataset.data_changed(con, manifest):
                 status = "logged (the data changed since the training set was built)"
         finally:
             con.close()

@@ -6,13 +6,11 @@ same output: one row per (account_id, cutoff), the features of :mod:`churnlab.sp
 the label columns and, for orders-only data, the BG/NBD inputs. What is computed on the driver
 is small and shared with the DuckDB path: the cutoffs (:func:`churnlab.spine.cutoff_range`),
 each cutoff's label window end (:meth:`churnlab.config.Horizon.add`), the per-cutoff counts of
-the manifest (:func:`churnlab.dataset.per_cutoff`). The events never leave the executors; the
-finished training set (one row per account and cutoff) is collected once, through Arrow, since
-training runs on the driver.
-
-Every window boundary here is a midnight (cutoffs are midnights, label windows end a whole
-number of days or calendar months later), so "``cutoff <= t < window_end``" is a range of UTC
-days, joined through a small broadcast (day, cutoff) table rather than a range join.
+the manifest (:func:`churnlab.dataset.per_cutoff`). The events never leave the executors:
+:func:`write` (``churnlab build-dataset``) writes the finished training set (one row per
+account and cutoff) with Spark's Parquet writer, :func:`build` collects it through Arrow (for
+callers that want the frame); training reads it on the driver. The labels are in
+:mod:`churnlab.spark_labels`; the data fingerprint (:func:`fingerprint`) is Spark's own, tagged.
 """
 
 from __future__ import annotations
@@ -20,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,16 +29,15 @@ import pyarrow as pa
 from churnlab import dataset, spine
 from churnlab import spark_engine as se
 from churnlab import spark_features as sf
-from churnlab.config import DataParams, DatasetParams, Horizon
+from churnlab.atomic import atomic_dir
+from churnlab.config import DataParams, DatasetParams
 from churnlab.coverage import observed_end
-from churnlab.labels import DAYS_PER_MONTH
 from churnlab.manifest import Feature, Manifest
-from churnlab.schema import LABEL_COLUMNS, UPSELL_KINDS
+from churnlab.schema import LABEL_COLUMNS, TABLES, TASKS
+from churnlab.spark_labels import NOT_REFUND, compute_labels, day_ranges, epoch_day
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
-
-NOT_REFUND = "coalesce(kind, '') <> 'refund'"
+    from pyspark.sql import DataFrame, SparkSession
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,270 +111,16 @@ def build_spine(
         orders = tables.frames["orders"].where(F.expr(NOT_REFUND))
         rows = orders.select("account_id", se.day_of(se.micros(F.col("ordered_at"))).alias("_d"))
         lookback = int(params.lookback_days)
-        days = _day_ranges(
-            spark, [(c, _day(c) - lookback, _day(c)) for c in cutoff_values], ("lookback",)
+        days = day_ranges(
+            spark,
+            [(c, epoch_day(c) - lookback, epoch_day(c)) for c in cutoff_values],
+            ("lookback",),
         )
         pairs = rows.join(days, rows["_d"] == days["d"])
     return pairs.select(
         F.col("account_id").cast("string").alias("account_id"),
         F.timestamp_micros(F.col("c")).alias("cutoff"),
     ).distinct()
-
-
-def _day(t: dt.datetime) -> int:
-    """The UTC epoch day of a midnight."""
-    return se.to_micros(t) // se.US_PER_DAY
-
-
-def _day_ranges(
-    spark: SparkSession,
-    spans: Sequence[tuple[dt.datetime, int, int]],
-    names: Sequence[str],
-    extra: Sequence[Sequence[tuple[int, int]]] | None = None,
-) -> DataFrame:
-    """(day, cutoff) pairs with a 0/1 flag per named day range, broadcast.
-
-    ``spans`` are (cutoff, first day, end day) of the first range; ``extra`` holds, per
-    further name, (first day, end day) per cutoff. A pair is listed when any range holds it.
-    """
-    from pyspark.sql import functions as F
-
-    ranges = [[(a, b) for _, a, b in spans], *(extra or [])]
-    rows = []
-    for k, (c, _a, _b) in enumerate(spans):
-        per = [r[k] for r in ranges]
-        lo, hi = min(a for a, _ in per), max(b for _, b in per)
-        for d in range(lo, hi):
-            rows.append((d, se.to_micros(c), *[int(a <= d < b) for a, b in per]))
-    schema = "d long, c long, " + ", ".join(f"in_{n} int" for n in names)
-    return F.broadcast(spark.createDataFrame(rows, schema))
-
-
-# --------------------------------------------------------------------------------------------
-# Labels
-# --------------------------------------------------------------------------------------------
-
-
-def compute_labels(
-    spark: SparkSession,
-    tables: se.SparkTables,
-    spine_frame: DataFrame,
-    cutoff_values: Sequence[dt.datetime],
-    params: DatasetParams,
-    mode: str,
-    end: dt.datetime,
-    *,
-    steps: DataFrame | None = None,
-) -> DataFrame:
-    """Labels for every spine row (see :func:`churnlab.labels.compute`).
-
-    Parameters
-    ----------
-    spark : SparkSession
-        The session.
-    tables : SparkTables
-        The contract tables.
-    spine_frame : DataFrame
-        ``account_id`` and ``cutoff``.
-    cutoff_values : sequence of datetime
-        The spine's distinct cutoffs (midnights).
-    params : DatasetParams
-        ``window``, ``lookback_days``, ``expansion_min_fraction``.
-    mode : str
-        'contractual' or 'orders'.
-    end : datetime
-        End of observation: windows ending after it are unlabeled.
-    steps : DataFrame, optional
-        The subscription timeline (:func:`churnlab.spark_engine.subscription_steps`).
-
-    Returns
-    -------
-    DataFrame
-        ``account_id``, ``cutoff``, ``churn``, ``expansion``, ``expansion_amount`` (double,
-        NULL when unlabeled), ``mrr``, ``arr`` (double) and ``labeled`` (boolean).
-    """
-    from pyspark.sql import functions as F
-
-    if mode not in spine.MODES:
-        raise spine.SpineError(f"unknown mode {mode!r}; use one of {', '.join(spine.MODES)}")
-    h = params.window
-    ends = [(se.to_micros(c), se.to_micros(h.add(c))) for c in cutoff_values]
-    windows = F.broadcast(spark.createDataFrame(ends, "c long, window_end long"))
-    sp = spine_frame.select(
-        F.col("account_id").cast("string").alias("account_id"),
-        se.micros(F.col("cutoff")).alias("c"),
-    ).join(windows, "c")
-    sp = sp.withColumn("labeled", F.col("window_end") <= F.lit(se.to_micros(end)))
-    frac = float(params.expansion_min_fraction)
-    if mode == "contractual":
-        if steps is None:
-            steps = se.subscription_steps(tables.frames["subscriptions"])
-        out = _contractual(spark, tables, sp, cutoff_values, h, frac, steps)
-    else:
-        out = _orders(spark, tables, sp, cutoff_values, h, int(params.lookback_days), frac)
-    labeled = F.col("labeled")
-    return out.select(
-        "account_id",
-        F.timestamp_micros(F.col("c")).alias("cutoff"),
-        F.when(labeled, F.col("churn").cast("double")).alias("churn"),
-        F.when(labeled, F.col("expansion").cast("double")).alias("expansion"),
-        F.when(labeled, F.col("amount").cast("double")).alias("expansion_amount"),
-        F.col("mrr").cast("double").alias("mrr"),
-        (F.lit(12.0) * F.col("mrr").cast("double")).alias("arr"),
-        labeled.alias("labeled"),
-    )
-
-
-def _grew(after: Column, before: Column, frac: float) -> Column:
-    """``after > before AND after - before >= frac * before``, amounts in micro-units.
-
-    With DuckDB's arithmetic: its labels write ``frac`` into SQL as a literal, and a decimal
-    one (``0.1``) multiplies the DECIMAL(38, 6) amounts exactly, an exponent one (``1e-05``) is
-    a DOUBLE. Spark would round ``0.1 * x`` to six decimals, so the exact case compares
-    integers: ``(after - before) * 10^k >= n * before`` for ``frac = n / 10^k``, in
-    DECIMAL(38, 0).
-    """
-    from pyspark.sql import functions as F
-
-    a, b = after.cast("decimal(38, 0)"), before.cast("decimal(38, 0)")
-    text = f"{frac}"
-    if "e" in text.lower():
-        grew = (a - b).cast("double") / 1e6 >= F.lit(frac) * (b.cast("double") / 1e6)
-    else:
-        k = max(0, -int(Decimal(text).as_tuple().exponent))
-        n = int(Decimal(text).scaleb(k))
-        scale = F.lit(10**k).cast("decimal(38, 0)")
-        grew = (a - b) * scale >= F.lit(n).cast("decimal(38, 0)") * b
-    return (a > b) & grew
-
-
-def _micros_of(amount: Column) -> Column:
-    """A DECIMAL(38, 6) amount as exact micro-units (DECIMAL(38, 0))."""
-    from pyspark.sql import functions as F
-
-    return (amount * F.lit(1_000_000)).cast("decimal(38, 0)")
-
-
-def _contractual(
-    spark: SparkSession,
-    tables: se.SparkTables,
-    sp: DataFrame,
-    cutoff_values: Sequence[dt.datetime],
-    h: Horizon,
-    frac: float,
-    steps: DataFrame,
-) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    rows = steps.select(
-        "account_id",
-        se.micros(F.col("step_at")).alias("_t"),
-        F.struct("mrr_after", "active_after").alias("_state"),
-    )
-    last = {"_state": F.last("_state", ignorenulls=True)}
-    # state "at" an instant includes changes at that very instant: rows before markers
-    at_cut = se.running(rows, sp.select("account_id", "c", F.col("c").alias("_t")), "_t", last,
-                        strict=False)  # fmt: skip
-    at_end = se.running(
-        rows,
-        sp.select("account_id", "c", F.col("window_end").alias("_t")),
-        "_t",
-        last,
-        strict=False,
-    )
-    zero = F.lit(0).cast("decimal(38, 6)")
-    s_mrr = F.coalesce(F.col("s._state.mrr_after"), zero)
-    e_mrr = F.coalesce(F.col("e._state.mrr_after"), zero)
-    e_active = F.coalesce(F.col("e._state.active_after"), F.lit(0))
-    out = (
-        sp.alias("sp")
-        .join(at_cut.alias("s"), ["account_id", "c"], "left")
-        .join(at_end.alias("e"), ["account_id", "c"], "left")
-    )
-    upsell = None
-    if "orders" in tables.frames:
-        days = _day_ranges(
-            spark,
-            [(c, _day(c), _day(h.add(c))) for c in cutoff_values],
-            ("window",),
-        )
-        kinds = ", ".join(f"'{k}'" for k in UPSELL_KINDS)
-        orders = tables.frames["orders"].where(F.expr(f"kind IN ({kinds})"))
-        od = orders.select("account_id", se.day_of(se.micros(F.col("ordered_at"))).alias("_d"))
-        upsell = (
-            od.join(days, od["_d"] == days["d"])
-            .groupBy("account_id", "c")
-            .agg(F.count(F.lit(1)).alias("_n"))
-        )
-        out = out.join(upsell, ["account_id", "c"], "left")
-    n_upsell = F.coalesce(F.col("_n"), F.lit(0)) if upsell is not None else F.lit(0)
-    return out.select(
-        "account_id",
-        "c",
-        "labeled",
-        (e_active <= 0).alias("churn"),
-        (_grew(_micros_of(e_mrr), _micros_of(s_mrr), frac) | (n_upsell > 0)).alias("expansion"),
-        (e_mrr - s_mrr).alias("amount"),
-        s_mrr.alias("mrr"),
-    )
-
-
-def _orders(
-    spark: SparkSession,
-    tables: se.SparkTables,
-    sp: DataFrame,
-    cutoff_values: Sequence[dt.datetime],
-    h: Horizon,
-    lookback: int,
-    frac: float,
-) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    orders = tables.frames["orders"].where(F.expr(NOT_REFUND))
-    micro = se.exact_micros(orders, "amount", "orders labels", "orders")
-    daily = (
-        orders.select(
-            "account_id", se.day_of(se.micros(F.col("ordered_at"))).alias("_d"), micro.alias("_m")
-        )
-        .groupBy("account_id", "_d")
-        .agg(F.count(F.lit(1)).alias("_n"), F.sum("_m").alias("_m"))
-    )
-    days = _day_ranges(
-        spark,
-        [(c, _day(c), _day(h.add(c))) for c in cutoff_values],
-        ("after", "before", "lookback"),
-        [
-            [(_day(h.add(c, -1)), _day(c)) for c in cutoff_values],
-            [(_day(c) - lookback, _day(c)) for c in cutoff_values],
-        ],
-    )
-
-    def total(flag: str, value: str) -> Column:
-        return F.sum(F.when(F.col(f"in_{flag}") == 1, F.col(value)))
-
-    sums = (
-        daily.join(days, daily["_d"] == days["d"])
-        .groupBy("account_id", "c")
-        .agg(
-            total("after", "_n").alias("n_after"),
-            total("after", "_m").alias("after"),
-            total("before", "_m").alias("before"),
-            total("lookback", "_m").alias("lookback"),
-        )
-    )
-    out = sp.join(sums, ["account_id", "c"], "left")
-    after, before = (F.coalesce(F.col(c), F.lit(0).cast("long")) for c in ("after", "before"))
-    per_month = float(lookback) / DAYS_PER_MONTH
-    lookback_spend = F.coalesce(F.col("lookback"), F.lit(0)).cast("double") / 1_000_000.0
-    return out.select(
-        "account_id",
-        "c",
-        "labeled",
-        (F.coalesce(F.col("n_after"), F.lit(0)) == 0).alias("churn"),
-        _grew(after, before, frac).alias("expansion"),
-        ((after - before).cast("double") / 1e6).alias("amount"),
-        (lookback_spend / per_month).alias("mrr"),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,6 +176,22 @@ def purchase_history(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Assembled:
+    """The training set assembled on Spark, not computed yet, and what its manifest needs."""
+
+    frame: DataFrame  # account_id, cutoff (timestamp_ntz), features, labels, extra columns
+    feats: list[Feature]
+    extra: tuple[str, ...]
+    rows: int  # spine rows
+    mode: str
+    end: dt.datetime
+    cuts: list[dt.datetime]
+    timings: dict[str, float]
+    started: float  # when the features started (perf_counter): they run when the frame does
+    cached: list[DataFrame]
+
+
 def build(
     spark: SparkSession,
     tables: se.SparkTables,
@@ -441,7 +201,7 @@ def build(
     source: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, Manifest]:
-    """Build the training set on Spark (see :func:`churnlab.dataset.build`).
+    """Build the training set on Spark and collect it (see :func:`churnlab.dataset.build`).
 
     Parameters
     ----------
@@ -462,12 +222,95 @@ def build(
     -------
     (DataFrame, Manifest)
         The same frame and manifest as the DuckDB build, rows sorted by (account_id, cutoff),
-        except the manifest's ``data_fingerprint``, which is empty (it is DuckDB's hash of the
-        tables: a run that compares it skips the comparison).
+        but the data fingerprint, which is Spark's own (:func:`fingerprint`).
+        :func:`write` writes the set from the executors instead, without collecting it.
+    """
+    say = progress or (lambda _msg: None)
+    built = _assemble(spark, tables, params, data, say)
+    try:
+        with se.spark_errors():
+            table = built.frame.toArrow()
+        built.timings["features"] = time.perf_counter() - built.started
+    finally:
+        sf.release(built.cached)
+    out = to_pandas(table, built.feats, LABEL_COLUMNS, built.extra)
+    if len(out) != built.rows:
+        raise dataset.DatasetError("internal error: feature and label rows are out of step")
+    say("fingerprinting the data (Spark)")
+    return out, _manifest(built, dataset.per_cutoff(out), tables, params, source)
+
+
+def write(
+    spark: SparkSession,
+    tables: se.SparkTables,
+    params: DatasetParams,
+    data: DataParams,
+    out: Path | str,
+    *,
+    source: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
+    """Build the training set on Spark and write it with Spark's Parquet writer.
+
+    ``<out>/dataset.parquet`` is a folder of part files, one per task of the last stage,
+    written by the executors (nothing but the per-cutoff counts and the fingerprint reaches the
+    driver), and ``<out>/manifest.json`` the manifest :func:`build` makes;
+    :func:`churnlab.dataset.read` reads the pair back as the frame :func:`build` returns. Both
+    are written to a temporary sibling of ``out`` and published in one rename
+    (:func:`churnlab.atomic.atomic_dir`), so a failed build leaves an earlier output as it was.
+    ``out`` is a path of this machine's file system; on a cluster, one every executor can
+    write to (a shared mount), since the executors write the part files there.
+
+    Parameters
+    ----------
+    spark, tables, params, data, source, progress
+        As for :func:`build`.
+    out : Path or str
+        The training set's folder (``dataset.out``).
+
+    Returns
+    -------
+    Manifest
+        The manifest written.
     """
     from pyspark.sql import functions as F
 
     say = progress or (lambda _msg: None)
+    with atomic_dir(out) as tmp:
+        built = _assemble(spark, tables, params, data, say)
+        uri = (tmp / dataset.DATASET_FILE).resolve().as_uri()
+        try:
+            with se.spark_errors():
+                say("writing the training set (Spark)")
+                built.frame.write.parquet(uri)
+            built.timings["features"] = time.perf_counter() - built.started
+        finally:
+            sf.release(built.cached)
+        with se.spark_errors():
+            written = spark.read.parquet(uri)
+            counts = _per_cutoff(written.withColumn("cutoff", se.micros(F.col("cutoff"))))
+        if sum(r["rows"] for r in counts) != built.rows:
+            raise dataset.DatasetError("internal error: feature and label rows are out of step")
+        say("fingerprinting the data (Spark)")
+        manifest = _manifest(built, counts, tables, params, source)
+        manifest.write(tmp / dataset.MANIFEST_FILE)
+    return manifest
+
+
+def _assemble(
+    spark: SparkSession,
+    tables: se.SparkTables,
+    params: DatasetParams,
+    data: DataParams,
+    say: Callable[[str], None],
+) -> _Assembled:
+    """The spine, then the features and labels joined onto it, as one (lazy) Spark frame.
+
+    The spine is counted and its cutoffs collected here; the frames cached for the
+    computation are in the result's ``cached`` (the caller releases them once it has run).
+    """
+    from pyspark.sql import functions as F
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     say("choosing cutoffs and eligible accounts (Spark)")
@@ -488,7 +331,7 @@ def build(
         spine_cuts = sorted(se.from_micros(int(r[0])) for r in present)
         timings["spine"] = time.perf_counter() - t0
         say(f"computing features and labels for {rows:,} rows over {len(cuts)} cutoffs (Spark)")
-        t1 = time.perf_counter()
+        started = time.perf_counter()
         steps = None
         if mode == "contractual":
             steps = se.subscription_steps(tables.frames["subscriptions"]).persist()
@@ -505,41 +348,119 @@ def build(
                 rfm = purchase_history(tables, sp)
                 frame = frame.join(rfm, ["account_id", "cutoff"], "left")
                 extra = dataset.BTYD_COLUMNS
-            names = [f.name for f in feats]
-            cols = ["account_id", "cutoff", *names, *LABEL_COLUMNS, *extra]
-            frame = frame.select(
-                *[F.col(sf.quote_col(c)) for c in cols[:1]],
-                F.col("cutoff").cast("timestamp_ntz").alias("cutoff"),
-                *[F.col(sf.quote_col(c)) for c in cols[2:]],
-            )
-            table = frame.toArrow()
-        timings["features"] = time.perf_counter() - t1
-    finally:
+    except BaseException:
         sf.release(cached)
-    out = to_pandas(table, feats, LABEL_COLUMNS, extra)
-    if len(out) != rows:
-        raise dataset.DatasetError("internal error: feature and label rows are out of step")
-    say("writing the manifest")
-    manifest = Manifest(
-        mode=mode,
+        raise
+    cols = [f.name for f in feats] + [*LABEL_COLUMNS, *extra]
+    frame = frame.select(
+        F.col("account_id"),
+        F.col("cutoff").cast("timestamp_ntz").alias("cutoff"),
+        *[F.col(sf.quote_col(c)) for c in cols],
+    )
+    return _Assembled(frame, feats, extra, rows, mode, end, cuts, timings, started, cached)
+
+
+def _per_cutoff(frame: DataFrame) -> list[dict[str, Any]]:
+    """:func:`churnlab.dataset.per_cutoff` on Spark (``cutoff`` in epoch microseconds)."""
+    from pyspark.sql import functions as F
+
+    labeled = F.col("labeled")
+    aggs = [F.count(F.lit(1)).alias("rows"), F.count(F.when(labeled, 1)).alias("labeled_rows")]
+    for task in TASKS:
+        aggs.append(F.count(F.when(labeled & (F.col(task) == 1), 1)).alias(f"{task}_positives"))
+        aggs.append(F.count(F.when(labeled & (F.col(task) == 0), 1)).alias(f"{task}_negatives"))
+    out = []
+    for r in frame.groupBy("cutoff").agg(*aggs).orderBy("cutoff").collect():
+        row: dict[str, Any] = {
+            "cutoff": pd.Timestamp(se.from_micros(int(r["cutoff"]))).isoformat(),
+            "rows": int(r["rows"]),
+            "labeled": bool(r["labeled_rows"] > 0),
+            "labeled_rows": int(r["labeled_rows"]),
+        }
+        for task in TASKS:
+            pos, neg = int(r[f"{task}_positives"]), int(r[f"{task}_negatives"])
+            row[f"{task}_positives"] = pos
+            row[f"{task}_negatives"] = neg
+            row[f"{task}_rate"] = pos / (pos + neg) if pos + neg else None
+        out.append(row)
+    return out
+
+
+def _manifest(
+    built: _Assembled,
+    per_cutoff: list[dict[str, Any]],
+    tables: se.SparkTables,
+    params: DatasetParams,
+    source: str,
+) -> Manifest:
+    feats = built.feats
+    return Manifest(
+        mode=built.mode,
         horizon_days=params.window.days,
         horizon=params.window.label,
         windows=tuple(int(w) for w in sorted(set(params.windows))),
-        data_end=end.isoformat(),
-        cutoffs=tuple(c.isoformat() for c in cuts),
-        per_cutoff=tuple(dataset.per_cutoff(out)),
-        rows=int(len(out)),
+        data_end=built.end.isoformat(),
+        cutoffs=tuple(c.isoformat() for c in built.cuts),
+        per_cutoff=tuple(per_cutoff),
+        rows=int(sum(r["rows"] for r in per_cutoff)),
         features=tuple(feats),
         event_types=tuple(sorted({f.event_type for f in feats if f.event_type is not None})),
         label_columns=LABEL_COLUMNS,
         tables=tuple(tables.names),
-        data_fingerprint="",
+        data_fingerprint=fingerprint(tables),
         source=source,
         params=params.model_dump(mode="json"),
         built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
-        timings_s={k: round(v, 3) for k, v in timings.items()},
+        timings_s={k: round(v, 3) for k, v in built.timings.items()},
     )
-    return out, manifest
+
+
+def fingerprint(tables: se.SparkTables) -> str:
+    """A hash of every present table's rows on Spark, in one job, tagged ``spark:``.
+
+    Per table: the row count, the first and last time (epoch microseconds) and the sum of each
+    row's ``xxhash64`` over all its columns (contract columns in contract order, then any
+    account attributes by name), so every value counts and row order does not. Not DuckDB's
+    hash (:func:`churnlab.dataset.fingerprint`, which reads only accounts and times and costs
+    little in the embedded build): a manifest's Spark fingerprint is compared only with one
+    Spark computes (:func:`data_changed`; :func:`churnlab.dataset.data_changed` skips it).
+    """
+    import hashlib
+
+    from pyspark.sql import functions as F
+
+    aggs = []
+    for j, name in enumerate(tables.names):
+        frame = tables.frames[name]
+        contract = [c.name for c in TABLES[name].columns if c.name in frame.columns]
+        cols = [*contract, *sorted(c for c in frame.columns if c not in contract)]
+        row_hash = F.xxhash64(*[F.col(sf.quote_col(c)) for c in cols]).cast("decimal(38, 0)")
+        t = se.micros(F.col(str(TABLES[name].time_column)))
+        aggs.append(frame.agg(F.count(F.lit(1)).alias(f"n{j}"), F.min(t).alias(f"a{j}"),
+                              F.max(t).alias(f"b{j}"), F.sum(row_hash).alias(f"s{j}")))  # fmt: skip
+    with se.spark_errors():
+        row = se.one_row(aggs)
+    parts = []
+    for j, name in enumerate(tables.names):
+        values = [None if row[f"{k}{j}"] is None else int(row[f"{k}{j}"]) for k in "nabs"]
+        parts.append(f"{name}:{values}")
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return f"{dataset.SPARK_FINGERPRINT}{digest}"
+
+
+def data_changed(tables: se.SparkTables, manifest: Manifest) -> bool | None:
+    """Whether the data differs from what the training set was built from (Spark's hash).
+
+    Returns
+    -------
+    bool or None
+        None when the manifest cannot tell: no fingerprint, or DuckDB's (compared like with
+        like: :func:`churnlab.dataset.data_changed`).
+    """
+    recorded = manifest.data_fingerprint
+    if not recorded.startswith(dataset.SPARK_FINGERPRINT):
+        return None
+    return fingerprint(tables) != recorded
 
 
 def to_pandas(

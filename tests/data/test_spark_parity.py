@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ from churnlab import dataset, features, load, synth
 from churnlab import spark_dataset as sd
 from churnlab import spark_engine as se
 from churnlab.config import DataParams, DatasetParams, SynthParams
+from churnlab.errors import ChurnlabError
 from spark_frames import assert_same_frame, spark_features, spark_labels, spark_tables
 
 pytestmark = pytest.mark.spark
@@ -211,6 +213,9 @@ def _same_manifest(a, b) -> None:
     for key in ("mode", "horizon_days", "windows", "data_end", "cutoffs", "per_cutoff", "rows",
                 "features", "event_types", "label_columns", "tables", "params"):  # fmt: skip
         assert getattr(a, key) == getattr(b, key), key
+    # each engine its own hash, tagged so that each is compared only with its own
+    assert a.data_fingerprint and not a.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
+    assert b.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
 
 
 @pytest.mark.slow
@@ -223,10 +228,20 @@ def test_contractual_world_same_training_set(spark, world):
 
 @pytest.mark.slow
 def test_orders_only_world_same_training_set(spark, world, tmp_path):
+    """Written by Spark's Parquet writer (``spark_dataset.write``) and read back."""
     source = tmp_path / "orders-only"
     shutil.copytree(world, source, ignore=shutil.ignore_patterns("subscriptions.parquet", "oracle"))
     params = DatasetParams(horizon="1 month", cutoff_freq="weekly", windows=(14, 60))
-    duck, dm, got, sm = _both(spark, source, params)
+    data = DataParams(source=str(source))
+    con = load.load(data, str(source))
+    try:
+        duck, dm = dataset.build(con, params, data)
+    finally:
+        con.close()
+    written = sd.write(spark, se.read_tables(spark, data, str(source)), params, data,
+                       tmp_path / "out")  # fmt: skip
+    got, sm = dataset.read(tmp_path / "out")
+    assert sm == written
     assert dm.mode == "orders" and "btyd_T" in duck.columns
     assert_same_frame(duck, got)
     _same_manifest(dm, sm)
@@ -254,5 +269,109 @@ def test_build_dataset_command_on_spark(spark, world, tmp_path):
     assert_same_frame(duck, got)
     assert sm.params == {**dm.params, "engine": "spark"}
     _same_manifest(dm, replace(sm, params=dm.params))
-    assert dm.data_fingerprint and not sm.data_fingerprint
+    # written by Spark's writer: a folder of part files (as many as the last stage's tasks,
+    # after adaptive execution merged the small ones), not one file from the driver
+    written = outs["spark"] / dataset.DATASET_FILE
+    parts = sorted(written.glob("part-*.parquet"))
+    assert written.is_dir() and (written / "_SUCCESS").exists() and parts
+    assert sum(len(pd.read_parquet(p)) for p in parts) == len(duck)
     assert spark.range(3).count() == 3  # still running
+
+
+# ------------------------------------------------------------------------------------------
+# The data fingerprint and the Parquet written by Spark
+# ------------------------------------------------------------------------------------------
+
+
+def _typed_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Account attributes of several types, with missing values."""
+    acc = frames["accounts"]
+    return {
+        **frames,
+        "accounts": acc.assign(
+            active=[True, False, None],
+            seats_bought=pd.array([3, None, 7], dtype="Int64"),
+            signed_on=pd.to_datetime(["2023-05-01", None, "2024-01-31"]).date,
+            price=[Decimal("12.50"), Decimal("0.0000001"), None],
+            ratio=[0.1 + 0.2, float("nan"), 1e13],
+        ),
+    }
+
+
+def test_spark_fingerprint_sees_every_value_and_is_stable(spark, tmp_path):
+    """Spark's own hash: tagged, the same for the same rows in any order and across runs,
+    different when one value of any table changes; compared like with like."""
+    frames = _typed_accounts(literal_tables())
+    tables = spark_tables(spark, frames, tmp_path / "base")
+    got = sd.fingerprint(tables)
+    assert got.startswith(dataset.SPARK_FINGERPRINT) and sd.fingerprint(tables) == got
+    shuffled = {k: v.iloc[::-1].reset_index(drop=True) for k, v in frames.items()}
+    assert sd.fingerprint(spark_tables(spark, shuffled, tmp_path / "shuffled")) == got
+    changes = {  # one value each, none of them an account id or a time
+        "accounts": ("price", 0, Decimal("12.51")),
+        "subscriptions": ("mrr", 2, 200.000001),
+        "orders": ("kind", 3, "upsell"),
+        "events": ("user_id", 5, "v9"),
+        "campaign_events": ("action", 1, "open"),
+        "tickets": ("csat", 3, 5.0),
+        "nps": ("comment", 0, "late"),
+    }
+    seen = {got}
+    for table, (col, row, value) in changes.items():
+        frame = frames[table].copy()
+        frame.loc[row, col] = value
+        other = sd.fingerprint(spark_tables(spark, {**frames, table: frame}, tmp_path / table))
+        assert other not in seen, table
+        seen.add(other)
+    manifest = _manifest_with(got)
+    assert sd.data_changed(tables, manifest) is False
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint=sorted(seen - {got})[0]))
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint="3f2a9c0d11b7e645")) is None
+    assert sd.data_changed(tables, replace(manifest, data_fingerprint="")) is None
+
+
+def _manifest_with(fingerprint: str):
+    from churnlab.manifest import Manifest
+
+    return Manifest(mode="contractual", horizon_days=30, windows=(7,), data_end="2024-08-01",
+                    cutoffs=(), per_cutoff=(), rows=0, features=(),
+                    data_fingerprint=fingerprint)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_spark_written_set_reads_back_as_duckdbs_and_a_failed_write_keeps_the_last(
+    spark, tmp_path, monkeypatch
+):
+    """Literal tables (every boundary) written by Spark: the DuckDB build's frame and manifest.
+    A job that fails while writing, and a failure after the part files are written, leave the
+    previous set as it was and no temporary folder beside it."""
+    frames = _window_edges()
+    folder, out = tmp_path / "data", tmp_path / "out"
+    tables = spark_tables(spark, frames, folder)
+    data = DataParams(source=str(folder))
+    con = load.load(data, str(folder))
+    try:
+        duck, dm = dataset.build(con, PARAMS, data)
+    finally:
+        con.close()
+    sd.write(spark, tables, PARAMS, data, out)
+    got, sm = dataset.read(out)
+    assert_same_frame(duck, got)
+    _same_manifest(dm, sm)
+    first = out.resolve()
+
+    huge = frames["orders"].copy()
+    huge.loc[0, "amount"] = 2e13  # beyond nine trillion: the job raises inside the write
+    bad = spark_tables(spark, {**frames, "orders": huge}, tmp_path / "huge")
+    with pytest.raises(ChurnlabError, match="beyond nine trillion"):
+        sd.write(spark, bad, PARAMS, data, out)
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("killed after the part files")
+
+    monkeypatch.setattr(sd, "_manifest", fail)
+    with pytest.raises(RuntimeError, match="killed after the part files"):
+        sd.write(spark, tables, PARAMS, data, out)
+    assert out.resolve() == first
+    assert_same_frame(duck, dataset.read(out)[0])
+    assert not list(tmp_path.glob(".out.tmp-*"))
