@@ -223,14 +223,10 @@ def spark() -> Iterator[object]:
     missing fails the test with the engine's own message (CI installs both): a silent skip
     would hide that the Spark engine is untested.
     """
-    import sys
 
     from churnlab import spark_engine
     from churnlab.config import SparkParams
 
-    # Python UDFs (scoring) run in workers started with this interpreter, as `churnlab score`
-    # starts them on a local master; `python3` on PATH may lack pandas
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     params = SparkParams(
         master="local[2]",
         app_name="churnlab-tests",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -439,10 +437,6 @@ def _spark_session(params: Params, say: ProgressFn) -> Iterator[Any]:
         return
     from churnlab import spark_engine  # the embedded path never needs pyspark or Java
 
-    if params.spark.master.startswith("local"):
-        # the UDFs run in Python workers: on one machine, this interpreter (its pandas and
-        # churnlab), not whatever `python3` is first on PATH; a cluster sets its own
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     say(f"starting Spark ({params.spark.master})")
     with spark_engine.session_scope(params.spark) as spark:
         yield spark

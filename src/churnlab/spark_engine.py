@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +115,9 @@ def session(params: SparkParams) -> SparkSession:
     conf = dict(DEFAULT_CONF)
     if params.master.startswith("local"):
         conf |= LOCAL_CONF
+        # Python UDFs (scoring) run in worker processes: on one machine, this interpreter (its
+        # pandas and churnlab), not whatever `python3` is first on PATH; a cluster sets its own.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf |= {k: _conf_value(v) for k, v in params.conf.items()} | FIXED_CONF
     builder = SparkSession.builder.master(params.master).appName(params.app_name)
     for key, value in conf.items():
