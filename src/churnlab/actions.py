@@ -214,17 +214,8 @@ def _scoring_rows(
     mode = churn.info.get("dataset", {}).get("mode") or spine.resolve_mode(con, dparams)
     sp = spine.build(con, [cutoff], mode, dparams)
     if sp.empty:
-        raise score.ScoreError(
-            f"no account is eligible at {cutoff:%Y-%m-%d} ({mode} mode: "
-            + ("no active subscription" if mode == "contractual" else "no recent order")
-            + "): check --as-of against the data's dates"
-        )
-    event_types = churn.info.get("event_types")
-    if event_types is None:  # bundles from before event types were recorded
-        event_types = sorted({f.event_type for f in churn.features if f.event_type})
-    categories: dict[str, list[str] | tuple[str, ...]] = {
-        k: v for b in bundles.values() for k, v in b.categories.items()
-    }
+        raise score.no_eligible_account(cutoff, mode)
+    event_types, categories = score.feature_context(bundles)
     # Features and the money columns read the same subscription timeline: build it once.
     steps = (
         timeline.subscription_steps(con, "_cl_score_steps", accounts=sp["account_id"])

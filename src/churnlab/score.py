@@ -57,6 +57,32 @@ class Lists:
     expansion_reasons: pd.DataFrame | None
 
 
+def no_eligible_account(cutoff: dt.datetime, mode: str) -> ScoreError:
+    """The error for a scoring date at which no account is eligible (either engine)."""
+    return ScoreError(
+        f"no account is eligible at {cutoff:%Y-%m-%d} ({mode} mode: "
+        + ("no active subscription" if mode == "contractual" else "no recent order")
+        + "): check --as-of against the data's dates"
+    )
+
+
+def feature_context(
+    bundles: dict[str, ModelBundle],
+) -> tuple[list[str], dict[str, list[str] | tuple[str, ...]]]:
+    """The event types and category levels the models were trained with, for the feature build.
+
+    Bundles from before event types were recorded give the event types of their features.
+    """
+    churn = bundles["churn"]
+    event_types = churn.info.get("event_types")
+    if event_types is None:
+        event_types = sorted({f.event_type for f in churn.features if f.event_type})
+    categories: dict[str, list[str] | tuple[str, ...]] = {
+        k: v for b in bundles.values() for k, v in b.categories.items()
+    }
+    return list(event_types), categories
+
+
 def check_signature(bundle: ModelBundle, rows: pd.DataFrame, skip: Sequence[str] = ()) -> None:
     """Refuse rows that do not carry exactly the model's features with the model's types.
 

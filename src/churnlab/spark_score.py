@@ -117,22 +117,12 @@ def scoring_rows(
     """
     from pyspark.sql import functions as F
 
-    churn = bundles["churn"]
     sp = sd.build_spine(spark, tables, [cutoff], mode, dparams).persist()
     cached = [sp]
     if sp.count() == 0:
         sf.release(cached)
-        raise score.ScoreError(
-            f"no account is eligible at {cutoff:%Y-%m-%d} ({mode} mode: "
-            + ("no active subscription" if mode == "contractual" else "no recent order")
-            + "): check --as-of against the data's dates"
-        )
-    event_types = churn.info.get("event_types")
-    if event_types is None:  # bundles from before event types were recorded
-        event_types = sorted({f.event_type for f in churn.features if f.event_type})
-    categories: dict[str, list[str] | tuple[str, ...]] = {
-        k: v for b in bundles.values() for k, v in b.categories.items()
-    }
+        raise score.no_eligible_account(cutoff, mode)
+    event_types, categories = score.feature_context(bundles)
     steps = None
     if mode == "contractual":
         steps = se.subscription_steps(tables.frames["subscriptions"]).persist()
