@@ -408,7 +408,9 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
     with tracking.start(
         f"{result.task} test {result.split.test_cutoff.date()}", nested=True
     ) as cid:
-        tracking.log(RunLog(tags={"task": result.task}))
+        warning = train.calibration_warning(result.extra["per_cutoff"], result.extra["season"])
+        tags = {"task": result.task} | ({"calibration_warning": warning} if warning else {})
+        tracking.log(RunLog(tags=tags))
         with tempfile.TemporaryDirectory(prefix="churnlab-train-") as tmp:
             model_uri = _log_task(params, result, Path(tmp), say)
         decision = _register(params, result, model_uri, cid, say)
@@ -418,6 +420,7 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
         "calibration": result.calibration["calibration.method"],
         "season": "on" if result.bundle.season is not None else "off",
         "test_cutoff": str(result.split.test_cutoff.date()),
+        "warning": warning,
         **decision,
     }
 

@@ -257,6 +257,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                 if f"{prefix}.{k}" in m and math.isfinite(m[f"{prefix}.{k}"])
             ]
             lines.append(f"  {label:<20} " + " ".join(parts))
+        if info.get("warning"):
+            lines.append(f"  warning: {info['warning']}")
         if "test.oracle_roc_auc" in m:
             lines.append(
                 f"  {'oracle (synthetic)':<20} roc_auc={m['test.oracle_roc_auc']:.3f} "

@@ -400,6 +400,56 @@ def per_cutoff_calibration(bundle: ModelBundle, split: Split, task: str) -> pd.D
     return out.reset_index(drop=True)
 
 
+CALIBRATION_WARN_POINTS = 0.05
+"""``train`` warns when the test cutoff's mean prediction is this far from its realised rate..."""
+CALIBRATION_WARN_Z = 3.0
+"""...and the gap is more than this many binomial standard errors (beyond sampling noise)."""
+
+
+def calibration_warning(per_cutoff: pd.DataFrame, season_note: str) -> str | None:
+    """A warning when the probabilities are clearly off in level at the test cutoff, or None.
+
+    Probability x revenue only means something when the mean prediction matches what happens.
+    A model calibrated on one validation cutoff carries that cutoff's level to the test cutoff;
+    when the season cannot be learnt (fewer than 12 months of labelled training cutoffs) a
+    seasonal business can be far off (Online Retail II cut to 15 months: 0.33 predicted against
+    0.58 churned at the December test cutoff). The warning names the gap, the validation
+    cutoff and the season decision, so that users treat the scores as a ranking until the
+    level holds.
+
+    Parameters
+    ----------
+    per_cutoff : DataFrame
+        :func:`per_cutoff_calibration` output (``cutoff``, ``role``, ``rows``,
+        ``mean_predicted``, ``realised``).
+    season_note : str
+        The season decision (``TaskResult.extra["season"]``).
+
+    Returns
+    -------
+    str or None
+        None when the gap is under :data:`CALIBRATION_WARN_POINTS` or within
+        :data:`CALIBRATION_WARN_Z` standard errors of the realised rate.
+    """
+    test = per_cutoff[per_cutoff["role"] == "test"]
+    if test.empty:
+        return None
+    row = test.iloc[-1]
+    n, realised, predicted = int(row["rows"]), float(row["realised"]), float(row["mean_predicted"])
+    gap = predicted - realised
+    se = math.sqrt(max(realised * (1 - realised), 1e-12) / max(n, 1))
+    if abs(gap) < CALIBRATION_WARN_POINTS or abs(gap) <= CALIBRATION_WARN_Z * se:
+        return None
+    valid = per_cutoff[per_cutoff["role"] == "valid"]
+    where = f" (calibrated on {valid['cutoff'].iloc[-1]})" if len(valid) else ""
+    return (
+        f"probabilities are off in level at the test cutoff {row['cutoff']}: mean predicted "
+        f"{predicted:.3f} against {realised:.3f} realised on {n:,} rows{where}; season "
+        f"{season_note}. Rank by the scores, but do not read them (or probability x revenue) as "
+        "rates until the level holds: see evaluation/per_cutoff_calibration.csv in the run"
+    )
+
+
 def _predictions(
     test: pd.DataFrame, y: np.ndarray, scores: dict[str, np.ndarray], value: np.ndarray
 ) -> pd.DataFrame:
