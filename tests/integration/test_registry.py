@@ -85,6 +85,7 @@ def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
         assert run.info.status == "FINISHED"
         assert run.data.tags["promotion.decision"] == "champion"
         assert run.data.tags["calibration.method"] in {"isotonic", "sigmoid"}
+        assert info["warning"] is None and "calibration_warning" not in run.data.tags
         assert run.data.tags["mlflow.parentRunId"] == first["run_id"]
         m = run.data.metrics
         for prefix in ("test", "baseline_logreg", "baseline_heuristic"):
@@ -133,6 +134,22 @@ def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
     got = np.asarray(model.predict(model_input(bundle, test)), dtype=float)
     np.testing.assert_allclose(got, bundle.predict(test), rtol=1e-10)
     assert got.min() > 0 and got.max() < 1
+
+
+def test_a_level_off_at_the_test_cutoff_is_warned_and_tagged(store, tmp_path, data) -> None:
+    frame, manifest, oracle = data
+    frame = frame.copy()
+    test_cutoff = frame.loc[frame["labeled"], "cutoff"].max()
+    # Half the test cutoff's stayers churn after all: a level no earlier cutoff showed.
+    stay = np.flatnonzero((frame["cutoff"] == test_cutoff).to_numpy() & (frame["churn"] == 0))
+    frame.loc[frame.index[stay[::2]], "churn"] = 1.0
+    summary = pipeline.train_frame(_params(store, tmp_path), frame, manifest, log_kpis=False)
+    info = summary["tasks"]["churn"]
+    assert info["warning"] is not None
+    assert f"test cutoff {test_cutoff:%Y-%m-%d}" in info["warning"]
+    assert "mean predicted" in info["warning"] and "realised" in info["warning"]
+    tags = MlflowClient(store).get_run(info["run_id"]).data.tags
+    assert tags["calibration_warning"] == info["warning"]
 
 
 def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
