@@ -184,6 +184,8 @@ def _score_models(
             notes.append("no expansion model: the expansion list and upsell audiences are empty")
             continue
         bundles[task] = bundle
+        if bundle.info.get("calibration_warning"):  # set by train: the level did not hold
+            notes.append(f"{task} model, when it was tested: {bundle.info['calibration_warning']}")
     return bundles, notes
 
 

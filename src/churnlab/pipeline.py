@@ -411,6 +411,8 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
         warning = train.calibration_warning(result.extra["per_cutoff"], result.extra["season"])
         tags = {"task": result.task} | ({"calibration_warning": warning} if warning else {})
         tracking.log(RunLog(tags=tags))
+        if warning:  # scoring with this model repeats it (actions._score_models)
+            result.bundle.info["calibration_warning"] = warning
         with tempfile.TemporaryDirectory(prefix="churnlab-train-") as tmp:
             model_uri = _log_task(params, result, Path(tmp), say)
         decision = _register(params, result, model_uri, cid, say)

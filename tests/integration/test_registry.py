@@ -140,16 +140,25 @@ def test_a_level_off_at_the_test_cutoff_is_warned_and_tagged(store, tmp_path, da
     frame, manifest, oracle = data
     frame = frame.copy()
     test_cutoff = frame.loc[frame["labeled"], "cutoff"].max()
-    # Half the test cutoff's stayers churn after all: a level no earlier cutoff showed.
+    # One in eight of the test cutoff's stayers churn after all: 19% churn against the
+    # training cutoffs' 9.7%, a level no earlier cutoff showed.
     stay = np.flatnonzero((frame["cutoff"] == test_cutoff).to_numpy() & (frame["churn"] == 0))
-    frame.loc[frame.index[stay[::2]], "churn"] = 1.0
+    frame.loc[frame.index[stay[::8]], "churn"] = 1.0
     summary = pipeline.train_frame(_params(store, tmp_path), frame, manifest, log_kpis=False)
     info = summary["tasks"]["churn"]
+    assert info["decision"] == "champion"  # inside the test-cutoff gate's range (test_set_problem)
     assert info["warning"] is not None
     assert f"test cutoff {test_cutoff:%Y-%m-%d}" in info["warning"]
     assert "mean predicted" in info["warning"] and "realised" in info["warning"]
     tags = MlflowClient(store).get_run(info["run_id"]).data.tags
     assert tags["calibration_warning"] == info["warning"]
+    # The champion carries it, and scoring with it says so.
+    champion, _ = pipeline.champion_bundle(_params(store, tmp_path), "churn")
+    assert champion.info["calibration_warning"] == info["warning"]
+    from churnlab import actions
+
+    _, notes = actions._score_models(_params(store, tmp_path), None, lambda _msg: None)
+    assert f"churn model, when it was tested: {info['warning']}" in notes
 
 
 def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
