@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -163,20 +165,23 @@ def logreg_test_scores(
 def _level_shift(margin: np.ndarray, offset: np.ndarray, y: np.ndarray) -> float:
     """The constant ``c`` for which ``sigmoid(offset + margin - c)`` fits ``y`` best.
 
-    Maximum likelihood on the training rows (Newton steps on a concave one-parameter
-    likelihood): the baseline's log-odds become a deviation from each row's month offset, as a
-    booster started from those offsets learns one.
+    Maximum likelihood on the training rows: the baseline's log-odds become a deviation from
+    each row's month offset, as a booster started from those offsets learns one. The score
+    ``sum(y - sigmoid(offset + margin - c))`` rises with ``c``, so its root is bracketed and
+    found by Brent's method. Plain Newton steps overshoot when the start is far off (offset and
+    margin both near the base rate's log-odds double it: p = 0.01 against 10% positives), and
+    diverged to c = 9e15 on a subscriptions-only world, which made every calibrated baseline
+    probability equal and its ROC-AUC 0.500.
     """
-    c = 0.0
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(offset + margin - c)))
-        grad = float(np.sum(y - p))  # d loglik / dc
-        hess = float(np.sum(p * (1 - p)))
-        step = grad / max(hess, 1e-12)
-        c -= step
-        if abs(step) < 1e-10:
-            break
-    return c
+    z = np.asarray(offset, dtype=float) + np.asarray(margin, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(y) == 0 or y.min() == y.max():  # no finite maximum: keep the log-odds as they are
+        return 0.0
+
+    def score(c: float) -> float:
+        return float(np.sum(y - expit(z - c)))
+
+    return float(brentq(score, float(z.min()) - 40.0, float(z.max()) + 40.0, xtol=1e-12))
 
 
 def heuristic_features(features: Sequence[Feature]) -> dict[str, str | None]:

@@ -253,6 +253,26 @@ def test_the_logistic_regression_starts_from_the_month_base_rate_like_a_seasonal
     )
 
 
+def test_the_level_shift_is_the_maximum_likelihood_constant_even_from_a_far_start() -> None:
+    """Offset and margin both at the base rate's log-odds double it: plain Newton diverged."""
+    from churnlab.baselines import _level_shift
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    margin = rng.normal(-2.3, 0.6, n)
+    offset = np.full(n, -2.3)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(margin + 0.4)))).astype(float)  # about 11% positives
+    c = _level_shift(margin, offset, y)
+    assert np.isfinite(c) and abs(c) < 10  # the old Newton steps went to 9e15 here
+    # the maximum-likelihood condition: the shifted probabilities sum to the positives
+    p = 1 / (1 + np.exp(-(offset + margin - c)))
+    assert p.sum() == pytest.approx(y.sum(), rel=1e-9)
+    # close to the truth: offset + margin - c should equal margin + 0.4, so c is about -2.7
+    assert c == pytest.approx(-2.7, abs=0.05)
+    # one class only: no finite maximum, no shift
+    assert _level_shift(margin, offset, np.zeros(n)) == 0.0
+
+
 def test_the_logistic_regression_reads_heavy_tailed_amounts_on_a_log_scale() -> None:
     """A few huge spenders must not set the baseline's scale (signed log1p before scaling)."""
     from churnlab.baselines import fit_logreg_baseline, logreg_margin
