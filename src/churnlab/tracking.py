@@ -322,9 +322,20 @@ def _champion_score(name: str, test: pd.DataFrame, task: str, metric: str) -> fl
     for c in cols:
         if isinstance(X[c].dtype, pd.CategoricalDtype):
             X[c] = X[c].astype(object).where(X[c].notna(), None)
+    if "cutoff" in cols:  # a season-aware champion takes the date as text (model_input)
+        X["cutoff"] = pd.to_datetime(X["cutoff"]).dt.strftime("%Y-%m-%d").to_numpy()
     p_old = np.asarray(old.predict(X), dtype=float).ravel()
     y = test[task].to_numpy(dtype=float)
     return float(evaluate.score_metrics(y, p_old)[metric])
+
+
+def _one_line(err: Exception, limit: int = 240) -> str:
+    """An error's gist on one line: MLflow's schema errors embed the whole input frame."""
+    text = str(err)
+    if "Error: " in text:  # "Failed to enforce schema of data '<frame>' with ... Error: <why>"
+        text = text.rsplit("Error: ", 1)[1]
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -386,7 +397,9 @@ def decide(
         try:
             champion_score = _champion_score(name, test, task, metric)
         except (KeyError, MlflowException, ChurnlabError) as err:
-            reason_prefix = f"champion v{champion.version} could not score the test rows ({err}); "
+            reason_prefix = (
+                f"champion v{champion.version} could not score the test rows ({_one_line(err)}); "
+            )
             champion_score = float("nan")
     promote, reason = promotion_decision(
         new_score, champion_score, metric, train.promotion_tolerance

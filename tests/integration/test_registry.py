@@ -186,6 +186,34 @@ def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
     )
 
 
+def test_a_season_aware_champion_is_compared_on_the_new_test_rows(store, tmp_path) -> None:
+    # 20 monthly cutoffs: the training cutoffs cover the 12 calendar months, so the model can
+    # be season-aware; its pyfunc form takes each row's cutoff as text (model_input). Until
+    # the champion's re-scoring formatted the test rows' dates, a retrain never compared
+    # with a season-aware champion ("could not score the test rows") and was never promoted.
+    frame, manifest, _ = planted_training_set(n_accounts=300, n_cutoffs=20)
+    params = _params(store, tmp_path)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"season": "on"})})
+    first = pipeline.train_frame(params, frame, manifest, log_kpis=False)["tasks"]["churn"]
+    assert first["season"] == "on" and first["decision"] == "champion"
+    second = pipeline.train_frame(params, frame, manifest, log_kpis=False)["tasks"]["churn"]
+    assert (second["version"], second["decision"]) == ("2", "champion")
+    assert second["reason"].startswith("not worse than the champion: roc_auc "), second["reason"]
+    # What MLflow says when the rows do not fit a champion's schema (the dates as they were
+    # passed before) embeds the whole input frame: the decision's reason keeps its gist.
+    from churnlab import tracking
+
+    model = mlflow.pyfunc.load_model("models:/t-churn@champion")
+    cols = [c.name for c in model.metadata.get_input_schema().inputs]
+    test = frame[frame["cutoff"] == frame.loc[frame["labeled"], "cutoff"].max()]
+    with pytest.raises(mlflow.exceptions.MlflowException) as err:
+        model.predict(test[cols].assign(segment=test["segment"].astype(str)))
+    assert "Failed to enforce schema" in str(err.value) and "\n" in str(err.value)
+    gist = tracking._one_line(err.value)
+    assert gist.startswith("Incompatible input types for column cutoff"), gist
+    assert "\n" not in gist and len(gist) <= 240
+
+
 def test_a_run_that_raises_is_marked_failed(store, tmp_path, data) -> None:
     frame, manifest, _ = data
     params = _params(store, tmp_path, scale_pos_weight=5.0)
