@@ -86,27 +86,38 @@ def _model_card(task: str, m: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+_BASELINES: tuple[tuple[str, str, str], ...] = (  # metric prefix, in sentences, column header
+    ("baseline_logreg", "logistic regression", "Logistic regression"),
+    ("baseline_btyd", "BG/NBD model", "BG/NBD"),  # orders-only churn (issue 13, item 2)
+    ("baseline_heuristic", "recency/activity heuristic", "Heuristic"),
+)
+
+
+def _baselines(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The baselines to show: logistic regression and heuristic always, BG/NBD when logged."""
+    return [
+        b
+        for b in _BASELINES
+        if b[0] != "baseline_btyd" or any(k.startswith("baseline_btyd.") for k in metrics)
+    ]
+
+
 def _model_summary(task: str, metrics: Mapping[str, Any]) -> list[str]:
     """Plain sentences: ranking against the baselines, lift in the top 10%, calibration error."""
     summary = []
-    auc, lr, heur = (
-        _num(metrics.get(f"{p}.roc_auc")) for p in ("test", "baseline_logreg", "baseline_heuristic")
-    )
+    auc = _num(metrics.get("test.roc_auc"))
     if auc is not None:
         base = [
             (lbl, v)
-            for lbl, v in (("logistic regression", lr), ("recency/activity heuristic", heur))
-            if v is not None
+            for prefix, lbl, _ in _baselines(metrics)
+            if (v := _num(metrics.get(f"{prefix}.roc_auc"))) is not None
         ]
         if base:
             loses = [lbl for lbl, v in base if auc <= v]
             vs = ", ".join(f"{lbl} {v:.3f}" for lbl, v in base)
             if not loses:
-                summary.append(
-                    "Ranks accounts better than "
-                    f"{'both baselines' if len(base) > 1 else 'the baseline'} "
-                    f"(ROC-AUC {auc:.3f} vs {vs})."
-                )
+                which = {1: "the baseline", 2: "both baselines"}.get(len(base), "every baseline")
+                summary.append(f"Ranks accounts better than {which} (ROC-AUC {auc:.3f} vs {vs}).")
             else:
                 summary.append(
                     f"Does not beat the {' and the '.join(loses)} on ROC-AUC "
@@ -127,10 +138,10 @@ def _model_summary(task: str, metrics: Mapping[str, Any]) -> list[str]:
 def _metrics_table(task: str, metrics: Mapping[str, Any]) -> str:
     """The test metrics of the model beside the baselines' (a note when there are none)."""
     rows = []
+    base = _baselines(metrics)
+    prefixes = ["test", *(b[0] for b in base)]
     for key, label, how in _METRIC_ROWS:
-        vals = [
-            metrics.get(f"{p}.{key}") for p in ("test", "baseline_logreg", "baseline_heuristic")
-        ]
+        vals = [metrics.get(f"{p}.{key}") for p in prefixes]
         if not _finite(vals[0]):
             continue
         rows.append([label, *(_metric_text(v, how) for v in vals)])
@@ -140,8 +151,7 @@ def _metrics_table(task: str, metrics: Mapping[str, Any]) -> str:
             [
                 "ROC-AUC of the true probabilities (synthetic data only)",
                 f"{oracle:.3f}",
-                DASH,
-                DASH,
+                *(DASH for _ in base),
             ]
         )
     if not rows:
@@ -150,8 +160,7 @@ def _metrics_table(task: str, metrics: Mapping[str, Any]) -> str:
         [
             ("Metric (test cutoff)", False),
             ("This model", True),
-            ("Logistic regression", True),
-            ("Heuristic", True),
+            *((header, True) for _, _, header in base),
         ],
         rows,
         f"metrics-{task}",

@@ -233,6 +233,7 @@ def predicted_table(result: dict[str, pd.DataFrame], last: int = 6) -> Any:
 
 
 _SHOWN = ("roc_auc", "pr_auc", "log_loss", "ece", "lift_top10", "value_captured_top10")
+_ALWAYS = ("test", "baseline_logreg", "baseline_heuristic")  # rows printed even when empty
 
 
 def format_summary(summary: dict[str, Any]) -> list[str]:
@@ -249,6 +250,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         for prefix, label in (
             ("test", "LightGBM"),
             ("baseline_logreg", "logistic regression"),
+            ("baseline_btyd", "BG/NBD"),
             ("baseline_heuristic", "heuristic"),
         ):
             parts = [
@@ -256,7 +258,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                 for k in _SHOWN
                 if f"{prefix}.{k}" in m and math.isfinite(m[f"{prefix}.{k}"])
             ]
-            lines.append(f"  {label:<20} " + " ".join(parts))
+            if parts or prefix in _ALWAYS:  # BG/NBD exists for orders-only churn alone
+                lines.append(f"  {label:<20} " + " ".join(parts))
         if info.get("warning"):
             lines.append(f"  warning: {info['warning']}")
         if "test.oracle_roc_auc" in m:
@@ -279,6 +282,7 @@ def format_backtest(result: dict[str, Any]) -> list[str]:
     lines = []
     keys = [f"test.{k}" for k in ("roc_auc", "pr_auc", "ece")] + [
         "baseline_logreg.roc_auc",
+        "baseline_btyd.roc_auc",  # orders-only churn
         "baseline_heuristic.roc_auc",
     ]
     for task, table in result["tables"].items():

@@ -24,6 +24,7 @@ from churnlab.report import (
     format_percent,
     format_points,
 )
+from churnlab.report_inputs import DASH
 from report_fixtures import AWKWARD_NAMES, full_inputs, measurement, sparse_inputs
 
 BARE = {"title": "t", "as_of": dt.date(2025, 3, 1), "generated_at": dt.datetime(2025, 3, 2, 8)}
@@ -299,6 +300,33 @@ def test_model_summary_in_words():
     worse["metrics"] = {**worse["metrics"], "baseline_logreg.roc_auc": 0.9}
     page = report.render(ReportInputs(**BARE, models={"churn": worse}))
     assert "Does not beat the logistic regression on ROC-AUC" in page
+
+
+def test_the_bg_nbd_baseline_is_a_column_and_a_comparison_when_logged():
+    inputs = full_inputs(50)
+    plain = report.render(inputs)
+    table = plain.split('id="metrics-churn"', 1)[1].split("</table>", 1)[0]
+    assert "BG/NBD" not in table  # contractual data: no BG/NBD model, no empty column
+    churn = dict(inputs.models["churn"])
+    churn["metrics"] = {
+        **churn["metrics"],
+        "baseline_btyd.roc_auc": 0.746,
+        "baseline_btyd.log_loss": 0.542,
+    }
+    page = report.render(ReportInputs(**BARE, models={"churn": churn}))
+    table = page.split('id="metrics-churn"', 1)[1].split("</table>", 1)[0]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert headers == ["Metric (test cutoff)", "This model", "Logistic regression", "BG/NBD",
+                       "Heuristic"]  # fmt: skip
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.split("Log loss", 1)[1])[:4]
+    assert cells == ["0.290", "0.304", "0.542", DASH]
+    assert (
+        "Ranks accounts better than every baseline (ROC-AUC 0.815 vs logistic regression 0.801, "
+        "BG/NBD model 0.746, recency/activity heuristic 0.723)." in page
+    )
+    churn["metrics"] = {**churn["metrics"], "baseline_btyd.roc_auc": 0.82}
+    page = report.render(ReportInputs(**BARE, models={"churn": churn}))
+    assert "Does not beat the BG/NBD model on ROC-AUC" in page
 
 
 def test_table_with_missing_key_column_is_a_warning_not_a_crash():

@@ -1,0 +1,71 @@
+"""What `churnlab train` and `churnlab backtest` print beside the model: every baseline logged.
+
+The BG/NBD baseline exists for orders-only churn alone (issue 13, item 2: reported beside the
+logistic regression and the heuristic on the same rows); it is printed when its metrics were
+logged and left out, not printed empty, otherwise.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from churnlab import terminal
+
+INFO = {
+    "test_cutoff": "2011-09-01",
+    "calibration": "sigmoid",
+    "season": "on",
+    "model_name": "churnlab-churn",
+    "version": "1",
+    "decision": "champion",
+    "reason": "no champion to compare with",
+}
+METRICS = {
+    "test.roc_auc": 0.7764,
+    "test.pr_auc": 0.586,
+    "baseline_logreg.roc_auc": 0.7754,
+    "baseline_heuristic.roc_auc": 0.6028,
+}
+
+
+def _lines(metrics: dict) -> list[str]:
+    summary = {
+        "tasks": {"churn": {**INFO, "metrics": metrics}},
+        "models_dir": "models",
+        "tracking_uri": "sqlite:///mlflow.db",
+    }
+    return terminal.format_summary(summary)
+
+
+def test_train_prints_the_bg_nbd_baseline_between_the_others_when_logged() -> None:
+    lines = _lines({**METRICS, "baseline_btyd.roc_auc": 0.7459, "baseline_btyd.log_loss": 0.5417})
+    rows = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert rows == ["LightGBM", "logistic", "BG/NBD", "heuristic"]
+    assert f"  {'BG/NBD':<20} roc_auc=0.746 log_loss=0.542" in lines
+
+
+def test_no_bg_nbd_row_without_its_metrics() -> None:
+    lines = _lines(METRICS)
+    assert not any("BG/NBD" in line for line in lines)
+    assert f"  {'heuristic':<20} roc_auc=0.603" in lines
+
+
+def test_backtest_prints_the_bg_nbd_ranking_when_the_folds_have_it() -> None:
+    folds = pd.DataFrame(
+        {
+            "fold": ["0", "1", "mean", "std"],
+            "test_cutoff": ["2011-08-01", "2011-09-01", "", ""],
+            "test.roc_auc": [0.77, 0.78, 0.775, 0.007],
+            "baseline_logreg.roc_auc": [0.76, 0.77, 0.765, 0.007],
+            "baseline_btyd.roc_auc": [0.74, 0.75, 0.745, 0.007],
+        }
+    )
+    plain = folds.drop(columns=["baseline_btyd.roc_auc"])
+    result = {"tables": {"churn": folds, "expansion": plain}, "tracking_uri": "sqlite:///x.db"}
+    lines = terminal.format_backtest(result)
+    assert "  fold 1 (test 2011-09-01): test.roc_auc=0.780 baseline_logreg.roc_auc=0.770 " \
+        "baseline_btyd.roc_auc=0.750" in lines  # fmt: skip
+    assert "  mean+-std: test.roc_auc=0.775+-0.007 baseline_logreg.roc_auc=0.765+-0.007 " \
+        "baseline_btyd.roc_auc=0.745+-0.007" in lines  # fmt: skip
+    expansion = lines[lines.index("expansion:") :]
+    assert not any("btyd" in line for line in expansion)
