@@ -29,10 +29,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
 from churnlab import evaluate
-from churnlab.bundle import ModelBundle, model_input
+from churnlab.bundle import BundleError, ModelBundle, model_input
 from churnlab.config import TrackingParams, TrainParams
 from churnlab.errors import ChurnlabError
 from churnlab.runlog import RunLog
@@ -241,8 +242,19 @@ class ChurnlabModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        """Calibrated probabilities, one per input row."""
-        return self.bundle.predict(pd.DataFrame(model_input))
+        """Calibrated probabilities, one per input row.
+
+        Raises
+        ------
+        MlflowException
+            With the bundle's message (INVALID_PARAMETER_VALUE) when the rows cannot be scored
+            (a season-aware model's missing or invalid cutoff): the scoring server answers 400
+            with that message instead of a generic error and a stack trace.
+        """
+        try:
+            return self.bundle.predict(pd.DataFrame(model_input))
+        except BundleError as err:
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
 def log_model(bundle: ModelBundle, test: pd.DataFrame) -> str:

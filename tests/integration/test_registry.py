@@ -212,6 +212,12 @@ def test_a_season_aware_champion_is_compared_on_the_new_test_rows(store, tmp_pat
     gist = tracking._one_line(err.value)
     assert gist.startswith("Incompatible input types for column cutoff"), gist
     assert "\n" not in gist and len(gist) <= 240
+    # a cutoff that is no date is the model's own error, in the form the scoring server
+    # answers with (HTTP 400 and this message, not a stack trace)
+    bundle = train.ModelBundle.load(tmp_path / "models" / "churn")
+    with pytest.raises(mlflow.exceptions.MlflowException, match="no valid cutoff date") as err:
+        model.predict(tracking.model_input(bundle, test).assign(cutoff="soon"))
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
 def test_a_run_that_raises_is_marked_failed(store, tmp_path, data) -> None:
