@@ -24,8 +24,11 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_demo_runs_every_stage_and_leaves_its_outputs(in_tmp: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--accounts", "400", "--months", "15"])
+    # 24 months: the training cutoffs cover every calendar month, so the models are
+    # season-aware, as they are on the default world and on any two years of real data
+    result = CliRunner().invoke(app, ["demo", "--accounts", "400", "--months", "24"])
     assert result.exit_code == 0, result.output
+    assert result.output.count("season on") == 2, result.output
     stages = ("1/7 synth", "2/7 validate", "3/7 build-dataset", "4/7 train", "5/7 kpis",
               "6/7 score", "7/7 report")  # fmt: skip
     for stage in stages:
@@ -58,6 +61,15 @@ def test_demo_runs_every_stage_and_leaves_its_outputs(in_tmp: Path) -> None:
     report = next((in_tmp / "reports").glob("report_*.html"))
     assert str(report.resolve()) in result.output.replace("\n", "")
     assert report.stat().st_size > 50_000
+
+    # Retraining on the same data is compared with the champion on the same test rows and
+    # promoted (a season-aware champion could not be re-scored until stop 22).
+    again = CliRunner().invoke(app, ["train"])
+    assert again.exit_code == 0, again.output
+    for task in ("churn", "expansion"):
+        assert f"registered churnlab-{task} v2 as champion (not worse than the champion: " in (
+            " ".join(again.output.split())
+        ), again.output
 
 
 def test_demo_help_lists_the_stages() -> None:
