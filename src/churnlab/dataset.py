@@ -225,6 +225,52 @@ def data_changed(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> bool | N
     return fingerprint(con) != recorded
 
 
+BUILD_SETTINGS = (
+    "cutoff_start", "cutoff_end", "cutoff_freq", "windows", "long_windows",
+    "lookback_days", "expansion_min_fraction", "max_event_types", "max_category_levels",
+)  # fmt: skip
+"""``dataset`` settings that shape the rows, features or labels of a training set (besides the
+horizon and the mode, compared as resolved; ``min_positives``/``min_negatives`` are read when
+training, ``out`` and ``engine`` change where and how, not what)."""
+
+
+def settings_mismatch(manifest: Manifest, params: DatasetParams) -> str | None:
+    """How params.yaml's ``dataset`` settings differ from the training set's, or None.
+
+    None also when the manifest predates recording them. Training on a set built with another
+    horizon or windows would register models that predict something else than the params
+    logged with them say (and score with other windows).
+    """
+    if not manifest.params:
+        return None
+    try:
+        built = DatasetParams(**manifest.params)
+    except (TypeError, ValueError):
+        return None  # written by another version of churnlab: nothing to compare with
+    diffs = []
+    mode = params.mode
+    if mode == "auto":  # as the spine resolves it, from the tables the set was built from
+        mode = "contractual" if "subscriptions" in manifest.tables else "orders"
+    if mode != manifest.mode:
+        diffs.append(f"mode {manifest.mode} there, {mode} from params.yaml")
+    if built.window != params.window:
+        diffs.append(f"horizon {built.window.label} there, {params.window.label} in params.yaml")
+    old, new = built.model_dump(mode="json"), params.model_dump(mode="json")
+    diffs += [
+        f"{key} {old[key]} there, {new[key]} in params.yaml"
+        for key in BUILD_SETTINGS
+        if old[key] != new[key]
+    ]
+    if not diffs:
+        return None
+    return (
+        "the training set was built with other dataset settings than params.yaml has now: "
+        + "; ".join(diffs)
+        + ". Run `churnlab build-dataset` to rebuild it with params.yaml (or set the values "
+        "back), so that the models are what the logged params say"
+    )
+
+
 def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, str]:
     """Tasks without enough labeled positives or negatives to train, with a message each.
 

@@ -474,6 +474,13 @@ def save_bundles(bundles: dict[str, ModelBundle], out: Path | str) -> dict[str, 
     return paths
 
 
+def _same_settings(manifest: Manifest, params: Params, ddir: Path) -> None:
+    """Refuse (before any MLflow run) a training set built with other dataset settings."""
+    problem = dataset.settings_mismatch(manifest, params.dataset)
+    if problem:
+        raise dataset.DatasetError(f"{ddir}: {problem}")
+
+
 def train_models(
     params: Params,
     *,
@@ -499,6 +506,7 @@ def train_models(
     """
     ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
     frame, manifest = read_dataset(ddir)
+    _same_settings(manifest, params, ddir)
     summary = train_frame(
         params,
         frame,
@@ -529,6 +537,7 @@ def backtest(
     """
     ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
     frame, manifest = read_dataset(ddir)
+    _same_settings(manifest, params, ddir)
     oracle = _oracle_for(_source_of(params, manifest), manifest)
     tracking.configure(params.tracking)
     name = f"backtest {folds} folds {'+'.join(params.train.tasks)}"

@@ -150,6 +150,47 @@ def test_sufficiency_names_counts_per_cutoff(built):
         dataset.require_sufficient(manifest, strict, "expansion")
 
 
+def test_settings_mismatch_names_what_differs_and_ignores_where_and_how(built):
+    _, manifest = built
+    assert manifest.params and manifest.mode == "contractual"
+    same = (DatasetParams(), DatasetParams(out="elsewhere", engine="spark", min_positives=5),
+            DatasetParams(mode="contractual"), DatasetParams(horizon="90 days"))  # fmt: skip
+    for params in same:
+        assert dataset.settings_mismatch(manifest, params) is None, params
+    problem = dataset.settings_mismatch(manifest, DatasetParams(horizon_days=60, windows=(7, 30)))
+    assert problem is not None
+    assert "horizon 90 days there, 60 days in params.yaml" in problem
+    assert "windows [7, 30, 90] there, [7, 30] in params.yaml" in problem
+    assert "Run `churnlab build-dataset`" in problem
+    problem = dataset.settings_mismatch(manifest, DatasetParams(mode="orders"))
+    assert problem is not None and "mode contractual there, orders from params.yaml" in problem
+    assert "horizon 90 days there, 3 months" in str(
+        dataset.settings_mismatch(manifest, DatasetParams(horizon="3 months"))
+    )
+    unrecorded = replace(manifest, params={})  # a manifest from before params were recorded
+    assert dataset.settings_mismatch(unrecorded, DatasetParams(windows=(7,))) is None
+
+
+def test_train_refuses_a_training_set_built_with_other_settings(world, tmp_path, monkeypatch):
+    from churnlab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "ds"
+    built = CliRunner().invoke(app, ["build-dataset", "--source", str(world), "--out", str(out)])
+    assert built.exit_code == 0, built.output
+    params = tmp_path / "params.yaml"
+    params.write_text(f"dataset:\n  out: {out}\n  horizon_days: 60\n")
+    for command in (["train"], ["backtest", "--folds", "2"]):
+        result = CliRunner().invoke(app, [*command, "--params", str(params)])
+        assert result.exit_code == 1, result.output
+        text = " ".join(result.output.split())
+        assert "horizon 90 days there, 60 days in params.yaml" in text, text
+        assert "Traceback" not in result.output
+    # it fails before any MLflow run: no store was created
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
 def test_build_dataset_command(world, tmp_path):
     from churnlab.cli import app
 
