@@ -40,7 +40,7 @@ from churnlab import (
 )
 from churnlab import load as load_mod
 from churnlab.bundle import ModelBundle
-from churnlab.config import DatasetParams, Params, ScoreParams, flatten
+from churnlab.config import DatasetParams, Params, ScoreParams, flatten, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.load import load
 from churnlab.pipeline import ProgressFn, champion_bundle, stopwatch
@@ -187,6 +187,35 @@ def _score_models(
         if bundle.info.get("calibration_warning"):  # set by train: the level did not hold
             notes.append(f"{task} model, when it was tested: {bundle.info['calibration_warning']}")
     return bundles, notes
+
+
+def in_sample_notes(bundles: dict[str, ModelBundle], cutoff: dt.datetime) -> list[str]:
+    """A note for each model fitted on outcomes after ``cutoff``: a look back with it is biased.
+
+    Fitting (trees, early stopping, calibration) saw the label windows of the training cutoffs
+    and of the validation cutoff, so its knowledge ends at the validation cutoff plus the
+    horizon. Scored before that, accounts it was fitted on are scored with their own future.
+    """
+    out = []
+    for task, bundle in bundles.items():
+        valid, ds = bundle.info.get("valid_cutoff"), bundle.info.get("dataset") or {}
+        horizon = ds.get("horizon") or ds.get("horizon_days") or bundle.info.get("horizon_days")
+        if not valid or not horizon:
+            continue
+        window = parse_horizon(horizon)
+        seen = pd.Timestamp(window.add(pd.Timestamp(valid).to_pydatetime()))
+        if pd.Timestamp(cutoff) >= seen:
+            continue
+        reg = bundle.info.get("registry") or {}
+        name = f"{reg['name']} v{reg['version']}" if reg.get("name") else f"the {task} model"
+        out.append(
+            f"{name} was fitted on outcomes up to {seen:%Y-%m-%d} (validation cutoff "
+            f"{str(valid)[:10]} plus {window.label}), after this as-of date {cutoff:%Y-%m-%d}: "
+            "accounts it was fitted on are scored with knowledge of their own future, so these "
+            "lists look better than they could have then; for an honest look back, train with "
+            "data.as_of set to this date and score with that version"
+        )
+    return out
 
 
 def _version_bundle(params: Params, task: str, version: str) -> ModelBundle:
@@ -353,6 +382,7 @@ def score_accounts(
             drift_table = _described(bundles["churn"], on.drift)
             lap("spark")
             timings |= on.timings
+        notes += in_sample_notes(bundles, cutoff)
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection, campaigns, targets = _choose_audiences(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 
 import duckdb
@@ -190,6 +191,27 @@ def test_a_signature_mismatch_is_refused_naming_the_features(company) -> None:
     msg = str(err.value)
     assert f"missing: {first}" in msg and "extra: brand_new_feature" in msg
     assert f"mistyped: {second} (category, model: float64)" in msg and "retrain" in msg
+
+
+def test_a_look_back_with_a_model_fitted_on_later_outcomes_says_so(company, scored) -> None:
+    # At the data end the champion's fitting (training and validation label windows) is in
+    # the past: no note. Three months earlier its validation labels are still ahead.
+    assert not any("fitted on outcomes" in n for n in scored.notes)
+    bundle, _ = pipeline.champion_bundle(company["params"], "churn")
+    valid = pd.Timestamp(bundle.info["valid_cutoff"])
+    seen = valid + pd.Timedelta(days=bundle.info["horizon_days"])
+    early = actions.score_accounts(company["params"], as_of=valid.to_pydatetime(), budget=None)
+    notes = [n for n in early.notes if "fitted on outcomes" in n]
+    assert len(notes) == 2, early.notes  # both models
+    name = bundle.info["registry"]["name"]
+    assert notes[0].startswith(
+        f"{name} v{bundle.info['registry']['version']} was fitted on outcomes up to "
+        f"{seen:%Y-%m-%d} (validation cutoff {valid:%Y-%m-%d} plus 90 days), after this as-of "
+        f"date {valid:%Y-%m-%d}: "
+    ), notes[0]
+    assert "data.as_of" in notes[0]
+    meta = json.loads((early.folder / "run.json").read_text())
+    assert notes[0] in meta["notes"]  # the report shows run.json's notes
 
 
 def test_scoring_with_another_version_and_the_cli(company) -> None:
