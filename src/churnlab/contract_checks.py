@@ -371,6 +371,23 @@ def _key_problems(
             )
         )
     if unknown_n:
+        fix = (
+            "add these accounts to accounts, or drop their rows (ids must match exactly, "
+            "including case and leading zeros)"
+        )
+        # a common export slip: ids written as decimal numbers (12346.0) in one table
+        decimal = r"regexp_replace(%s, '\.0+$', '')"
+        matched = con.execute(
+            f"""{with_sql}, accn AS (SELECT DISTINCT {decimal % "id"} AS id FROM acc)
+            SELECT count(*) FROM h JOIN accn ON accn.id = {decimal % "h.k"}
+            WHERE {conds["unknown"]}"""
+        ).fetchall()[0][0]
+        if matched:
+            fix = (
+                f"{int(matched):,} of these ids match an account once a trailing '.0' is "
+                "dropped: one of the tables stores the ids as decimal numbers (12346.0); store "
+                "them as text or whole numbers in both"
+            )
         out.append(
             Problem(
                 name,
@@ -378,8 +395,7 @@ def _key_problems(
                 "account ids not found in accounts",
                 rows=int(unknown_n),
                 examples=distinct_examples(conds["unknown"]),
-                fix="add these accounts to accounts, or drop their rows (ids must match exactly, "
-                "including case and leading zeros)",
+                fix=fix,
             )
         )
     if dup_n:

@@ -96,6 +96,24 @@ def test_numeric_ids_match_text_ids(tmp_path: Path) -> None:
     assert found[0].examples == ("'3' (1 row)",)
 
 
+def test_ids_stored_as_decimal_numbers_get_a_hint(tmp_path: Path) -> None:
+    # Online Retail II's raw Customer ID is a float: 12346.0 in one table, 12346 in the other
+    accounts = pd.DataFrame(
+        {"account_id": [12346.0, 12347.0], "created_at": pd.to_datetime(["2024-01-01"] * 2)}
+    )
+    orders = pd.DataFrame(
+        {"account_id": [12346, 12347, 9], "ordered_at": pd.to_datetime(["2024-02-01"] * 3),
+         "amount": 1.0}
+    )  # fmt: skip
+    found = problems_for({"accounts": accounts, "orders": orders}, tmp_path)
+    assert keys(found) == [("orders.account_id", "account ids not found in accounts", 3)]
+    assert found[0].fix.startswith("2 of these ids match an account once a trailing '.0' is")
+    # ids that differ otherwise keep the plain advice
+    orders["account_id"] = [5, 6, 9]
+    found = problems_for({"accounts": accounts, "orders": orders}, tmp_path)
+    assert found[0].fix.startswith("add these accounts to accounts")
+
+
 def test_counts_are_exact_and_examples_capped(tmp_path: Path) -> None:
     n = 12
     accounts = pd.DataFrame(
