@@ -135,6 +135,13 @@ def cutoff_range(
         start = first_revenue + dt.timedelta(days=max(params.windows))
         first = _month_start_on_or_after(start)
     last = _to_midnight(params.cutoff_end) if params.cutoff_end is not None else data_end
+    if last > data_end:
+        raise SpineError(
+            f"dataset.cutoff_end {last:%Y-%m-%d} is after the data end {data_end:%Y-%m-%d %H:%M}: "
+            "cutoffs there would see no rows after the data end, so every account would look "
+            f"as if it had gone quiet; set cutoff_end to {data_end:%Y-%m-%d} or earlier, or "
+            "leave it empty (the data end)"
+        )
     out = []
     t = first
     while t <= last:

@@ -98,6 +98,20 @@ def test_no_cutoff_in_range_is_a_clear_error():
         spine.cutoffs(con, DatasetParams(), dt.datetime(2024, 2, 1), "contractual")
 
 
+def test_a_cutoff_end_after_the_data_end_is_refused():
+    con = load.connect_frames(frames())
+    end = dt.datetime(2024, 9, 15, 12)
+    last = spine.cutoffs(con, DatasetParams(cutoff_end=dt.date(2024, 9, 15)), end, "contractual")
+    assert last[-1] == dt.datetime(2024, 9, 1)  # up to the data end is fine
+    with pytest.raises(spine.SpineError) as err:
+        spine.cutoffs(con, DatasetParams(cutoff_end=dt.date(2024, 12, 1)), end, "contractual")
+    assert str(err.value).startswith(
+        "dataset.cutoff_end 2024-12-01 is after the data end 2024-09-15 12:00: cutoffs there "
+        "would see no rows after the data end"
+    )
+    assert "set cutoff_end to 2024-09-15 or earlier" in str(err.value)
+
+
 def test_cutoffs_must_be_midnight():
     con = load.connect_frames(frames())
     with pytest.raises(spine.SpineError, match="midnight"):
