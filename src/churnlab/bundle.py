@@ -139,10 +139,24 @@ class ModelBundle:
         raw = np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
         return self.calibrator.predict(raw + offset, offset)
 
+    @property
+    def has_amount(self) -> bool:
+        """Whether :meth:`expected_amount` can answer (a regressor, or the mean it fell back to)."""
+        fallback = self.info.get("amount_fallback")
+        return self.amount_booster is not None or (
+            fallback is not None and bool(np.isfinite(fallback))
+        )
+
     def expected_amount(self, frame: pd.DataFrame) -> np.ndarray | None:
-        """The expected label amount given a positive label (expansion), or None without one."""
+        """The expected label amount given a positive label (expansion), or None without one.
+
+        With too few positive rows for a regressor, training stores their mean amount
+        (``info["amount_fallback"]``) and every row gets it.
+        """
         if self.amount_booster is None:
-            return None
+            if not self.has_amount:
+                return None
+            return np.full(len(frame), float(self.info["amount_fallback"]))
         return np.asarray(self.amount_booster.predict(self.matrix(frame)), dtype=float)
 
     def save(self, out: Path | str) -> Path:

@@ -280,10 +280,12 @@ def fit_amount(
 ) -> dict[str, float]:
     """The expected amount given expansion: a LightGBM regressor on the positive rows.
 
-    Fitted on the training cutoffs' positive rows (mean squared error, so that it estimates
-    the mean amount), stopped early on the validation cutoff's, evaluated on the test cutoff's
-    positives by mean absolute error against the training positives' median. Probability x this
-    amount is the expected expansion value.
+    With fewer than 20 training or 5 validation positives, their mean amount instead (the
+    ``amount.fallback_mean`` metric, which training stores as ``info["amount_fallback"]``).
+    The regressor is fitted on the training cutoffs' positive rows (mean squared error, so
+    that it estimates the mean amount), stopped early on the validation cutoff's, evaluated on
+    the test cutoff's positives by mean absolute error against the training positives' median.
+    Probability x this amount is the expected expansion value.
     """
     rows = []
     for part, matrix in zip(parts, X, strict=True):
@@ -293,7 +295,14 @@ def fit_amount(
         rows.append((matrix[keep], amount[keep]))
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = rows
     if len(y_tr) < 20 or len(y_va) < 5:
-        return {"test.amount_rows": float(len(y_te))}
+        # too few expansions for a regressor: their mean amount stands in for every account
+        seen = np.concatenate([y_tr, y_va])
+        out = {"test.amount_rows": float(len(y_te)), "amount.fallback_rows": float(len(seen))}
+        if len(seen):
+            out["amount.fallback_mean"] = float(seen.mean())
+            if len(y_te):
+                out["test.amount_mae"] = float(np.mean(np.abs(seen.mean() - y_te)))
+        return out
     lgb_params, rounds = lightgbm_params(params)
     lgb_params.update({"objective": "regression", "metric": "l2"})
     lgb_params["min_child_samples"] = min(int(lgb_params.get("min_child_samples", 20)), 20)

@@ -423,7 +423,7 @@ def score_lists(
     say = progress or (lambda _m: None)
     churn = bundles["churn"]
     exp = bundles.get("expansion")
-    if exp is not None and exp.amount_booster is None:
+    if exp is not None and not exp.has_amount:
         raise score.ScoreError(
             "the expansion model has no amount model (trained by an older churnlab): retrain "
             "with `churnlab train` to get expected expansion values"

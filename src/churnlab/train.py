@@ -362,6 +362,8 @@ def _train_task(
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
     metrics |= fit.metrics
     bundle.info = _fit_info(task, split, best, manifest, cal_info, metrics)
+    if "amount.fallback_mean" in metrics:  # too few expansions for an amount regressor
+        bundle.info["amount_fallback"] = metrics["amount.fallback_mean"]
     bundle.info["season"] = fit.season_note
     bundle.info["lightgbm"] = {k: v for k, v in fit.lightgbm.items() if k != "num_threads"}
     bundle.info["profile"] = drift.profile(X_train)  # the training rows, for drift at scoring

@@ -114,6 +114,37 @@ def test_bundle_round_trip(tmp_path, churn) -> None:
     assert loaded.categories == {"segment": ["ent", "mid", "smb"]}
 
 
+def test_expected_amount_with_and_without_enough_expansions(tmp_path, data, expansion) -> None:
+    # Enough expansions: a regressor, no fallback.
+    assert expansion.bundle.amount_booster is not None
+    assert "amount_fallback" not in expansion.bundle.info
+    # A small book with 12 expansions before the test cutoff (fewer than the regressor's 20):
+    # their mean amount stands in for every account, and it survives a save and load. Until
+    # stop 22 there was no amount at all, and `score` (and the demo on 100 accounts) stopped
+    # with "the expansion model has no amount model (trained by an older churnlab)".
+    frame, manifest, _ = data
+    split = train.temporal_split(frame, "expansion", manifest.horizon_days)
+    cut, pos = frame["cutoff"], frame["expansion"] == 1
+    in_train = frame.index[pos & cut.isin(split.train_cutoffs)]
+    in_valid = frame.index[pos & (cut == split.valid_cutoff)]
+    kept = [*in_train[:9], *in_valid[:3]]
+    drop = frame.index[pos & cut.isin([*split.train_cutoffs, split.valid_cutoff])].difference(kept)
+    frame = frame.copy()
+    frame.loc[drop, ["expansion", "expansion_amount"]] = [0.0, 0.0]
+    res = train.train_task(frame, manifest, "expansion", PARAMS)
+    bundle = res.bundle
+    assert bundle.amount_booster is None and bundle.has_amount
+    mean = frame.loc[kept, "expansion_amount"].mean()
+    assert bundle.info["amount_fallback"] == pytest.approx(mean)
+    assert res.metrics["amount.fallback_rows"] == 12
+    bundle.save(tmp_path / "few")
+    loaded = train.ModelBundle.load(tmp_path / "few")
+    np.testing.assert_allclose(loaded.expected_amount(res.split.test), mean, rtol=1e-12)
+    # a bundle with neither (trained by a churnlab without the amount model) still says so
+    del loaded.info["amount_fallback"]
+    assert not loaded.has_amount and loaded.expected_amount(res.split.test) is None
+
+
 def test_backtest_folds_mean_and_std(data) -> None:
     frame, manifest, _ = data
     tables = train.backtest(frame, manifest, PARAMS.model_copy(update={"tasks": ("churn",)}), 2)
