@@ -184,8 +184,9 @@ def _score_models(
             notes.append("no expansion model: the expansion list and upsell audiences are empty")
             continue
         bundles[task] = bundle
-        if bundle.info.get("calibration_warning"):  # set by train: the level did not hold
-            notes.append(f"{task} model, when it was tested: {bundle.info['calibration_warning']}")
+        for key in ("model_warning", "calibration_warning"):  # set by train (see pipeline)
+            if bundle.info.get(key):
+                notes.append(f"{task} model, when it was tested: {bundle.info[key]}")
     return bundles, notes
 
 

@@ -408,11 +408,17 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
     with tracking.start(
         f"{result.task} test {result.split.test_cutoff.date()}", nested=True
     ) as cid:
-        warning = train.calibration_warning(result.extra["per_cutoff"], result.extra["season"])
-        tags = {"task": result.task} | ({"calibration_warning": warning} if warning else {})
-        tracking.log(RunLog(tags=tags))
-        if warning:  # scoring with this model repeats it (actions._score_models)
-            result.bundle.info["calibration_warning"] = warning
+        checks = {
+            "model_warning": train.flat_model_warning(result),
+            "calibration_warning": train.calibration_warning(
+                result.extra["per_cutoff"], result.extra["season"]
+            ),
+        }
+        found = {k: v for k, v in checks.items() if v}
+        tracking.log(RunLog(tags={"task": result.task, **found}))
+        # scoring with this model repeats them (actions._score_models)
+        result.bundle.info.update(found)
+        warning = "; and ".join(found.values()) or None
         with tempfile.TemporaryDirectory(prefix="churnlab-train-") as tmp:
             model_uri = _log_task(params, result, Path(tmp), say)
         decision = _register(params, result, model_uri, cid, say)

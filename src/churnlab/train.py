@@ -408,6 +408,26 @@ CALIBRATION_WARN_Z = 3.0
 """...and the gap is more than this many binomial standard errors (beyond sampling noise)."""
 
 
+def flat_model_warning(result: TaskResult) -> str | None:
+    """A warning when the booster has no split at all (every account gets one probability).
+
+    On a small book the trees' minimum leaf size can leave no split that passes: the model is
+    then a constant, and lists ranked by probability x revenue rank by revenue alone.
+    """
+    trees = result.bundle.booster.dump_model().get("tree_info", [])
+    if any(t.get("num_leaves", 1) > 1 for t in trees):
+        return None
+    lgb = result.bundle.info.get("lightgbm", {})
+    leaf = lgb.get("min_child_samples", "?")
+    return (
+        f"the {result.task} model learnt nothing: none of its trees splits, so every account "
+        f"gets the same probability and the lists rank by revenue alone. On "
+        f"{len(result.split.train):,} training rows, no split left the trees' minimum leaf "
+        f"size (train.lightgbm.min_child_samples, {leaf} for the shape chosen) on both sides: "
+        "lower it (for example to 20) or train on more data"
+    )
+
+
 def calibration_warning(per_cutoff: pd.DataFrame, season_note: str) -> str | None:
     """A warning when the probabilities are clearly off in level at the test cutoff, or None.
 

@@ -145,6 +145,22 @@ def test_expected_amount_with_and_without_enough_expansions(tmp_path, data, expa
     assert not loaded.has_amount and loaded.expected_amount(res.split.test) is None
 
 
+def test_a_model_without_a_split_is_warned_about(data, churn) -> None:
+    assert train.flat_model_warning(churn) is None
+    frame, manifest, _ = data
+    huge = TrainParams(
+        lightgbm={**PARAMS.lightgbm, "min_child_samples": 10**6}, shapes=({},)
+    )  # fmt: skip
+    flat = train.train_task(frame, manifest, "churn", huge)
+    assert np.ptp(flat.bundle.predict(flat.split.test)) == 0  # one probability for everyone
+    warning = train.flat_model_warning(flat)
+    assert warning is not None and warning.startswith(
+        "the churn model learnt nothing: none of its trees splits"
+    )
+    assert f"On {len(flat.split.train):,} training rows" in warning
+    assert "min_child_samples, 1000000 for the shape chosen" in warning
+
+
 def test_backtest_folds_mean_and_std(data) -> None:
     frame, manifest, _ = data
     tables = train.backtest(frame, manifest, PARAMS.model_copy(update={"tasks": ("churn",)}), 2)
