@@ -452,6 +452,9 @@ class ScoreParams(_Section):
     """Driver group -> play; the low seat-use driver gets ``seat_play``."""
     seat_play: str = "adoption workshop"
     """The play when the largest reason is low seat utilisation or few active users."""
+    purchase_play: str = "win-back offer"
+    """Orders-only data: the play for a commercial reason (there it is the purchase pattern:
+    recency, frequency, gaps, spend), instead of ``plays["commercial"]``, which is billing."""
     account_columns: tuple[str, ...] = ("name", "segment", "owner", "csm", "industry", "country")
     """Account attributes copied into the lists when the accounts table has them."""
     expansion_max_churn: float = Field(0.35, ge=0, le=1)

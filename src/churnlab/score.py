@@ -11,7 +11,8 @@ At-risk list (customer success)
     ``arr`` (12 x MRR at the as-of; orders-only: net spend of the 12 months before it),
     ``revenue_at_risk`` = probability x ARR, the top reasons (sentence and signed probability
     points, TreeSHAP), the ``driver_group`` of the largest reason that raises the risk, the
-    ``play`` for it (``score.plays``; low seat use gets ``score.seat_play``), and ``rank`` by
+    ``play`` for it (``score.plays``; low seat use gets ``score.seat_play``, a commercial reason
+    on orders-only data ``score.purchase_play``), and ``rank`` by
     revenue at risk (1 = most at stake).
 
 Expansion list (marketing, account managers)
@@ -141,7 +142,10 @@ def plays(reasons: pd.DataFrame, bundle: ModelBundle, params: ScoreParams) -> pd
     measure = {f.name: f.measure or f.name for f in bundle.features}
     group = reasons["reason_1_group"].where(reasons["reason_1_points"] > 0)
     seat = reasons["reason_1_feature"].map(measure).isin(SEAT_MEASURES) & group.notna()
-    play = group.map(params.plays).where(group.notna())
+    plays_ = dict(params.plays)
+    if bundle.info.get("dataset", {}).get("mode") == "orders":  # no billing: purchase cadence
+        plays_["commercial"] = params.purchase_play
+    play = group.map(plays_).where(group.notna())
     play = play.where(~seat, params.seat_play)
     return pd.DataFrame({"driver_group": group, "play": play}, index=reasons.index)
 

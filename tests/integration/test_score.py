@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -123,6 +124,12 @@ def test_reasons_sum_to_the_probability_and_every_driver_group_has_its_play(scor
     assert list(got["play"][: len(groups)]) == [DEFAULT_PLAYS[g] for g in groups]
     assert got["play"].iloc[len(groups)] == params.seat_play
     assert pd.isna(got["play"].iloc[-1])  # nothing raises the risk: no play
+    # On orders-only data a commercial reason is the purchase pattern, not billing.
+    orders = copy.copy(bundle)
+    orders.info = {**bundle.info, "dataset": {**bundle.info["dataset"], "mode": "orders"}}
+    got = score.plays(reasons, orders, params)
+    want = [params.purchase_play if g == "commercial" else DEFAULT_PLAYS[g] for g in groups]
+    assert list(got["play"][: len(groups)]) == want and params.purchase_play == "win-back offer"
     top = scored.at_risk.iloc[0]
     assert top["reason_1"].endswith("points of churn risk") and top["reason_1_points"] > 0
 
