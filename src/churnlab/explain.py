@@ -145,6 +145,15 @@ def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray
     return {f.name: _feature_phrases(bundle, f, X[f.name]) for f in bundle.features}
 
 
+MISSING_PHRASES = {  # by measure: what a missing value means, where it is not "no data"
+    "mean_gap_days": "has no value yet (fewer than two days with an order)",
+    "overdue_ratio": "has no value yet (fewer than two days with an order)",
+    "gap_spread_days": "has no value yet (fewer than three days with an order)",
+}
+"""A missing purchase-cadence value is a fact about the customer (one order day so far, which
+on order data is most customers), and the reasons say so instead of "has no data"."""
+
+
 def _feature_phrases(bundle: ModelBundle, f: Feature, col: pd.Series) -> np.ndarray:
     """The phrase for each value of one feature, built column-wise.
 
@@ -164,7 +173,7 @@ def _feature_phrases(bundle: ModelBundle, f: Feature, col: pd.Series) -> np.ndar
     v = col.to_numpy(dtype=float)
     ok = np.isfinite(v)
     ref = float(bundle.reference.get(name, float("nan")))
-    phrase = np.full(len(v), "has no data", dtype=object)
+    phrase = np.full(len(v), MISSING_PHRASES.get(f.measure or "", "has no data"), dtype=object)
     if kind in ("trend", "change"):
         relative = kind == "trend"
         step = np.round(v[ok] * 100) if relative else v[ok]

@@ -212,3 +212,25 @@ def test_a_value_at_its_usual_level_says_so(bundle: train.ModelBundle) -> None:
     texts = [why[f"reason_{i}"].iloc[0] for i in range(1, 5)]
     login = [t for t in texts if t.startswith("logins in the last 30 days")]
     assert login and login[0].startswith("logins in the last 30 days is 10 (the usual 10): ")
+
+
+def test_a_missing_purchase_gap_says_what_it_means() -> None:
+    from types import SimpleNamespace
+
+    from churnlab.manifest import Feature
+
+    bundle = SimpleNamespace(categories={}, reference={"mean_gap_days": 30.0, "x": 1.0})
+    gap = Feature("mean_gap_days", "mean days between consecutive order days", "commercial",
+                  kind="days", table="orders", measure="mean_gap_days")  # fmt: skip
+    col = pd.Series([np.nan, 45.0])
+    assert explain._feature_phrases(bundle, gap, col).tolist() == [
+        "has no value yet (fewer than two days with an order)",
+        "is 45 (usually 30)",
+    ]
+    spread = Feature("gap_spread_days", "spread", "commercial", kind="days", table="orders",
+                     measure="gap_spread_days")  # fmt: skip
+    assert explain._feature_phrases(bundle, spread, pd.Series([np.nan]))[0].endswith(
+        "(fewer than three days with an order)"
+    )
+    other = Feature("x", "something", "commercial", kind="value", table="orders", measure="x")
+    assert explain._feature_phrases(bundle, other, pd.Series([np.nan]))[0] == "has no data"
