@@ -31,10 +31,19 @@ class Metric:
     name: str
     kind: Kind
     applies_to: Literal[
-        "subscriptions", "orders", "orders_only", "any", "nps", "campaign_events", "tickets"
+        "subscriptions",
+        "orders",
+        "orders_only",
+        "upsell_orders",
+        "any",
+        "nps",
+        "campaign_events",
+        "tickets",
     ]
     """The data the metric needs; ``orders_only``: orders and no subscriptions (buyer metrics
-    describe a non-contractual business; beside subscriptions, orders are add-on purchases)."""
+    describe a non-contractual business; beside subscriptions, orders are add-on purchases);
+    ``upsell_orders``: some orders of kind upsell or cross_sell (else upsell revenue cannot be
+    told apart)."""
     unit: str
     description: str
 
@@ -216,14 +225,14 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "upsell_revenue",
         "outcome",
-        "orders",
+        "upsell_orders",
         "currency",
         "amounts of orders of kind upsell or cross_sell",
     ),
     Metric(
         "upsell_revenue_share",
         "outcome",
-        "orders",
+        "upsell_orders",
         "ratio",
         "upsell revenue share: upsell + cross-sell revenue / total revenue in the period",
     ),

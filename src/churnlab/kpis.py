@@ -170,6 +170,8 @@ def compute(
     has_orders = "orders" in tables and _count(con, "orders") > 0
     if not (has_subs or has_orders):
         raise KpiError("subscriptions and orders are both empty: there is no revenue to report on")
+    if has_orders and _upsell_orders(con):
+        tables.add(UPSELL_ORDERS)  # upsell revenue can be measured: orders say which they are
     start, end = observation_window(con, data)
     grid = periods(params, start, end)
     unit = _SQL_UNIT[params.period]
@@ -296,6 +298,17 @@ def _info(
     for col in ("observed_from", "observed_to", "latest_complete"):
         info[col] = info[col].astype("datetime64[us]")
     return info
+
+
+UPSELL_ORDERS = "upsell_orders"
+"""Stands for "orders marked upsell or cross_sell exist" among the tables the metrics need:
+without any (no kind column, or a retailer's purchases), upsell revenue is not measurable and
+its share is NaN, not a 0% that reads as "no upsell"."""
+
+
+def _upsell_orders(con: duckdb.DuckDBPyConnection) -> bool:
+    sql = f"SELECT count(*) FROM main.orders WHERE kind IN {sql_list(UPSELL_KINDS)}"
+    return int(con.execute(sql).fetchall()[0][0]) > 0
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -94,6 +94,8 @@ _WHY_ABSENT = {
     "subscriptions": "needs subscription data; this data has no subscriptions (orders only)",
     "orders": "needs order data; this data has no orders",
     "orders_only": "applies to orders-only data",
+    "upsell_orders": "needs orders marked upsell or cross_sell (the orders table's kind column); "
+    "this data has none",
     "nps": "no NPS survey responses in the data",
     "campaign_events": "no campaign events in the data",
     "tickets": "no support tickets in the data",

@@ -497,6 +497,17 @@ def test_orders_only_world():
         (pd.Timestamp(r.cohort).month, r.periods_since_signup): r.retained for r in c.itertuples()
     }
     assert got == {(1, 0): 1, (1, 1): 0, (1, 2): 0, (2, 0): 1, (2, 1): 1}
+    # Without any order marked upsell or cross_sell (a retailer's purchases, or no kind
+    # column), upsell revenue cannot be told apart: NaN and not applicable, not 0%.
+    orders = frames["orders"]
+    frames["orders"] = orders.assign(kind=orders["kind"].replace("upsell", None))
+    res = _compute(frames, as_of=dt.datetime(2024, 4, 1))
+    assert res["monthly"]["upsell_revenue_share"].isna().all()
+    assert res["monthly"]["upsell_revenue"].isna().all()
+    cat = res["metrics"].set_index("name")
+    assert not cat.loc["upsell_revenue_share", "applicable"]
+    assert cat.loc["upsell_revenue_share", "applies_to"] == "upsell_orders"
+    assert cat.loc["spend_retention", "applicable"]
 
 
 def test_quarterly_periods():
