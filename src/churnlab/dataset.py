@@ -271,6 +271,19 @@ def settings_mismatch(manifest: Manifest, params: DatasetParams) -> str | None:
     )
 
 
+def require_same_settings(manifest: Manifest, params: DatasetParams, where: Path | str) -> None:
+    """Refuse a training set built with other settings (:func:`settings_mismatch`).
+
+    Raises
+    ------
+    DatasetError
+        Naming the folder and each difference.
+    """
+    problem = settings_mismatch(manifest, params)
+    if problem:
+        raise DatasetError(f"{where}: {problem}")
+
+
 def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, str]:
     """Tasks without enough labeled positives or negatives to train, with a message each.
 

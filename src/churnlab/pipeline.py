@@ -408,13 +408,7 @@ def _train_run(params: Params, result: train.TaskResult, say: ProgressFn) -> dic
     with tracking.start(
         f"{result.task} test {result.split.test_cutoff.date()}", nested=True
     ) as cid:
-        checks = {
-            "model_warning": train.flat_model_warning(result),
-            "calibration_warning": train.calibration_warning(
-                result.extra["per_cutoff"], result.extra["season"]
-            ),
-        }
-        found = {k: v for k, v in checks.items() if v}
+        found = train.task_warnings(result)
         tracking.log(RunLog(tags={"task": result.task, **found}))
         # scoring with this model repeats them (actions._score_models)
         result.bundle.info.update(found)
@@ -480,13 +474,6 @@ def save_bundles(bundles: dict[str, ModelBundle], out: Path | str) -> dict[str, 
     return paths
 
 
-def _same_settings(manifest: Manifest, params: Params, ddir: Path) -> None:
-    """Refuse (before any MLflow run) a training set built with other dataset settings."""
-    problem = dataset.settings_mismatch(manifest, params.dataset)
-    if problem:
-        raise dataset.DatasetError(f"{ddir}: {problem}")
-
-
 def train_models(
     params: Params,
     *,
@@ -512,7 +499,7 @@ def train_models(
     """
     ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
     frame, manifest = read_dataset(ddir)
-    _same_settings(manifest, params, ddir)
+    dataset.require_same_settings(manifest, params.dataset, ddir)  # before any MLflow run
     summary = train_frame(
         params,
         frame,
@@ -543,7 +530,7 @@ def backtest(
     """
     ddir = Path(dataset_dir) if dataset_dir is not None else Path(params.dataset.out)
     frame, manifest = read_dataset(ddir)
-    _same_settings(manifest, params, ddir)
+    dataset.require_same_settings(manifest, params.dataset, ddir)  # before any MLflow run
     oracle = _oracle_for(_source_of(params, manifest), manifest)
     tracking.configure(params.tracking)
     name = f"backtest {folds} folds {'+'.join(params.train.tasks)}"

@@ -408,6 +408,17 @@ CALIBRATION_WARN_Z = 3.0
 """...and the gap is more than this many binomial standard errors (beyond sampling noise)."""
 
 
+def task_warnings(result: TaskResult) -> dict[str, str]:
+    """The warnings a trained task carries (run tags and bundle info keys -> text)."""
+    found = {
+        "model_warning": flat_model_warning(result),
+        "calibration_warning": calibration_warning(
+            result.extra["per_cutoff"], result.extra["season"]
+        ),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
 def flat_model_warning(result: TaskResult) -> str | None:
     """A warning when the booster has no split at all (every account gets one probability).
 
