@@ -54,6 +54,7 @@ def validate(
     Prints a summary and exits 0 if the data is valid; otherwise prints one line per problem
     (table.column, what is wrong, how many rows, examples, how to fix it) and exits 1.
     """
+    from churnlab.load import source_notes
     from churnlab.terminal import print_problems, report_ok
     from churnlab.validate import ValidationFailed, validate_source
 
@@ -61,6 +62,7 @@ def validate(
     try:
         with console.status("validating"):
             summary = validate_source(p.data, data)
+            summary["warnings"] = [*summary["warnings"], *source_notes(p.data, data)]
     except ValidationFailed as err:
         print_problems(err, err_console)
         raise typer.Exit(1) from None

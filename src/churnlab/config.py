@@ -86,6 +86,11 @@ class DataParams(_Section):
     """Text encoding of CSV files (what DuckDB's CSV reader supports without extensions)."""
     coverage_gap_days: int = Field(31, ge=0)
     """Warn when tables' last rows are further apart than this many days."""
+    subscription_end: Literal["auto", "exclusive", "inclusive"] = "auto"
+    """How ``subscriptions.end_at`` is meant: ``exclusive`` (the first moment not covered, the
+    contract's meaning), ``inclusive`` (the last day of service, as many billing exports write
+    it: one day is added) or ``auto`` (inclusive when most renewals start exactly one day after
+    the previous row ends, see :func:`churnlab.coverage.end_is_inclusive`)."""
     tables: dict[str, str] = Field(default_factory=dict)
     """Contract table name -> the user's table name (database sources)."""
     columns: dict[str, dict[str, str]] = Field(default_factory=dict)

@@ -97,3 +97,45 @@ def coverage_warnings(
                 f"data.as_of: {t:%Y-%m-%d} in params.yaml to stop the data there"
             )
     return out
+
+
+INCLUSIVE_SHARE = 0.5
+"""``auto`` reads ``subscriptions.end_at`` as inclusive when at least this share of an
+account's consecutive rows start exactly one day after the previous one ends (and more of them
+do than start the moment it ends)."""
+
+
+def end_is_inclusive(setting: str, pairs: int, one_day: int, touching: int) -> bool:
+    """Whether ``subscriptions.end_at`` is the last day of service (``data.subscription_end``).
+
+    Parameters
+    ----------
+    setting : {"auto", "exclusive", "inclusive"}
+        ``data.subscription_end``.
+    pairs, one_day, touching : int
+        Consecutive row pairs of an account; of them, the next row starting exactly one day
+        after ``end_at``; and starting at ``end_at`` (contiguous in the contract's meaning).
+    """
+    if setting != "auto":
+        return setting == "inclusive"
+    return pairs > 0 and one_day >= INCLUSIVE_SHARE * pairs and one_day > touching
+
+
+def inclusive_note(setting: str, pairs: int, one_day: int) -> str:
+    """What was done with inclusive end dates, for validate and build-dataset to print."""
+    why = (
+        f"{one_day:,} of {pairs:,} renewals ({one_day / pairs:.0%}) start the day after the "
+        "previous row ends"
+        if pairs
+        else "data.subscription_end: inclusive"
+    )
+    return (
+        f"subscriptions.end_at read as the last day of service ({why}), so one day is added to "
+        "every end_at; without it each such account would look churned for a day and the "
+        "labels of cutoffs whose window ends on that day would be wrong"
+        + (
+            "; set data.subscription_end: exclusive to keep them as written"
+            if setting == "auto"
+            else ""
+        )  # fmt: skip
+    )

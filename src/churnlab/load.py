@@ -17,7 +17,7 @@ import pandas as pd
 
 from churnlab.atomic import atomic_file
 from churnlab.config import DataParams
-from churnlab.coverage import observed_end
+from churnlab.coverage import end_is_inclusive, inclusive_note, observed_end
 from churnlab.errors import ChurnlabError
 from churnlab.schema import TABLES
 from churnlab.sources import (
@@ -59,9 +59,69 @@ def typed_views(con: duckdb.DuckDBPyConnection, data: DataParams) -> None:
                     exprs.append(f"{timestamp_expr(quote(c), source_type=ctype)} AS {quote(c)}")
                 else:
                     exprs.append(f"{quote(c)} AS {quote(c)}")
+        view = AS_GIVEN if name == "subscriptions" else name  # read by _subscription_end
         con.execute(
-            f"CREATE OR REPLACE VIEW main.{name} AS SELECT {', '.join(exprs)} FROM {RAW}.{name}"
+            f"CREATE OR REPLACE VIEW main.{view} AS SELECT {', '.join(exprs)} FROM {RAW}.{name}"
         )
+    if "subscriptions" in raw_tables(con):
+        _subscription_end(con, data)
+
+
+AS_GIVEN = "_cl_subscriptions_as_given"
+"""The typed subscriptions before any end-date reading (what :func:`end_gaps` measures)."""
+
+
+def end_gaps(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """Consecutive subscription rows of an account: pairs, one day apart, and touching."""
+    table = AS_GIVEN if _exists(con, AS_GIVEN) else "subscriptions"
+    row = con.execute(
+        f"""WITH s AS (SELECT end_at, lead(start_at) OVER (PARTITION BY account_id
+                                 ORDER BY start_at, end_at) AS nxt FROM main.{table})
+        SELECT count(*), count(*) FILTER (WHERE nxt = end_at + INTERVAL 1 DAY),
+               count(*) FILTER (WHERE nxt = end_at)
+        FROM s WHERE nxt IS NOT NULL AND end_at IS NOT NULL"""
+    ).fetchall()[0]
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def subscription_end_notes(con: duckdb.DuckDBPyConnection, data: DataParams) -> list[str]:
+    """The note to print when end dates were read as inclusive (else nothing)."""
+    if "subscriptions" not in present_tables(con):
+        return []
+    pairs, one_day, touching = end_gaps(con)
+    if not end_is_inclusive(data.subscription_end, pairs, one_day, touching):
+        return []
+    return [inclusive_note(data.subscription_end, pairs, one_day)]
+
+
+def source_notes(data: DataParams, source: str | None = None) -> list[str]:
+    """:func:`subscription_end_notes` of a source that passed validation (``churnlab validate``)."""
+    con = open_source(data, source or data.source)
+    try:
+        typed_views(con, data)
+        return subscription_end_notes(con, data)
+    finally:
+        con.close()
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_name = ?",
+            [name],
+        ).fetchall()[0][0]
+    )
+
+
+def _subscription_end(con: duckdb.DuckDBPyConnection, data: DataParams) -> None:
+    """Read inclusive end dates (``data.subscription_end``) as the contract's exclusive ends."""
+    shift = end_is_inclusive(data.subscription_end, *end_gaps(con))
+    end = "end_at + INTERVAL 1 DAY" if shift else "end_at"
+    con.execute(
+        f"CREATE OR REPLACE VIEW main.subscriptions AS SELECT * REPLACE ({end} AS end_at) "
+        f"FROM main.{AS_GIVEN}"
+    )
 
 
 def _cast(expr: str, dtype: str, source_type: str | None = None) -> str:

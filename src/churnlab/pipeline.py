@@ -48,7 +48,7 @@ from churnlab.config import (
 )
 from churnlab.coverage import coverage_warnings
 from churnlab.errors import ChurnlabError
-from churnlab.load import last_rows, load
+from churnlab.load import last_rows, load, subscription_end_notes
 from churnlab.manifest import Manifest
 from churnlab.runlog import RunLog
 from churnlab.sources import mask_password
@@ -125,7 +125,7 @@ def build_dataset(
         try:
             coverage = coverage_warnings(
                 last_rows(con), params.data.coverage_gap_days, params.data.as_of
-            )
+            ) + subscription_end_notes(con, params.data)
             frame, manifest = dataset.build(
                 con, params.dataset, params.data, source=mask_password(src), progress=say
             )
@@ -158,7 +158,7 @@ def _build_on_spark(
         tables = spark_engine.read_tables(spark, params.data, src)
         coverage = coverage_warnings(
             tables.last_rows(), params.data.coverage_gap_days, params.data.as_of
-        )
+        ) + list(tables.notes)
         manifest = spark_dataset.write(
             spark,
             tables,

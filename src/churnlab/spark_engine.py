@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnlab.config import DataParams, SparkParams
+from churnlab.coverage import end_is_inclusive, inclusive_note
 from churnlab.errors import ChurnlabError
 from churnlab.feature_specs import FeatureError
 from churnlab.schema import REVENUE_TABLES, TABLES, Table
@@ -201,6 +202,8 @@ class SparkTables:
 
     source: str
     frames: dict[str, DataFrame]
+    notes: tuple[str, ...] = ()
+    """What reading did that the user should know (inclusive end dates, as on DuckDB)."""
 
     @property
     def names(self) -> list[str]:
@@ -285,7 +288,31 @@ def read_tables(spark: SparkSession, data: DataParams, source: str) -> SparkTabl
         raise SparkEngineError(
             f"cannot read the data contract from {source}: " + "; ".join(problems)
         )
-    return SparkTables(source, frames)
+    notes: list[str] = []
+    if "subscriptions" in frames:
+        frames["subscriptions"], notes = _subscription_end(frames["subscriptions"], data)
+    return SparkTables(source, frames, tuple(notes))
+
+
+def _subscription_end(subs: DataFrame, data: DataParams) -> tuple[DataFrame, list[str]]:
+    """Inclusive end dates read as exclusive ends (:func:`churnlab.load.typed_views` on DuckDB)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("account_id").orderBy("start_at", "end_at")
+    nxt = subs.select("end_at", F.lead("start_at").over(w).alias("nxt")).where(
+        F.col("nxt").isNotNull() & F.col("end_at").isNotNull()
+    )
+    row = nxt.agg(
+        F.count(F.lit(1)).alias("pairs"),
+        F.sum((F.col("nxt") == F.col("end_at") + F.expr("INTERVAL 1 DAY")).cast("int")).alias("d"),
+        F.sum((F.col("nxt") == F.col("end_at")).cast("int")).alias("t"),
+    ).collect()[0]
+    pairs, one_day, touching = int(row["pairs"]), int(row["d"] or 0), int(row["t"] or 0)
+    if not end_is_inclusive(data.subscription_end, pairs, one_day, touching):
+        return subs, []
+    shifted = subs.withColumn("end_at", F.col("end_at") + F.expr("INTERVAL 1 DAY"))
+    return shifted, [inclusive_note(data.subscription_end, pairs, one_day)]
 
 
 _DATABASES = re.compile(

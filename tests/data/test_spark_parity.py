@@ -375,3 +375,31 @@ def test_spark_written_set_reads_back_as_duckdbs_and_a_failed_write_keeps_the_la
     assert out.resolve() == first
     assert_same_frame(duck, dataset.read(out)[0])
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_inclusive_end_dates_are_read_as_on_duckdb(spark, world, tmp_path):
+    source = tmp_path / "inclusive"
+    shutil.copytree(world, source, ignore=shutil.ignore_patterns("oracle"))
+    subs = pd.read_parquet(world / "subscriptions.parquet")
+    subs["end_at"] = subs["end_at"] - pd.Timedelta(days=1)  # the last day of service
+    subs.to_parquet(source / "subscriptions.parquet")
+    data = DataParams(source=str(source))
+    tables = se.read_tables(spark, data, str(source))
+    assert len(tables.notes) == 1 and "last day of service" in tables.notes[0]
+    con = load.load(data)
+    try:
+        assert load.subscription_end_notes(con, data) == list(tables.notes)
+        duck = con.execute("SELECT account_id, start_at, end_at FROM main.subscriptions").df()
+    finally:
+        con.close()
+    got = tables.frames["subscriptions"].select("account_id", "start_at", "end_at").toPandas()
+    key = ["account_id", "start_at"]
+    duck = duck.sort_values(key).reset_index(drop=True)
+    got = got.sort_values(key).reset_index(drop=True)
+    orig = subs.sort_values(key).reset_index(drop=True)
+    assert (duck["end_at"] == orig["end_at"] + pd.Timedelta(days=1)).where(orig["end_at"].notna(),
+                                                                          True).all()  # fmt: skip
+    pd.testing.assert_series_equal(
+        pd.to_datetime(got["end_at"]).astype("datetime64[us]"),
+        pd.to_datetime(duck["end_at"]).astype("datetime64[us]"),
+    )
