@@ -102,7 +102,9 @@ def coverage_warnings(
 INCLUSIVE_SHARE = 0.5
 """``auto`` reads ``subscriptions.end_at`` as inclusive when at least this share of an
 account's consecutive rows start exactly one day after the previous one ends (and more of them
-do than start the moment it ends)."""
+do than start the moment it ends)..."""
+INCLUSIVE_MIN_PAIRS = 10
+"""...among at least this many consecutive pairs (a few real one-day lapses decide nothing)."""
 
 
 def end_is_inclusive(setting: str, pairs: int, one_day: int, touching: int) -> bool:
@@ -118,7 +120,9 @@ def end_is_inclusive(setting: str, pairs: int, one_day: int, touching: int) -> b
     """
     if setting != "auto":
         return setting == "inclusive"
-    return pairs > 0 and one_day >= INCLUSIVE_SHARE * pairs and one_day > touching
+    return (
+        pairs >= INCLUSIVE_MIN_PAIRS and one_day >= INCLUSIVE_SHARE * pairs and one_day > touching
+    )
 
 
 def inclusive_note(setting: str, pairs: int, one_day: int) -> str:

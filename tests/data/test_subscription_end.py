@@ -17,7 +17,7 @@ import pytest
 
 from churnlab import dataset, load, synth
 from churnlab.config import DataParams, DatasetParams, SynthParams
-from churnlab.coverage import INCLUSIVE_SHARE, end_is_inclusive
+from churnlab.coverage import INCLUSIVE_MIN_PAIRS, INCLUSIVE_SHARE, end_is_inclusive
 
 
 def test_the_rule() -> None:
@@ -25,8 +25,10 @@ def test_the_rule() -> None:
     assert not end_is_inclusive("auto", 100, 40, 5)  # under half the renewals
     assert not end_is_inclusive("auto", 100, 50, 50)  # as many touch as leave a day
     assert not end_is_inclusive("auto", 0, 0, 0)  # one row per account: nothing to tell
+    assert not end_is_inclusive("auto", 9, 9, 0)  # a few lapses of a day decide nothing
+    assert end_is_inclusive("auto", 10, 9, 0)
     assert end_is_inclusive("inclusive", 0, 0, 0) and not end_is_inclusive("exclusive", 9, 9, 0)
-    assert INCLUSIVE_SHARE == 0.5
+    assert (INCLUSIVE_SHARE, INCLUSIVE_MIN_PAIRS) == (0.5, 10)
 
 
 @pytest.fixture(scope="module")
