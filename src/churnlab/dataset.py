@@ -23,7 +23,7 @@ import pandas as pd
 
 from churnlab import btyd, features, labels, spine, timeline
 from churnlab.atomic import atomic_dir
-from churnlab.config import DataParams, DatasetParams, parse_horizon
+from churnlab.config import DataParams, DatasetParams, Params, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.load import data_end, drop_temp_tables, present_tables
 from churnlab.manifest import Feature, Manifest
@@ -348,6 +348,42 @@ def horizons_that_fit(manifest: Manifest) -> list[tuple[str, int]]:
         if train:
             out.append((text, len(labeled)))
     return out
+
+
+def account_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The ``accounts`` columns and their DuckDB types."""
+    return features.columns(con, "accounts")
+
+
+def unused_columns(columns: dict[str, str], manifest: Manifest, params: Params) -> list[str]:
+    """A note naming the ``accounts`` columns that did not become features, and why (or none).
+
+    ``columns`` maps each accounts column to its type name (DuckDB's or Spark's). Only numbers
+    and text with at most ``dataset.max_category_levels`` distinct values before the last cutoff
+    become profile features; dates, lists and identifier-like text are left out. Columns the
+    lists display (``score.account_columns``) are not named: they are known to be for people.
+    """
+    max_levels = params.dataset.max_category_levels
+    shown = params.score.account_columns
+    used = {f.name for f in manifest.features}
+    left = []
+    for column, ctype in columns.items():
+        name = features.slug(column)
+        name = f"account_{name}" if name in {"account_id", "cutoff"} else name
+        if column in ("account_id", "created_at", *shown) or name in used:
+            continue
+        if ctype.upper() in ("VARCHAR", "STRING"):
+            left.append(
+                f"{column} (text with more than dataset.max_category_levels = {max_levels} "
+                "distinct values before the last cutoff, or none: raise that setting if it is a "
+                "category)"
+            )
+        else:
+            left.append(
+                f"{column} ({ctype}: only number and text columns become features; store it as "
+                "a number, for example days since created_at, if it should count)"
+            )
+    return ["accounts columns not used as features: " + "; ".join(left)] if left else []
 
 
 def split_warning(manifest: Manifest) -> str | None:

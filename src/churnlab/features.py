@@ -64,7 +64,7 @@ def _ts(t: dt.datetime) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {
         r[0]: r[1]
         for r in con.execute(
@@ -77,7 +77,7 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
 
 def _has_values(con: duckdb.DuckDBPyConnection, table: str, column: str, last: dt.datetime) -> bool:
     """Whether ``column`` has a value in a row before the last cutoff (stops at the first)."""
-    if column not in _columns(con, table):
+    if column not in columns(con, table):
         return False
     ts = TABLES[table].time_column
     rows = con.execute(
@@ -126,7 +126,7 @@ def _account_columns(
     given: dict[str, tuple[str, ...]],
 ) -> tuple[Account, ...]:
     out = []
-    for col, ctype in _columns(con, "accounts").items():
+    for col, ctype in columns(con, "accounts").items():
         if col in ("account_id", "created_at"):
             continue
         name = slug(col)

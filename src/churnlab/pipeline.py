@@ -129,6 +129,7 @@ def build_dataset(
             frame, manifest = dataset.build(
                 con, params.dataset, params.data, source=mask_password(src), progress=say
             )
+            coverage += dataset.unused_columns(dataset.account_types(con), manifest, params)
         finally:
             con.close()
         say(f"writing {target}")
@@ -167,6 +168,10 @@ def _build_on_spark(
             target,
             source=mask_password(src),
             progress=say,
+        )
+        schema = tables.frames["accounts"].schema
+        coverage += dataset.unused_columns(
+            {f.name: f.dataType.typeName() for f in schema}, manifest, params
         )
     return manifest, coverage
 
