@@ -384,6 +384,8 @@ def score_accounts(
             lap("spark")
             timings |= on.timings
         notes += in_sample_notes(bundles, cutoff)
+        band = score.band_note(at_risk["churn_probability"].to_numpy(), params.score.risk_bands)
+        notes += [band] if band else []
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection, campaigns, targets = _choose_audiences(

@@ -137,6 +137,37 @@ def risk_bands(p: np.ndarray, bands: dict[str, float]) -> np.ndarray:
     return out
 
 
+def band_note(p: np.ndarray, bands: dict[str, float], *, min_accounts: int = 20) -> str | None:
+    """A note when the top risk band holds more than half of the scored accounts, else None.
+
+    The bands are absolute churn probabilities; on a book whose churn level is above the top
+    threshold (real order histories often lose 40-50% of their buyers in a horizon) nearly
+    everyone is "high", the band singles out no one and campaigns limited to it reach almost
+    everyone. The note gives thresholds taken from this scoring's probabilities that put the top
+    10% of accounts in the top band, the next 20% in the next, and so on.
+    """
+    p = np.asarray(p, dtype=float)
+    p = p[np.isfinite(p)]
+    if not bands or len(p) < min_accounts:
+        return None
+    ordered = sorted(bands.items(), key=lambda kv: kv[1], reverse=True)
+    top, threshold = ordered[0]
+    share = float(np.mean(p >= threshold))
+    if share <= 0.5:
+        return None
+    suggested = {
+        name: round(float(np.quantile(p, 1.0 - 0.1 * (2 * i + 1))), 2)
+        for i, (name, _) in enumerate(ordered[:5])
+    }
+    rendered = ", ".join(f"{name}: {value:.2f}" for name, value in suggested.items())
+    return (
+        f"{share:.0%} of the {len(p):,} scored accounts are in the '{top}' risk band (churn "
+        f"probability >= {threshold:g}): this book's churn level is above score.risk_bands, so "
+        f"the band singles out no one and campaigns limited to it reach almost everyone; to band "
+        f"by rank (top 10%, next 20%, ...) set score.risk_bands: {{{rendered}}}"
+    )
+
+
 def plays(reasons: pd.DataFrame, bundle: ModelBundle, params: ScoreParams) -> pd.DataFrame:
     """The driver group of the largest reason that raises the risk, and the play for it."""
     measure = {f.name: f.measure or f.name for f in bundle.features}

@@ -221,6 +221,48 @@ def test_a_look_back_with_a_model_fitted_on_later_outcomes_says_so(company, scor
     assert notes[0] in meta["notes"]  # the report shows run.json's notes
 
 
+def test_a_top_band_holding_most_accounts_says_so_with_thresholds_from_the_data(
+    company, scored
+) -> None:
+    # The default bands single out the riskiest accounts here: no note.
+    assert not any("risk band" in n for n in scored.notes), scored.notes
+    p = scored.at_risk["churn_probability"].to_numpy()
+    low = float(np.quantile(p, 0.2))  # a top threshold 80% of the accounts reach
+    params = company["params"]
+    params = params.model_copy(
+        update={"score": params.score.model_copy(update={"risk_bands": {"high": low}})}
+    )
+    run = actions.score_accounts(params, budget=None)
+    notes = [n for n in run.notes if "risk band" in n]
+    assert len(notes) == 1, run.notes
+    share = float(np.mean(p >= low))
+    assert notes[0].startswith(
+        f"{share:.0%} of the {len(p):,} scored accounts are in the 'high' risk band (churn "
+        f"probability >= {low:g}): "
+    ), notes[0]
+    top10 = round(float(np.quantile(p, 0.9)), 2)
+    assert notes[0].endswith(f"set score.risk_bands: {{high: {top10:.2f}}}"), notes[0]
+    meta = json.loads((run.folder / "run.json").read_text())
+    assert notes[0] in meta["notes"]
+    # the suggestion, applied, bands about a tenth of the accounts as high and gives no note
+    again = params.model_copy(
+        update={"score": params.score.model_copy(update={"risk_bands": {"high": top10}})}
+    )
+    rerun = actions.score_accounts(again, budget=None)
+    assert not any("risk band" in n for n in rerun.notes), rerun.notes
+    assert 0.05 <= (rerun.at_risk["risk_band"] == "high").mean() <= 0.15
+
+
+def test_band_note_suggests_one_threshold_per_band_from_the_top() -> None:
+    p = np.linspace(0.0, 1.0, 101)  # quantiles are the probabilities themselves
+    note = score.band_note(p, {"high": 0.3, "medium": 0.1})
+    assert note is not None and note.startswith("70% of the 101 scored accounts")
+    assert note.endswith("set score.risk_bands: {high: 0.90, medium: 0.70}"), note
+    assert score.band_note(p, {"high": 0.6, "medium": 0.1}) is None  # 40% in the top band
+    assert score.band_note(p[:10], {"high": 0.0}) is None  # too few accounts to say
+    assert score.band_note(p, {}) is None
+
+
 def test_scoring_with_another_version_and_the_cli(company) -> None:
     # A second training run of churn only: version 2 becomes champion; score with v1 too.
     params = company["params"]
