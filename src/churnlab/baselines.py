@@ -23,9 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from churnlab import btyd
+from churnlab import btyd, btyd_population
 from churnlab.calibration import Calibrator, fit_calibrator, fit_offset_platt
-from churnlab.errors import ChurnlabError
 from churnlab.manifest import ACTIVITY_MEASURES, RECENCY_MEASURES, Feature, Manifest
 
 
@@ -253,23 +252,23 @@ def _heuristic(X: pd.DataFrame, task: str, chosen: dict[str, str | None]) -> np.
     return np.asarray(np.mean(parts, axis=0), dtype=float)
 
 
-def btyd_baseline(
-    train_rows: pd.DataFrame, test_rows: pd.DataFrame, task: str, manifest: Manifest
-) -> np.ndarray | None:
+def btyd_baseline(test_rows: pd.DataFrame, task: str, manifest: Manifest) -> np.ndarray | None:
     """Orders-only churn: a BG/NBD model's P(no purchase in the horizon) for the test rows.
 
-    Fitted by maximum likelihood on the training cutoffs' purchase histories only (rows
-    without an order before their cutoff are left out of the fit; they score as missing
-    history, the population's mean).
+    Scored with the test cutoff's fit from the manifest (``btyd_fits``): fitted at the training
+    set's build on every customer with a purchase before that cutoff, not on the training rows,
+    which hold recent buyers only (see :mod:`churnlab.btyd_population`). None when there is no
+    fit (not orders-only churn, a training set built before stop 24, or a cutoff with too little
+    history): the baseline is left out, not faked. Rows without an order before their cutoff
+    score as the population's mean.
     """
     cols = ("btyd_frequency", "btyd_recency", "btyd_T")
     if task != "churn" or manifest.mode != "orders" or any(c not in test_rows for c in cols):
         return None
-    fit_rows = train_rows.dropna(subset=list(cols))
-    try:
-        params = btyd.fit(*(fit_rows[c].to_numpy(dtype=float) for c in cols))
-    except ChurnlabError:
-        return None  # too little history for a fit: the baseline is left out, not faked
+    cutoffs = test_rows["cutoff"].unique()
+    params = btyd_population.params_at(manifest.btyd_fits, pd.Timestamp(cutoffs[0]))
+    if len(cutoffs) != 1 or params is None:
+        return None
     rfm = test_rows[["account_id", "cutoff", *cols]].rename(
         columns={"btyd_frequency": "frequency", "btyd_recency": "recency", "btyd_T": "T"}
     )

@@ -12,7 +12,9 @@ observed), all measured from the first purchase.
 Flow: :func:`rfm_at_cutoffs` (point-in-time ``x, t_x, T`` per ``(account_id, cutoff)``) ->
 :func:`fit` (maximum likelihood) -> :func:`score_at_cutoffs` (``p_alive``,
 ``expected_purchases``, ``p_churn``). ``p_churn`` is :func:`p_no_purchase` over the horizon: the
-model's probability of exactly churnlab's orders-only churn label.
+model's probability of exactly churnlab's orders-only churn label. The model describes a random
+customer, so it is fitted on all of them (:mod:`churnlab.btyd_population`: at each cutoff, every
+customer with a purchase before it), never on the training rows, which are recent buyers only.
 
 Why a small scipy fit and not pymc-marketing
 --------------------------------------------

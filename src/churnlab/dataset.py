@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from churnlab import btyd, features, labels, spine, timeline
+from churnlab import btyd, btyd_population, features, labels, spine, timeline
 from churnlab.atomic import atomic_dir
 from churnlab.config import DataParams, DatasetParams, Params, parse_horizon
 from churnlab.errors import ChurnlabError
@@ -92,8 +92,14 @@ def build(
     timings["spine"] = time.perf_counter() - t0
     say(f"computing features for {len(sp):,} rows over {len(cuts)} cutoffs")
     frame, feats = _features_and_labels(con, sp, params, mode, end, timings, say)
+    btyd_fits: tuple[dict[str, Any], ...] = ()
     if mode == "orders":
         frame = _with_purchase_history(con, frame)
+        say("fitting the BG/NBD baseline at each cutoff")
+        t3 = time.perf_counter()
+        present = sorted(pd.Timestamp(c).to_pydatetime() for c in sp["cutoff"].unique())
+        btyd_fits = btyd_population.fits(btyd_population.duckdb_population(con, present))
+        timings["btyd"] = time.perf_counter() - t3
     say("fingerprinting the data")
     manifest = Manifest(
         mode=mode,
@@ -113,6 +119,7 @@ def build(
         params=params.model_dump(mode="json"),
         built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         timings_s={k: round(v, 3) for k, v in timings.items()},
+        btyd_fits=btyd_fits,
     )
     return frame, manifest
 

@@ -161,6 +161,9 @@ class Manifest:
         When (UTC, ISO).
     timings_s : dict
         Seconds per stage.
+    btyd_fits : tuple of dict
+        Orders-only: the BG/NBD baseline's parameters at each cutoff, fitted on every customer
+        with a purchase before it (:func:`churnlab.btyd_population.fits`).
     """
 
     mode: str
@@ -180,6 +183,7 @@ class Manifest:
     params: dict[str, Any] = field(default_factory=dict)
     built_at: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+    btyd_fits: tuple[dict[str, Any], ...] = ()
 
     @property
     def window(self) -> Horizon:
@@ -211,6 +215,7 @@ class Manifest:
         for key in ("windows", "cutoffs", "event_types", "label_columns", "tables"):
             out[key] = list(out[key])
         out["per_cutoff"] = [dict(r) for r in self.per_cutoff]
+        out["btyd_fits"] = [dict(r) for r in self.btyd_fits]
         return out
 
     @classmethod
@@ -223,6 +228,7 @@ class Manifest:
             if key in args:
                 args[key] = tuple(args[key])
         args["per_cutoff"] = tuple(dict(r) for r in d.get("per_cutoff", []))
+        args["btyd_fits"] = tuple(dict(r) for r in d.get("btyd_fits", []))
         return cls(**args)
 
     def write(self, path: Path | str) -> None:

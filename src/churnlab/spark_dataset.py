@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from churnlab import btyd_population as bp
 from churnlab import dataset, spine
 from churnlab import spark_engine as se
 from churnlab import spark_features as sf
@@ -171,6 +172,52 @@ def purchase_history(
     )
 
 
+def population_fits(
+    spark: SparkSession, tables: se.SparkTables, cutoffs: Sequence[dt.datetime]
+) -> tuple[dict[str, Any], ...]:
+    """The BG/NBD fit at each cutoff on every customer before it (see :mod:`btyd_population`).
+
+    The same sample of accounts as on DuckDB (smallest MD5 of the id), the same histories
+    (:func:`purchase_history`) and the same fit.
+    """
+    from pyspark.sql import functions as F
+
+    orders = tables.frames["orders"].where(
+        F.expr(NOT_REFUND) & F.col("ordered_at").isNotNull() & F.col("account_id").isNotNull()
+    )
+    sample = (
+        orders.groupBy(F.col("account_id").cast("string").alias("account_id"))
+        .agg(se.micros(F.min("ordered_at")).alias("first_us"))
+        .orderBy(F.md5(F.col("account_id")), "account_id")
+        .limit(bp.POPULATION_LIMIT)
+        .toArrow()
+        .to_pandas()
+    )
+    firsts = pd.DataFrame(
+        {"account_id": sample["account_id"].astype(str),
+         "first_at": pd.to_datetime(sample["first_us"].astype("int64"), unit="us")}
+    )  # fmt: skip
+    sp = bp.spine(firsts, cutoffs)
+    if sp.empty:
+        return ()
+    us = sp["cutoff"].astype("datetime64[us]").astype("int64")
+    frame = spark.createDataFrame(
+        pd.DataFrame({"account_id": sp["account_id"], "c": us}), "account_id string, c long"
+    ).select("account_id", F.timestamp_micros(F.col("c")).alias("cutoff"))
+    got = (
+        purchase_history(tables, frame)
+        .select(se.micros(F.col("cutoff")).alias("c"), *dataset.BTYD_COLUMNS)
+        .toArrow()
+        .to_pandas()
+    )
+    rfm = pd.DataFrame(
+        {"cutoff": pd.to_datetime(got["c"].astype("int64"), unit="us"),
+         "frequency": got["btyd_frequency"].astype(float),
+         "recency": got["btyd_recency"].astype(float), "T": got["btyd_T"].astype(float)}
+    )  # fmt: skip
+    return bp.fits(rfm)
+
+
 # --------------------------------------------------------------------------------------------
 # The training set
 # --------------------------------------------------------------------------------------------
@@ -190,6 +237,7 @@ class _Assembled:
     timings: dict[str, float]
     started: float  # when the features started (perf_counter): they run when the frame does
     cached: list[DataFrame]
+    btyd_fits: tuple[dict[str, Any], ...] = ()
 
 
 def build(
@@ -344,10 +392,13 @@ def _assemble(
             y = compute_labels(spark, tables, sp, spine_cuts, params, mode, end, steps=steps)
             frame = x.join(y, ["account_id", "cutoff"], "left")
             extra: tuple[str, ...] = ()
+            fits: tuple[dict[str, Any], ...] = ()
             if mode == "orders":
                 rfm = purchase_history(tables, sp)
                 frame = frame.join(rfm, ["account_id", "cutoff"], "left")
                 extra = dataset.BTYD_COLUMNS
+                say("fitting the BG/NBD baseline at each cutoff (Spark)")
+                fits = population_fits(spark, tables, spine_cuts)
     except BaseException:
         sf.release(cached)
         raise
@@ -357,7 +408,9 @@ def _assemble(
         F.col("cutoff").cast("timestamp_ntz").alias("cutoff"),
         *[F.col(sf.quote_col(c)) for c in cols],
     )
-    return _Assembled(frame, feats, extra, rows, mode, end, cuts, timings, started, cached)
+    return _Assembled(
+        frame, feats, extra, rows, mode, end, cuts, timings, started, cached, fits
+    )
 
 
 def _per_cutoff(frame: DataFrame) -> list[dict[str, Any]]:
@@ -412,6 +465,7 @@ def _manifest(
         params=params.model_dump(mode="json"),
         built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         timings_s={k: round(v, 3) for k, v in built.timings.items()},
+        btyd_fits=built.btyd_fits,
     )
 
 

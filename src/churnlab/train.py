@@ -343,7 +343,7 @@ def _train_task(
         "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
     }
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
-    btyd_scores = btyd_baseline(split.train, split.test, task, manifest)
+    btyd_scores = btyd_baseline(split.test, task, manifest)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
     metrics = _metrics(test, y_test, scores, value, y_valid, bundle.predict(split.valid))

@@ -213,6 +213,14 @@ def _same_manifest(a, b) -> None:
     for key in ("mode", "horizon_days", "windows", "data_end", "cutoffs", "per_cutoff", "rows",
                 "features", "event_types", "label_columns", "tables", "params"):  # fmt: skip
         assert getattr(a, key) == getattr(b, key), key
+    # the BG/NBD baseline's fits: the same customers at each cutoff, the same estimates
+    assert [(f["cutoff"], f["customers"]) for f in a.btyd_fits] == [
+        (f["cutoff"], f["customers"]) for f in b.btyd_fits
+    ]
+    for fa, fb in zip(a.btyd_fits, b.btyd_fits, strict=True):
+        assert [fa[k] for k in ["r", "alpha", "a", "b"]] == pytest.approx(
+            [fb[k] for k in ["r", "alpha", "a", "b"]], rel=1e-6
+        )
     # each engine its own hash, tagged so that each is compared only with its own
     assert a.data_fingerprint and not a.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
     assert b.data_fingerprint.startswith(dataset.SPARK_FINGERPRINT)
@@ -243,6 +251,7 @@ def test_orders_only_world_same_training_set(spark, world, tmp_path):
     got, sm = dataset.read(tmp_path / "out")
     assert sm == written
     assert dm.mode == "orders" and "btyd_T" in duck.columns
+    assert len(dm.btyd_fits) > 20 and sm.btyd_fits == written.btyd_fits  # of 48 cutoffs
     assert_same_frame(duck, got)
     _same_manifest(dm, sm)
 
