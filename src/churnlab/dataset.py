@@ -387,8 +387,8 @@ def unused_columns(columns: dict[str, str], manifest: Manifest, params: Params) 
             )
         else:
             left.append(
-                f"{column} ({ctype}: only number and text columns become features; store it as "
-                "a number, for example days since created_at, if it should count)"
+                f"{column} ({ctype.lower()}: only number and text columns become features; store "
+                "it as a number, for example days since created_at, if it should count)"
             )
     return ["accounts columns not used as features: " + "; ".join(left)] if left else []
 

@@ -169,10 +169,8 @@ def _build_on_spark(
             source=mask_password(src),
             progress=say,
         )
-        schema = tables.frames["accounts"].schema
-        coverage += dataset.unused_columns(
-            {f.name: f.dataType.typeName() for f in schema}, manifest, params
-        )
+        types = spark_dataset.account_types(tables)
+        coverage += dataset.unused_columns(types, manifest, params)
     return manifest, coverage
 
 

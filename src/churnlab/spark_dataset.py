@@ -172,6 +172,11 @@ def purchase_history(
     )
 
 
+def account_types(tables: se.SparkTables) -> dict[str, str]:
+    """The ``accounts`` columns and their Spark type names (:func:`dataset.unused_columns`)."""
+    return {f.name: f.dataType.typeName() for f in tables.frames["accounts"].schema}
+
+
 def population_fits(
     spark: SparkSession, tables: se.SparkTables, cutoffs: Sequence[dt.datetime]
 ) -> tuple[dict[str, Any], ...]:
