@@ -480,7 +480,14 @@ def expected_purchases(
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     z = ta / (alpha + Ta + ta)
     c = a + b + xa - 1.0
-    h = (1.0 - z) ** (a - 1.0) * hyp2f1(a - 1.0, a + b - 1.0 - r, c, z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = (1.0 - z) ** (a - 1.0) * hyp2f1(a - 1.0, a + b - 1.0 - r, c, z)
+        # Where that overflows (a fit with almost everyone dropping out after a repeat
+        # purchase: a = 4e4 gave NaN), Euler's transformation 2F1(A, B; C; z) = (1-z)^(C-A-B)
+        # 2F1(C-A, C-B; C; z) gives the same value in a form that is finite for large a (but
+        # not for large x, where the form above is)
+        euler = (1.0 - z) ** (r + xa) * hyp2f1(b + xa, r + xa, c, z)
+    h = np.where(np.isfinite(h), h, euler)
     out: FloatArray = c / (a - 1.0) * (1.0 - h) * _p_alive(params, xa, txa, Ta)
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import warnings
 
 import duckdb
 import numpy as np
@@ -570,3 +571,18 @@ def test_likelihood_gradient_matches_finite_differences():
         up = btyd.log_likelihood(BGNBDParams(*(theta + h)), x, t_x, T)
         down = btyd.log_likelihood(BGNBDParams(*(theta - h)), x, t_x, T)
         np.testing.assert_allclose(grad[i], (up - down) / (2 * h[i]), rtol=1e-6, atol=1e-8)
+
+
+def test_expected_purchases_is_finite_when_almost_everyone_drops_out() -> None:
+    # A fit on one-purchase customers (a = 4e4, b = 2e-5: dropout after every repeat purchase)
+    # made (1-z)^(a-1) 2F1(...) overflow: NaN and a RuntimeWarning in the terminal.
+    params = BGNBDParams(r=0.0096, alpha=1.9965, a=43156.6, b=2.317e-5)
+    x, t_x, T = np.array([0.0, 1.0, 3.0]), np.array([0.0, 5.0, 20.0]), np.array([10.0, 30.0, 60.0])
+    t = 12.86
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = btyd.expected_purchases(params, t, x, t_x, T)
+    # x = 0: alive, and at most one more purchase before dropping out: P(any purchase in t)
+    once = 1.0 - ((params.alpha + T[0]) / (params.alpha + T[0] + t)) ** params.r
+    assert got[0] == pytest.approx(once, rel=1e-4)
+    assert 0.0 <= got[1] < 1e-9 and 0.0 <= got[2] < 1e-5  # dead after their repeat purchases
