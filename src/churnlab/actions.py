@@ -384,8 +384,9 @@ def score_accounts(
             lap("spark")
             timings |= on.timings
         notes += in_sample_notes(bundles, cutoff)
-        band = score.band_note(at_risk["churn_probability"].to_numpy(), params.score.risk_bands)
-        notes += [band] if band else []
+        p, sp = at_risk["churn_probability"].to_numpy(), params.score
+        notes += [n for n in (score.band_note(p, sp.risk_bands),
+                              score.expansion_note(expansion, at_risk, sp)) if n]  # fmt: skip
         say("choosing the campaign audiences")
         limit = params.score.budget if budget == "params" else budget
         audience, selection, campaigns, targets = _choose_audiences(

@@ -155,16 +155,37 @@ def band_note(p: np.ndarray, bands: dict[str, float], *, min_accounts: int = 20)
     share = float(np.mean(p >= threshold))
     if share <= 0.5:
         return None
-    suggested = {
-        name: round(float(np.quantile(p, 1.0 - 0.1 * (2 * i + 1))), 2)
-        for i, (name, _) in enumerate(ordered[:5])
-    }
-    rendered = ", ".join(f"{name}: {value:.2f}" for name, value in suggested.items())
+    targets = [0.1 * (2 * i + 1) for i in range(min(len(ordered), 5))]  # top 10%, 30%, ...
+    exact = [float(np.quantile(p, 1.0 - t)) for t in targets]
+    # two decimals, or more where the probabilities are packed so tightly that rounding would
+    # merge two thresholds or move a band's share by more than 2 points (98-100% churn books)
+    for digits in range(2, 7):
+        rounded = [round(v, digits) for v in exact]
+        shares = [float(np.mean(p >= v)) for v in rounded]
+        apart = len(set(rounded)) == len(rounded)
+        if apart and all(abs(s - t) <= 0.02 for s, t in zip(shares, targets, strict=True)):
+            break
+    rendered = ", ".join(
+        f"{name}: {value:.{digits}f}" for (name, _), value in zip(ordered, rounded, strict=False)
+    )
     return (
         f"{share:.0%} of the {len(p):,} scored accounts are in the '{top}' risk band (churn "
         f"probability >= {threshold:g}): this book's churn level is above score.risk_bands, so "
         f"the band singles out no one and campaigns limited to it reach almost everyone; to band "
         f"by rank (top 10%, next 20%, ...) set score.risk_bands: {{{rendered}}}"
+    )
+
+
+def expansion_note(
+    expansion: pd.DataFrame | None, at_risk: pd.DataFrame, params: ScoreParams
+) -> str | None:
+    """A note when the expansion list is empty because every account is too likely to churn."""
+    if expansion is None or len(expansion) or not len(at_risk):
+        return None
+    return (
+        f"the expansion list is empty: all {len(at_risk):,} scored accounts have a churn "
+        f"probability above score.expansion_max_churn = {params.expansion_max_churn:g} "
+        "(accounts likely to leave are not offered more); raise it to list them anyway"
     )
 
 

@@ -369,6 +369,8 @@ def score_summary(run: Any, top: int, drift_warning: float) -> list[Any]:
                 ],  # fmt: skip
             )
         )
+    elif exp is not None:
+        out.append("expansion list: empty (see the note below)")
     else:
         out.append("no expansion list (no expansion model)")
     s = run.audience_summary

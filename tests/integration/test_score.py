@@ -261,6 +261,45 @@ def test_band_note_suggests_one_threshold_per_band_from_the_top() -> None:
     assert score.band_note(p, {"high": 0.6, "medium": 0.1}) is None  # 40% in the top band
     assert score.band_note(p[:10], {"high": 0.0}) is None  # too few accounts to say
     assert score.band_note(p, {}) is None
+    # a book where nearly everyone churns (98-100%): two decimals would give high: 0.99,
+    # medium: 0.99; enough digits keep the bands apart and their shares near 10% and 30%
+    tight = 0.98 + 0.02 * np.linspace(0.0, 1.0, 1001) ** 3
+    note = score.band_note(tight, {"high": 0.35, "medium": 0.15})
+    assert note is not None and note.startswith("100% of the 1,001 scored accounts")
+    got = note.split("set score.risk_bands: {")[1].rstrip("}")
+    values = dict(part.split(": ") for part in got.split(", "))
+    high, medium = float(values["high"]), float(values["medium"])
+    assert high > medium and len(values["high"].split(".")[1]) > 2, got
+    assert np.mean(tight >= high) == pytest.approx(0.1, abs=0.02)
+    assert np.mean(tight >= medium) == pytest.approx(0.3, abs=0.02)
+
+
+def test_the_cli_says_why_the_expansion_list_is_empty(company) -> None:
+    raw = yaml.safe_load(company["path"].read_text())
+    out = str(company["root"] / "actions_no_expansion")  # the other tests' lists stay as they are
+    raw["score"] = {**raw["score"], "expansion_max_churn": 0.0, "out": out}  # nobody is that safe
+    path = company["root"] / "params_no_expansion.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["score", "--params", str(path)], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "expansion list: empty (see the note below)" in text
+    assert "no expansion model" not in text
+    assert "note: the expansion list is empty: all " in text
+    assert "above score.expansion_max_churn = 0 (accounts" in text
+
+
+def test_an_empty_expansion_list_says_why() -> None:
+    at_risk = pd.DataFrame({"account_id": ["a", "b"], "churn_probability": [0.97, 0.99]})
+    empty = pd.DataFrame(columns=["account_id", "expected_expansion_value"])
+    note = score.expansion_note(empty, at_risk, ScoreParams())
+    assert note == (
+        "the expansion list is empty: all 2 scored accounts have a churn probability above "
+        "score.expansion_max_churn = 0.35 (accounts likely to leave are not offered more); "
+        "raise it to list them anyway"
+    )
+    assert score.expansion_note(None, at_risk, ScoreParams()) is None  # no model: said elsewhere
+    assert score.expansion_note(at_risk, at_risk, ScoreParams()) is None
 
 
 def test_scoring_with_another_version_and_the_cli(company) -> None:
