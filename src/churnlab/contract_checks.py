@@ -513,7 +513,12 @@ def _column_checks(
             Check(
                 c,
                 "missing values (null)",
-                f"fill {c} in every row or drop those rows",
+                f"fill {c} in every row or drop those rows"
+                + (
+                    " (an account's first order or subscription start is a fair stand-in)"
+                    if c == "created_at"
+                    else ""
+                ),
                 f"{r} IS NULL",
                 tuple(dict.fromkeys(("account_id", *tuple(users)[:3]))),
                 # count(col) can come from Parquet statistics without reading the column
@@ -526,7 +531,9 @@ def _column_checks(
                 c,
                 "unparseable timestamps",
                 "use ISO 8601 (2024-01-31 or 2024-01-31T12:00:00, optionally with a UTC "
-                "offset such as +02:00; times without an offset are read as UTC)",
+                "offset such as +02:00; times without an offset are read as UTC); dates such "
+                "as 01/31/2024, 31.01.2024 or 20240131 are not read: convert them first, e.g. "
+                "pandas.to_datetime(column, format='%m/%d/%Y')",
                 f"{r} IS NOT NULL AND {v} IS NULL",
                 show,
             )
