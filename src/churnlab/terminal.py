@@ -330,6 +330,26 @@ def _lists_table(title: str, frame: pd.DataFrame, cols: list[tuple[str, str, str
     return table
 
 
+AGE_FEATURES = ("tenure_days", "days_since_first_order")
+"""Ages that grow with the calendar: scored later than training, accounts are simply older."""
+
+
+def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
+    """The drift warning: the five largest PSIs, and what drift of an age means."""
+    top = drifting.head(5)
+    text = f"feature drift since training (PSI > {threshold}): " + ", ".join(
+        f"{f} {p:.2f}" for f, p in zip(top["feature"], top["psi"], strict=True)
+    )
+    ages = [f for f in top["feature"] if f in AGE_FEATURES]
+    if ages:
+        text += (
+            f"; {' and '.join(ages)} grow with the calendar, so part of this is the scored "
+            "accounts being older than any the model trained on (it treats an age above the "
+            "largest it saw as that largest), not a change in the data"
+        )
+    return text
+
+
 def score_summary(run: Any, top: int, drift_warning: float) -> list[Any]:
     """What ``churnlab score`` prints: top at-risk and expansion accounts, audiences, files."""
     out: list[Any] = []
@@ -389,14 +409,7 @@ def score_summary(run: Any, top: int, drift_warning: float) -> list[Any]:
     )
     drifting = run.drift[run.drift["psi"] > drift_warning]
     if len(drifting):
-        out.append(
-            Text.assemble(
-                ("warning: ", "bold yellow"),
-                f"feature drift since training (PSI > {drift_warning}): "
-                + ", ".join(f"{f} {p:.2f}" for f, p in zip(drifting["feature"].head(5),
-                                                           drifting["psi"].head(5), strict=True)),
-            )
-        )  # fmt: skip
+        out.append(Text.assemble(("warning: ", "bold yellow"), drift_text(drifting, drift_warning)))
     out += [Text.assemble(("note: ", "bold"), n) for n in run.notes]
     models = ", ".join(f"{m.get('name')} v{m.get('version')}" for m in run.models.values())
     out.append(f"models: {models}; MLflow run {run.run_id}")

@@ -69,3 +69,19 @@ def test_backtest_prints_the_bg_nbd_ranking_when_the_folds_have_it() -> None:
         "baseline_btyd.roc_auc=0.745+-0.007" in lines  # fmt: skip
     expansion = lines[lines.index("expansion:") :]
     assert not any("btyd" in line for line in expansion)
+
+
+def test_the_drift_warning_says_what_drift_of_an_age_means() -> None:
+    from churnlab.terminal import drift_text
+
+    drifting = pd.DataFrame(
+        {"feature": ["tenure_days", "days_since_first_order", "overdue_ratio"],
+         "psi": [1.64, 1.63, 0.36]}
+    )  # fmt: skip
+    text = drift_text(drifting, 0.2)
+    assert text.startswith(
+        "feature drift since training (PSI > 0.2): tenure_days 1.64, days_since_first_order "
+        "1.63, overdue_ratio 0.36; tenure_days and days_since_first_order grow with the calendar"
+    ), text
+    other = drift_text(drifting.iloc[2:], 0.2)
+    assert other == "feature drift since training (PSI > 0.2): overdue_ratio 0.36"
