@@ -343,7 +343,8 @@ def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
     ages = [f for f in top["feature"] if f in AGE_FEATURES]
     if ages:
         text += (
-            f"; {' and '.join(ages)} grow with the calendar, so part of this is the scored "
+            f"; {' and '.join(ages)} {'grows' if len(ages) == 1 else 'grow'} with the calendar, "
+            "so part of this is the scored "
             "accounts being older than any the model trained on (it treats an age above the "
             "largest it saw as that largest), not a change in the data"
         )

@@ -83,5 +83,7 @@ def test_the_drift_warning_says_what_drift_of_an_age_means() -> None:
         "feature drift since training (PSI > 0.2): tenure_days 1.64, days_since_first_order "
         "1.63, overdue_ratio 0.36; tenure_days and days_since_first_order grow with the calendar"
     ), text
+    one = drift_text(drifting.iloc[1:], 0.2)
+    assert "0.36; days_since_first_order grows with the calendar, so part of this" in one, one
     other = drift_text(drifting.iloc[2:], 0.2)
     assert other == "feature drift since training (PSI > 0.2): overdue_ratio 0.36"
