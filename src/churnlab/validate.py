@@ -204,8 +204,8 @@ def _run(
                 "subscriptions/orders",
                 "",
                 "no revenue table: at least one of subscriptions and orders is required",
-                fix="add subscriptions (contractual revenue) and/or orders (purchases); "
-                + _missing_table_fix(source, data, "subscriptions"),
+                fix="add subscriptions (contractual revenue) and/or orders (purchases): "
+                + "; ".join(_missing_table_fix(source, data, t) for t in REVENUE_TABLES),
             )
         )
     types = {name: raw_types(con, name) for name in present}
