@@ -266,8 +266,10 @@ def btyd_baseline(test_rows: pd.DataFrame, task: str, manifest: Manifest) -> np.
     if task != "churn" or manifest.mode != "orders" or any(c not in test_rows for c in cols):
         return None
     cutoffs = test_rows["cutoff"].unique()
+    if len(cutoffs) != 1:
+        return None
     params = btyd_population.params_at(manifest.btyd_fits, pd.Timestamp(cutoffs[0]))
-    if len(cutoffs) != 1 or params is None:
+    if params is None:
         return None
     rfm = test_rows[["account_id", "cutoff", *cols]].rename(
         columns={"btyd_frequency": "frequency", "btyd_recency": "recency", "btyd_T": "T"}
