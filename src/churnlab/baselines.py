@@ -113,6 +113,7 @@ def logreg_test_scores(
     method: str = "auto",
     seed: int = 0,
     offsets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    refit: Pipeline | None = None,
 ) -> tuple[np.ndarray, str]:
     """Calibrated test probabilities of the logistic regression, and how it was calibrated.
 
@@ -144,6 +145,10 @@ def logreg_test_scores(
     offsets : tuple of ndarray, optional
         The training, validation and test rows' season offsets (log-odds) of a season-aware
         model.
+    refit : Pipeline, optional
+        The same regression fitted on the training and validation rows (``train.refit``, as the
+        model is): it scores the test rows through the calibration fitted with ``pipe`` on the
+        held-out validation rows.
 
     Returns
     -------
@@ -152,11 +157,18 @@ def logreg_test_scores(
     """
     margins = [logreg_margin(pipe, x, categorical) for x in X]
     y_train, y_valid = y
+    test_margin = margins[2] if refit is None else logreg_margin(refit, X[2], categorical)
     if offsets is None:
         plain = calibrate_logreg(pipe, X[1], y_valid, categorical, method, seed)
-        return plain.predict(margins[2]), "plain"
+        return plain.predict(test_margin), "plain"
     shift = _level_shift(margins[0], offsets[0], y_train)
-    m_valid, m_test = offsets[1] + margins[1] - shift, offsets[2] + margins[2] - shift
+    test_shift = shift
+    if refit is not None:  # its own level against the offsets of the rows it was fitted on
+        test_shift = _level_shift(
+            np.concatenate([logreg_margin(refit, x, categorical) for x in X[:2]]),
+            np.concatenate(offsets[:2]), np.concatenate([y_train, y_valid]),
+        )  # fmt: skip
+    m_valid, m_test = offsets[1] + margins[1] - shift, offsets[2] + test_margin - test_shift
     seasonal = fit_offset_platt(m_valid, offsets[1], y_valid)
     return seasonal.predict(m_test, offsets[2]), "season"
 

@@ -351,6 +351,10 @@ class TrainParams(_Section):
     backtest_folds: int = Field(3, gt=0)
     purge: bool = True
     """Train/validation cutoffs must have label windows that end by the next split's cutoff."""
+    refit: bool = True
+    """Once the trees, shape, season and calibrator are chosen, fit the booster again on the
+    training and validation rows (the most recent labelled cutoff), with as many trees per row;
+    the logistic regression baseline gets the same treatment."""
     out: str = "models"
 
     @field_validator("tasks", "shapes", mode="before")

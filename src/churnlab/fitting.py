@@ -272,6 +272,44 @@ def fit_with_season(
     return Fit(best, margin_valid, cal_info, note, metrics, dict(params.lightgbm))
 
 
+def refit_booster(
+    params: TrainParams,
+    fit: Fit,
+    bundle: ModelBundle,
+    rows: tuple[pd.DataFrame, pd.DataFrame],
+    X: tuple[pd.DataFrame, pd.DataFrame],
+    y: tuple[np.ndarray, np.ndarray],
+) -> tuple[lgb.Booster, int]:
+    """The chosen booster fitted again on the training and validation rows (``train.refit``).
+
+    Early stopping, the tree shape, the season choice and the calibrator all came from the fit
+    on the training rows scored on the validation cutoff; this fit then also learns from that
+    cutoff, the most recent labelled one, with the same settings and as many trees per row
+    (``best x (training + validation rows) / training rows``), starting from the same season
+    offsets when the model has them. The calibrator fitted on the held-out validation rows is
+    kept: there is no later labelled cutoff to fit another on. Measured at stop 25 (README,
+    *Refit on the validation cutoff*): churn ROC-AUC rose on six synthetic worlds (+0.0002 to
+    +0.0023) and three Online Retail II backtest cutoffs (+0.0006 to +0.003), and the expansion
+    model's calibration error at Online Retail II's August cutoff fell from 0.069 to 0.032.
+
+    Returns
+    -------
+    (Booster, int)
+        The refitted booster and its number of trees.
+    """
+    p = params.model_copy(update={"lightgbm": fit.lightgbm})
+    lgb_params, _ = lightgbm_params(p)
+    X_all = pd.concat([X[0], X[1]])
+    y_all = np.concatenate([y[0], y[1]])
+    init = None
+    if bundle.season is not None:
+        init = np.concatenate([season.offset_of(bundle.season, r["cutoff"]) for r in rows])
+    trees = max(1, int(round(fit.best * len(y_all) / max(len(y[0]), 1))))
+    data = lgb.Dataset(X_all, y_all, feature_name=list(X_all.columns), init_score=init)
+    booster = lgb.train(lgb_params, data, num_boost_round=trees)
+    return lgb.Booster(model_str=booster.model_to_string()), trees
+
+
 def fit_amount(
     params: TrainParams,
     bundle: ModelBundle,

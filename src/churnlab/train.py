@@ -43,7 +43,7 @@ from churnlab.bundle import ModelBundle
 from churnlab.calibration import Calibrator, fit_calibrator  # noqa: F401
 from churnlab.config import Horizon, TrainParams, parse_horizon
 from churnlab.errors import ChurnlabError
-from churnlab.fitting import fit_amount, fit_with_season, lightgbm_params
+from churnlab.fitting import fit_amount, fit_with_season, lightgbm_params, refit_booster
 from churnlab.manifest import Feature, Manifest
 from churnlab.runlog import RunLog
 from churnlab.schema import LABEL_COLUMNS, TASK_VALUE, TASKS
@@ -326,14 +326,27 @@ def _train_task(
         params, split.train, split.valid, task, bundle, (X_train, X_valid), (y_train, y_valid)
     )
     best, cal_info = fit.best, fit.cal_info
+    p_valid = bundle.predict(split.valid)  # the held-out fit: the validation metrics
+    refit_trees = 0
+    if params.refit:  # the booster and the baseline alike learn from the validation cutoff too
+        bundle.booster, refit_trees = refit_booster(
+            params, fit, bundle, (split.train, split.valid), (X_train, X_valid), (y_train, y_valid)
+        )
     categorical = list(categories)
     logreg = fit_logreg_baseline(X_train, y_train, categorical)
     seed = int(params.lightgbm.get("seed", 0))
     o = bundle.offset
     offs = None if bundle.season is None else (o(split.train), o(split.valid), o(split.test))
+    logreg_refit = (
+        fit_logreg_baseline(
+            pd.concat([X_train, X_valid]), np.concatenate([y_train, y_valid]), categorical
+        )  # fmt: skip
+        if params.refit
+        else None
+    )
     logreg_test, logreg_calibration = logreg_test_scores(
         logreg, (X_train, X_valid, X_test), (y_train, y_valid), categorical,
-        params.calibration, seed, offs,
+        params.calibration, seed, offs, refit=logreg_refit,
     )  # fmt: skip
     chosen = heuristic_features(feats)
     reverse = heuristic_direction(X_valid, y_valid, task, chosen)
@@ -346,7 +359,7 @@ def _train_task(
     btyd_scores = btyd_baseline(split.test, task, manifest)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
     test.update(evaluate.oracle_metrics(split.test, y_test, oracle, task, test["roc_auc"]))
-    metrics = _metrics(test, y_test, scores, value, y_valid, bundle.predict(split.valid))
+    metrics = _metrics(test, y_test, scores, value, y_valid, p_valid)
     if btyd_scores is not None:
         m = evaluate.score_metrics(y_test, btyd_scores, value=value)
         metrics |= {f"baseline_btyd.{k}": v for k, v in m.items()}
@@ -356,6 +369,7 @@ def _train_task(
         )
     metrics |= {
         "model.best_iteration": float(best),
+        "model.refit_trees": float(refit_trees),
         "model.num_features": float(len(feats)),
         "train.rows": float(len(split.train)),
     }
@@ -374,7 +388,7 @@ def _train_task(
     predictions = _predictions(split.test, y_test, scores, value)
     direction = "reversed on the validation cutoff" if reverse else "as designed"
     return TaskResult(
-        task, bundle, split, metrics, predictions, cal_info, chosen, logreg,
+        task, bundle, split, metrics, predictions, cal_info, chosen, logreg_refit or logreg,
         extra={
             "heuristic_direction": direction, "logreg_calibration": logreg_calibration,
             "season": fit.season_note, "per_cutoff": per_cutoff_calibration(bundle, split, task),
