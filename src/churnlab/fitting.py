@@ -303,7 +303,7 @@ def refit_booster(
     y_all = np.concatenate([y[0], y[1]])
     init = None
     if bundle.season is not None:
-        init = np.concatenate([season.offset_of(bundle.season, r["cutoff"]) for r in rows])
+        init = np.concatenate([bundle.offset(r) for r in rows])
     trees = max(1, int(round(fit.best * len(y_all) / max(len(y[0]), 1))))
     data = lgb.Dataset(X_all, y_all, feature_name=list(X_all.columns), init_score=init)
     booster = lgb.train(lgb_params, data, num_boost_round=trees)

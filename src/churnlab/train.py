@@ -340,7 +340,7 @@ def _train_task(
     logreg_refit = (
         fit_logreg_baseline(
             pd.concat([X_train, X_valid]), np.concatenate([y_train, y_valid]), categorical
-        )  # fmt: skip
+        )
         if params.refit
         else None
     )
