@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnlab import compare
 from churnlab.report_charts import (
     _PALETTE,
     _calibration_chart,
@@ -123,6 +124,9 @@ def _model_summary(task: str, metrics: Mapping[str, Any]) -> list[str]:
                     f"Does not beat the {' and the '.join(loses)} on ROC-AUC "
                     f"({auc:.3f} vs {vs}): treat its ranking with care."
                 )
+    noise = _noise_sentence(metrics)
+    if noise:
+        summary.append(noise)
     lift = _num(metrics.get("test.lift_top10"))
     if lift is not None:
         word = "churn" if task == "churn" else "expansion"
@@ -133,6 +137,31 @@ def _model_summary(task: str, metrics: Mapping[str, Any]) -> list[str]:
     if _finite(ece):
         summary.append(f"Probabilities are off by {format_percent(ece)} on average (ECE).")
     return summary
+
+
+def _noise_sentence(metrics: Mapping[str, Any]) -> str | None:
+    """How sure the ROC-AUC comparison is: each baseline's difference and 95% interval.
+
+    One test cutoff holds a few thousand accounts; the paired bootstrap of
+    :mod:`churnlab.compare` says whether a lead (or a deficit) is more than that noise.
+    """
+    parts = []
+    for prefix, label, _ in _baselines(metrics):
+        name = prefix.removeprefix("baseline_")
+        diff = _num(metrics.get(f"vs_{name}.roc_auc_diff"))
+        lo, hi = (
+            _num(metrics.get(f"vs_{name}.roc_auc_lo")),
+            _num(metrics.get(f"vs_{name}.roc_auc_hi")),
+        )
+        if diff is None or lo is None or hi is None:
+            continue
+        word = {"ahead": "clearly ahead", "behind": "clearly behind"}.get(
+            compare.verdict(metrics, name, "roc_auc"), "within the noise of one test cutoff"
+        )
+        parts.append(f"{label} {diff:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}, {word})")
+    if not parts:
+        return None
+    return "ROC-AUC difference from " + "; from ".join(parts) + "."
 
 
 def _metrics_table(task: str, metrics: Mapping[str, Any]) -> str:

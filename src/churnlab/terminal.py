@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from churnlab import periods
+from churnlab import compare, periods
 from churnlab.backscore import PVR_OVERALL
 from churnlab.kpi_catalogue import METRICS
 from churnlab.manifest import Manifest
@@ -260,6 +260,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
             ]
             if parts or prefix in _ALWAYS:  # BG/NBD exists for orders-only churn alone
                 lines.append(f"  {label:<20} " + " ".join(parts))
+        lines += format_comparisons(m)
         if info.get("warning"):
             lines.append(f"  warning: {info['warning']}")
         if "test.oracle_roc_auc" in m:
@@ -274,6 +275,29 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         f"KPIs: {summary.get('kpis', '-')}"
     )
     lines.append(f"MLflow: mlflow ui --backend-store-uri {summary['tracking_uri']}")
+    return lines
+
+
+_COMPARED = (("logreg", "logistic regression"), ("btyd", "BG/NBD"), ("heuristic", "heuristic"))
+
+
+def format_comparisons(m: dict[str, float]) -> list[str]:
+    """LightGBM minus each baseline on the test rows, with 95% paired bootstrap intervals."""
+    lines = []
+    for name, label in _COMPARED:
+        parts = []
+        for metric in compare.METRICS:
+            key = f"vs_{name}.{metric}"
+            if f"{key}_diff" not in m or f"{key}_lo" not in m:
+                continue
+            parts.append(
+                f"{metric} {m[f'{key}_diff']:+.4f} [{m[f'{key}_lo']:+.4f}, {m[f'{key}_hi']:+.4f}]"
+                f" {compare.verdict(m, name, metric)}"
+            )
+        if parts:
+            lines.append(f"  LightGBM - {label}: " + "; ".join(parts))
+    if lines:
+        lines.insert(0, "  LightGBM against the baselines on the test rows (95% paired bootstrap):")
     return lines
 
 

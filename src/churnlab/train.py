@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from churnlab import drift, evaluate
+from churnlab import compare, drift, evaluate
 from churnlab.baselines import (
     btyd_baseline,
     fit_logreg_baseline,
@@ -363,6 +363,10 @@ def _train_task(
     if btyd_scores is not None:
         m = evaluate.score_metrics(y_test, btyd_scores, value=value)
         metrics |= {f"baseline_btyd.{k}": v for k, v in m.items()}
+    paired = {"logreg": (scores["logreg"], True), "heuristic": (scores["heuristic"], False)}
+    if btyd_scores is not None:
+        paired["btyd"] = (btyd_scores, True)
+    metrics |= compare.paired_differences(y_test, scores["test"], paired, seed=seed)
     if task == "expansion":
         metrics |= fit_amount(
             params, bundle, (split.train, split.valid, split.test), (X_train, X_valid, X_test)

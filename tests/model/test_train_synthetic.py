@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlab import dataset, evaluate, explain, load, synth, train
+from churnlab import compare, dataset, evaluate, explain, load, synth, train
 from churnlab.config import DataParams, DatasetParams, SynthParams, TrainParams
 from churnlab.schema import TASKS
 
@@ -77,6 +77,20 @@ def test_ranks_better_than_both_baselines(results, task: str) -> None:
 def test_better_log_loss_than_the_logistic_regression(results, task: str) -> None:
     m = results[task].metrics
     assert m["test.log_loss"] < m["baseline_logreg.log_loss"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_baseline_differences_are_logged_with_their_intervals(results, task: str) -> None:
+    """The paired bootstrap (churnlab.compare) on the test rows: each difference is the logged
+    metrics' difference, inside its own interval; LightGBM's lead over the heuristic is clear."""
+    m = results[task].metrics
+    for name, metrics in (("logreg", compare.METRICS), ("heuristic", ("roc_auc", "pr_auc"))):
+        for metric in metrics:
+            diff = m[f"test.{metric}"] - m[f"baseline_{name}.{metric}"]
+            assert m[f"vs_{name}.{metric}_diff"] == pytest.approx(diff, abs=1e-9)
+            assert m[f"vs_{name}.{metric}_lo"] <= diff <= m[f"vs_{name}.{metric}_hi"]
+    assert "vs_heuristic.log_loss_diff" not in m  # a ranking: no probabilities to compare
+    assert compare.verdict(m, "heuristic", "roc_auc") == "ahead"
 
 
 # The two retraining checks below repeat, on the 10k world, what tests/model/test_train_planted.py

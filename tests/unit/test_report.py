@@ -302,6 +302,24 @@ def test_model_summary_in_words():
     assert "Does not beat the logistic regression on ROC-AUC" in page
 
 
+def test_model_summary_says_whether_a_lead_is_more_than_noise():
+    inputs = full_inputs(50)
+    assert "95% interval" not in report.render(inputs)  # not logged: nothing claimed
+    churn = dict(inputs.models["churn"])
+    churn["metrics"] = {
+        **churn["metrics"],
+        "vs_logreg.roc_auc_diff": -0.0021, "vs_logreg.roc_auc_lo": -0.0092,
+        "vs_logreg.roc_auc_hi": 0.0042, "vs_heuristic.roc_auc_diff": 0.092,
+        "vs_heuristic.roc_auc_lo": 0.071, "vs_heuristic.roc_auc_hi": 0.113,
+    }  # fmt: skip
+    page = report.render(ReportInputs(**BARE, models={"churn": churn}))
+    assert (
+        "ROC-AUC difference from logistic regression -0.002 (95% interval -0.009 to +0.004, "
+        "within the noise of one test cutoff); from recency/activity heuristic +0.092 (95% "
+        "interval +0.071 to +0.113, clearly ahead)." in page
+    )
+
+
 def test_the_bg_nbd_baseline_is_a_column_and_a_comparison_when_logged():
     inputs = full_inputs(50)
     plain = report.render(inputs)

@@ -50,6 +50,29 @@ def test_no_bg_nbd_row_without_its_metrics() -> None:
     assert f"  {'heuristic':<20} roc_auc=0.603" in lines
 
 
+def test_train_prints_each_baseline_difference_with_its_interval_and_verdict() -> None:
+    paired = {
+        "vs_logreg.roc_auc_diff": -0.0021, "vs_logreg.roc_auc_lo": -0.0092,
+        "vs_logreg.roc_auc_hi": 0.0042, "vs_logreg.log_loss_diff": -0.02,
+        "vs_logreg.log_loss_lo": -0.03, "vs_logreg.log_loss_hi": -0.01,
+        "vs_heuristic.roc_auc_diff": 0.17, "vs_heuristic.roc_auc_lo": 0.15,
+        "vs_heuristic.roc_auc_hi": 0.2,
+    }  # fmt: skip
+    lines = _lines({**METRICS, **paired})
+    assert (
+        "  LightGBM - logistic regression: roc_auc -0.0021 [-0.0092, +0.0042] within noise; "
+        "log_loss -0.0200 [-0.0300, -0.0100] ahead"
+    ) in lines
+    assert "  LightGBM - heuristic: roc_auc +0.1700 [+0.1500, +0.2000] ahead" in lines
+    assert not any("BG/NBD:" in line for line in lines)
+    # the comparisons follow the baselines' own rows
+    assert (
+        lines.index("  LightGBM - heuristic: roc_auc +0.1700 [+0.1500, +0.2000] ahead")
+        > [i for i, line in enumerate(lines) if line.startswith(f"  {'heuristic':<20}")][0]
+    )
+    assert not any("bootstrap" in line for line in _lines(METRICS))
+
+
 def test_backtest_prints_the_bg_nbd_ranking_when_the_folds_have_it() -> None:
     folds = pd.DataFrame(
         {

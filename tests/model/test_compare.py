@@ -1,0 +1,110 @@
+"""The paired bootstrap of model-minus-baseline metric differences (churnlab.compare)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+from churnlab import compare, evaluate
+
+
+def _data(n: int, seed: int, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-x))).astype(float)
+    p = 1 / (1 + np.exp(-(x + rng.normal(scale=0.5, size=n))))
+    if ties:  # a step-function calibrator (isotonic) gives many equal scores
+        p = np.round(p, 1)
+    return y, p
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_weighted_metrics_equal_sklearn_with_sample_weights(ties: bool) -> None:
+    y, p = _data(300, 1, ties)
+    w = compare.resample_counts(len(y), 5, np.random.default_rng(3))
+    auc, ap = compare.weighted_ranking_metrics(y, p, w)
+    for b in range(len(w)):
+        assert auc[b] == pytest.approx(roc_auc_score(y, p, sample_weight=w[b]), abs=1e-12)
+        assert ap[b] == pytest.approx(average_precision_score(y, p, sample_weight=w[b]), abs=1e-12)
+        # a weight is a count: the same as scoring the resampled rows themselves
+        rows = np.repeat(np.arange(len(y)), w[b].astype(int))
+        assert auc[b] == pytest.approx(roc_auc_score(y[rows], p[rows]), abs=1e-12)
+
+
+def test_resample_counts_draw_n_rows_each() -> None:
+    w = compare.resample_counts(50, 7, np.random.default_rng(0))
+    assert w.shape == (7, 50)
+    assert (w.sum(axis=1) == 50).all()
+    assert len({tuple(r) for r in w}) == 7
+
+
+def test_point_differences_are_the_metric_differences() -> None:
+    y, p = _data(500, 2)
+    base = np.clip(p + np.random.default_rng(5).normal(scale=0.2, size=len(p)), 0.01, 0.99)
+    out = compare.paired_differences(y, p, {"logreg": (base, True)}, resamples=50)
+    assert out["vs_logreg.roc_auc_diff"] == pytest.approx(
+        roc_auc_score(y, p) - roc_auc_score(y, base), abs=1e-12
+    )
+    assert out["vs_logreg.pr_auc_diff"] == pytest.approx(
+        average_precision_score(y, p) - average_precision_score(y, base), abs=1e-12
+    )
+    assert out["vs_logreg.log_loss_diff"] == pytest.approx(log_loss(y, p) - log_loss(y, base))
+    for metric in compare.METRICS:
+        assert out[f"vs_logreg.{metric}_lo"] < out[f"vs_logreg.{metric}_hi"]
+
+
+def test_a_much_better_model_is_ahead_and_a_copy_within_noise() -> None:
+    y, p = _data(2000, 4)
+    noise = np.random.default_rng(9).random(len(y))  # a baseline that knows nothing
+    noisy = np.clip(0.5 * p + 0.5 * noise, 0.01, 0.99)
+    rng = np.random.default_rng(11)
+    near = np.clip(p + rng.normal(scale=0.02, size=len(p)), 0.001, 0.999)  # the same, jittered
+    out = compare.paired_differences(
+        y, p, {"noisy": (noisy, True), "near": (near, True), "rank": (noise, False)}
+    )
+    for metric in compare.METRICS:
+        assert compare.verdict(out, "noisy", metric) == "ahead"
+        assert compare.verdict(out, "near", metric) == "within noise"
+    # the worse baseline, seen from its side: the model is behind it
+    flipped = compare.paired_differences(y, noisy, {"model": (p, True)})
+    assert compare.verdict(flipped, "model", "roc_auc") == "behind"
+    assert compare.verdict(flipped, "model", "log_loss") == "behind"
+    # a ranking-only baseline has no log loss to compare
+    assert "vs_rank.log_loss_diff" not in out
+    assert compare.verdict(out, "rank", "log_loss") == "not compared"
+    assert compare.verdict(out, "rank", "roc_auc") == "ahead"
+
+
+def test_interval_covers_the_true_difference_at_about_the_stated_level() -> None:
+    """Two fixed scorers on fresh samples of one population: the 95% interval of the AUC
+    difference should cover the population difference in about 95% of samples."""
+    rng = np.random.default_rng(21)
+    big = 200_000
+    x = rng.normal(size=big)
+    y = (rng.random(big) < 1 / (1 + np.exp(-x))).astype(float)
+    a = x + rng.normal(scale=0.8, size=big)
+    b = x + rng.normal(scale=1.0, size=big)
+    truth = roc_auc_score(y, a) - roc_auc_score(y, b)
+    covered = 0
+    trials = 60
+    for t in range(trials):
+        rows = rng.choice(big, size=600, replace=False)
+        pa, pb = 1 / (1 + np.exp(-a[rows])), 1 / (1 + np.exp(-b[rows]))
+        out = compare.paired_differences(y[rows], pa, {"b": (pb, True)}, resamples=400, seed=t)
+        covered += out["vs_b.roc_auc_lo"] <= truth <= out["vs_b.roc_auc_hi"]
+    assert 0.85 <= covered / trials <= 1.0
+
+
+def test_one_class_gives_nothing() -> None:
+    y = np.zeros(20)
+    assert compare.paired_differences(y, np.full(20, 0.2), {"b": (np.full(20, 0.3), True)}) == {}
+
+
+def test_log_loss_is_clipped_as_the_reported_metric() -> None:
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    p = np.array([0.0, 1.0, 0.5, 1.0])  # certain and wrong: the clipping decides the loss
+    base = np.full(4, 0.5)
+    out = compare.paired_differences(y, p, {"b": (base, True)}, resamples=10)
+    diff = evaluate.score_metrics(y, p)["log_loss"] - evaluate.score_metrics(y, base)["log_loss"]
+    assert out["vs_b.log_loss_diff"] == pytest.approx(diff, rel=1e-12)
