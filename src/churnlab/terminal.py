@@ -314,6 +314,12 @@ def format_backtest(result: dict[str, Any]) -> list[str]:
         folds = table[~table["fold"].isin(["mean", "std"])]
         for _, row in folds.iterrows():
             vals = " ".join(f"{k}={row[k]:.3f}" for k in keys if k in row)
+            d = "vs_logreg.roc_auc"
+            if all(pd.notna(row.get(f"{d}_{x}")) for x in ("diff", "lo", "hi")):
+                vals += (
+                    f" (LightGBM - logistic regression {row[f'{d}_diff']:+.3f}, 95% interval"
+                    f" {row[f'{d}_lo']:+.3f} to {row[f'{d}_hi']:+.3f})"
+                )
             lines.append(f"  fold {row['fold']} (test {row['test_cutoff']}): {vals}")
         mean = table[table["fold"] == "mean"].iloc[0]
         std = table[table["fold"] == "std"].iloc[0]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from churnlab import dataset, evaluate, load, synth, train
+from churnlab import dataset, evaluate, load, synth, terminal, train
 from churnlab.config import DataParams, DatasetParams, SynthParams, TrainParams
 from churnlab.schema import TASKS
 
@@ -59,6 +59,7 @@ def test_floors_hold_on_other_worlds(tmp_path, seed: int) -> None:
             f"{m['baseline_logreg.log_loss']:.3f}, heuristic {m['baseline_heuristic.roc_auc']:.3f})"
             f" season {'on' if res.bundle.season is not None else 'off'}"
         )
+        print("\n".join(terminal.format_comparisons(m)))  # the differences' 95% intervals
         checks = {
             "oracle gap": m["test.oracle_gap"] <= MAX_GAP[task],
             "ece": m["test.ece"] <= 0.02,

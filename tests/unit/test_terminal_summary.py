@@ -92,6 +92,17 @@ def test_backtest_prints_the_bg_nbd_ranking_when_the_folds_have_it() -> None:
         "baseline_btyd.roc_auc=0.745+-0.007" in lines  # fmt: skip
     expansion = lines[lines.index("expansion:") :]
     assert not any("btyd" in line for line in expansion)
+    with_intervals = folds.assign(
+        **{"vs_logreg.roc_auc_diff": 0.01, "vs_logreg.roc_auc_lo": -0.004,
+           "vs_logreg.roc_auc_hi": 0.024}
+    )  # fmt: skip
+    result["tables"] = {"churn": with_intervals}
+    lines = terminal.format_backtest(result)
+    assert (
+        "  fold 0 (test 2011-08-01): test.roc_auc=0.770 baseline_logreg.roc_auc=0.760 "
+        "baseline_btyd.roc_auc=0.740 (LightGBM - logistic regression +0.010, 95% interval "
+        "-0.004 to +0.024)"
+    ) in lines
 
 
 def test_the_drift_warning_says_what_drift_of_an_age_means() -> None:
