@@ -23,12 +23,22 @@ if TYPE_CHECKING:
     from scipy import sparse
 
 RESAMPLES = 1000
+MIN_RESAMPLES = 200
+WORK = 20_000_000
+"""Resamples x rows: beyond 20,000 test rows the resamples fall to ``WORK / rows`` (at least
+:data:`MIN_RESAMPLES`), so that a 200,000-row test cutoff costs what 20,000 rows do; the
+intervals of so many rows are narrow, and their percentiles from fewer resamples rougher."""
 LEVEL = 0.95
 _BLOCK = 100  # resamples per block: memory is block x rows x 8 bytes
 _EPS = 1e-15  # log loss clipping, as evaluate.score_metrics
 
 METRICS = ("roc_auc", "pr_auc", "log_loss")
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False}
+
+
+def resamples_for(rows: int, wanted: int = RESAMPLES) -> int:
+    """How many resamples to draw for ``rows`` test rows (see :data:`WORK`)."""
+    return max(min(wanted, MIN_RESAMPLES), min(wanted, WORK // max(rows, 1)))
 
 
 def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -124,15 +134,15 @@ def paired_differences(
         Baseline name -> (its scores on the same rows, whether they are probabilities: log
         loss is compared only then).
     resamples, level, seed
-        Bootstrap resamples, interval level and random seed (the same resamples for every
-        baseline).
+        Bootstrap resamples (at most; fewer for large test sets, :func:`resamples_for`),
+        interval level and random seed (the same resamples for every baseline).
 
     Returns
     -------
     dict
         ``vs_<name>.<metric>_diff`` (on the test rows), ``vs_<name>.<metric>_lo`` and
-        ``_hi`` (the interval) for each baseline and metric; empty when the rows hold one
-        class only.
+        ``_hi`` (the interval) for each baseline and metric, and ``vs.resamples``; empty
+        when the rows hold one class only.
     """
     y = np.asarray(y, dtype=float)
     model = np.asarray(model, dtype=float)
@@ -148,6 +158,8 @@ def paired_differences(
     for name, scorer in theirs.items():
         for metric, v in scorer.metrics(ones).items():
             out[f"vs_{name}.{metric}_diff"] = float(point_model[metric][0] - v[0])
+    resamples = resamples_for(len(y), resamples)
+    out["vs.resamples"] = float(resamples)
     done = 0
     while done < resamples:
         w = resample_counts(len(y), min(_BLOCK, resamples - done), rng)

@@ -108,3 +108,14 @@ def test_log_loss_is_clipped_as_the_reported_metric() -> None:
     out = compare.paired_differences(y, p, {"b": (base, True)}, resamples=10)
     diff = evaluate.score_metrics(y, p)["log_loss"] - evaluate.score_metrics(y, base)["log_loss"]
     assert out["vs_b.log_loss_diff"] == pytest.approx(diff, rel=1e-12)
+
+
+def test_large_test_sets_draw_fewer_resamples() -> None:
+    assert compare.resamples_for(5_000) == 1000
+    assert compare.resamples_for(20_000) == 1000
+    assert compare.resamples_for(40_000) == 500
+    assert compare.resamples_for(1_000_000) == 200
+    assert compare.resamples_for(1_000_000, wanted=50) == 50  # an explicit smaller number stays
+    y, p = _data(300, 6)
+    out = compare.paired_differences(y, p, {"b": (np.clip(p * 0.9, 0, 1), True)}, resamples=30)
+    assert out["vs.resamples"] == 30
