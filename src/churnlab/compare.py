@@ -75,17 +75,19 @@ def weighted_ranking_metrics(
     ``levels`` is ``_levels(score, y)``, when the caller has it already.
     """
     m_pos, m_neg = levels or _levels(np.asarray(score, dtype=float), np.asarray(y))
-    P = np.asarray((m_pos.T @ weights.T).T)  # B x levels, ascending score
-    N = np.asarray((m_neg.T @ weights.T).T)
-    tot_p, tot_n = P.sum(axis=1), N.sum(axis=1)
-    below = np.cumsum(N, axis=1) - N  # negative weight strictly below each level
+    # levels x resamples (ascending score): cumulative sums down axis 0 add whole rows
+    P = np.asarray(m_pos.T @ weights.T)
+    N = np.asarray(m_neg.T @ weights.T)
+    cum_p, cum_n = np.cumsum(P, axis=0), np.cumsum(N, axis=0)
+    tot_p, tot_n = cum_p[-1], cum_n[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (P * (below + 0.5 * N)).sum(axis=1) / (tot_p * tot_n)
-        # average precision: thresholds from the highest score down
-        tp = np.cumsum(P[:, ::-1], axis=1)
-        fp = np.cumsum(N[:, ::-1], axis=1)
-        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
-        ap = (P[:, ::-1] * precision).sum(axis=1) / tot_p
+        # negative weight strictly below each level, plus half of the ties
+        auc = (P * (cum_n - 0.5 * N)).sum(axis=0) / (tot_p * tot_n)
+        # average precision: at each level's threshold, the weight at or above it
+        tp = tot_p - cum_p + P
+        called = tp + (tot_n - cum_n + N)
+        precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+        ap = (P * precision).sum(axis=0) / tot_p
     bad = (tot_p == 0) | (tot_n == 0)
     auc[bad] = np.nan
     ap[bad] = np.nan
