@@ -320,3 +320,75 @@ def plot_evaluation(predictions: pd.DataFrame, out_dir: Path, task: str) -> list
     for f, path in zip((fig, fig2, fig3, fig4), paths, strict=True):
         plots.save(f, path)
     return paths
+
+
+_COMPARED = {
+    "logreg": "logistic regression",
+    "btyd": "BG/NBD model",
+    "heuristic": "recency/activity heuristic",
+}
+_METRIC_LABEL = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "log_loss": "log loss"}
+
+
+def comparison_rows(metrics: dict[str, float]) -> pd.DataFrame:
+    """LightGBM's advantage over each baseline, one row per (baseline, metric), with interval.
+
+    From the paired bootstrap's ``vs_<baseline>.<metric>_diff/_lo/_hi`` (:mod:`churnlab.compare`);
+    ``advantage`` is the difference turned so that positive favours LightGBM (log loss: the
+    baseline's minus LightGBM's).
+    """
+    rows = []
+    for name, label in _COMPARED.items():
+        for metric, mlabel in _METRIC_LABEL.items():
+            key = f"vs_{name}.{metric}"
+            if not all(f"{key}_{x}" in metrics for x in ("diff", "lo", "hi")):
+                continue
+            sign = -1.0 if metric == "log_loss" else 1.0
+            ends = sorted(sign * metrics[f"{key}_{x}"] for x in ("lo", "hi"))
+            rows.append(
+                {"baseline": label, "metric": mlabel,
+                 "advantage": sign * metrics[f"{key}_diff"], "lo": ends[0], "hi": ends[1]}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["baseline", "metric", "advantage", "lo", "hi"])
+
+
+def plot_comparison(metrics: dict[str, float], out_dir: Path, task: str) -> list[Path]:
+    """A chart of LightGBM's advantage over each baseline with its 95% interval (PNG).
+
+    One bar per (baseline, metric), right of zero when LightGBM is better; an interval that
+    crosses zero is a difference within the noise of the test cutoff. No chart (an empty
+    list) when the run has no paired comparison.
+    """
+    rows = comparison_rows(metrics)
+    if rows.empty:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = list(dict.fromkeys(rows["baseline"]))  # one panel (own scale) per baseline
+    fig = plots.figure(8, 0.5 * len(rows) + 0.9 * len(groups) + 0.6, layout="constrained")
+    axes = np.atleast_1d(
+        fig.subplots(len(groups), 1, height_ratios=[(rows["baseline"] == g).sum() for g in groups])
+    )
+    fig.suptitle(f"{task}: LightGBM's advantage over each baseline (right of 0: LightGBM better)")
+    for ax, group in zip(axes, groups, strict=True):
+        part = rows[rows["baseline"] == group].reset_index(drop=True)
+        pos = np.arange(len(part))[::-1]
+        ahead, behind = part["lo"] > 0, part["hi"] < 0
+        colours = list(np.where(ahead, "tab:green", np.where(behind, "tab:red", "0.45")))
+        ax.hlines(pos, part["lo"], part["hi"], colors=colours, lw=2)
+        ax.scatter(part["advantage"], pos, c=colours, zorder=3)
+        for y, r in zip(pos, part.itertuples(index=False), strict=True):
+            ax.annotate(
+                f"{r.advantage:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]", (r.hi, y),
+                xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
+            )  # fmt: skip
+        lo, hi = min(0.0, part["lo"].min()), max(0.0, part["hi"].max())
+        span = hi - lo or 0.01
+        ax.set_xlim(lo - 0.08 * span, hi + 0.6 * span)  # room for the labels on the right
+        ax.set_ylim(-0.6, len(part) - 0.4)
+        ax.axvline(0.0, color="k", lw=1)
+        ax.set_yticks(pos, list(part["metric"]))
+        ax.set_title(f"against the {group}", fontsize=9, loc="left")
+    axes[-1].set_xlabel("difference on the test cutoff, with its 95% paired bootstrap interval")
+    path = out_dir / "baseline_comparison.png"
+    plots.save(fig, path)
+    return [path]

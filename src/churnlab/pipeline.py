@@ -278,6 +278,7 @@ def _log_task(params: Params, result: train.TaskResult, tmp: Path, say: Progress
     expl = explain.explain_task(result.bundle, result.split.test, params.explain, tmp)
     say(f"{result.task}: logging to MLflow")
     plots = evaluate.plot_evaluation(result.predictions, tmp / "evaluation", result.task)
+    plots += evaluate.plot_comparison(result.metrics, tmp / "evaluation", result.task)
     entry = train.run_log(result)
     tracking.log(
         RunLog(

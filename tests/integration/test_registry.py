@@ -114,6 +114,7 @@ def test_train_logs_registers_promotes_and_loads(store, tmp_path, data) -> None:
             "evaluation/lift_gains.png",
             "evaluation/roc_curve.png",
             "evaluation/pr_curve.png",
+            "evaluation/baseline_comparison.png",
             "evaluation/test_predictions.csv",
             "features.csv",
         ):

@@ -119,3 +119,27 @@ def test_large_test_sets_draw_fewer_resamples() -> None:
     y, p = _data(300, 6)
     out = compare.paired_differences(y, p, {"b": (np.clip(p * 0.9, 0, 1), True)}, resamples=30)
     assert out["vs.resamples"] == 30
+
+
+def test_comparison_rows_turn_log_loss_so_that_positive_favours_the_model(tmp_path) -> None:
+    metrics = {
+        "vs_logreg.roc_auc_diff": -0.002, "vs_logreg.roc_auc_lo": -0.009,
+        "vs_logreg.roc_auc_hi": 0.004, "vs_logreg.log_loss_diff": -0.02,
+        "vs_logreg.log_loss_lo": -0.03, "vs_logreg.log_loss_hi": -0.01,
+        "vs_heuristic.roc_auc_diff": 0.17, "vs_heuristic.roc_auc_lo": 0.15,
+        "vs_heuristic.roc_auc_hi": 0.2,
+    }  # fmt: skip
+    rows = evaluate.comparison_rows(metrics)
+    assert rows.to_dict("records") == [
+        {"baseline": "logistic regression", "metric": "ROC-AUC", "advantage": -0.002,
+         "lo": -0.009, "hi": 0.004},
+        {"baseline": "logistic regression", "metric": "log loss", "advantage": 0.02,
+         "lo": 0.01, "hi": 0.03},
+        {"baseline": "recency/activity heuristic", "metric": "ROC-AUC", "advantage": 0.17,
+         "lo": 0.15, "hi": 0.2},
+    ]  # fmt: skip
+    paths = evaluate.plot_comparison(metrics, tmp_path, "churn")
+    assert [p.name for p in paths] == ["baseline_comparison.png"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert evaluate.plot_comparison({"test.roc_auc": 0.8}, tmp_path / "none", "churn") == []
+    assert not (tmp_path / "none").exists()
