@@ -192,6 +192,23 @@ def load_oracle(source: str | Path) -> pd.DataFrame | None:
     return oracle
 
 
+def oracle_probabilities(
+    rows: pd.DataFrame, oracle: pd.DataFrame | None, task: str
+) -> np.ndarray | None:
+    """The oracle's true probabilities of ``rows`` (in their order), or None where it lacks one."""
+    if oracle is None:
+        return None
+    col = f"p_{task}"
+    keys = rows[["account_id", "cutoff"]].astype({"account_id": str})
+    keys["cutoff"] = keys["cutoff"].astype("datetime64[us]")
+    joined = keys.merge(
+        oracle[["account_id", "cutoff", col]], on=["account_id", "cutoff"], how="left"
+    )
+    if len(joined) != len(rows) or joined[col].isna().any():
+        return None
+    return joined[col].to_numpy(dtype=float)
+
+
 def oracle_metrics(
     rows: pd.DataFrame, y: np.ndarray, oracle: pd.DataFrame | None, task: str, model_auc: float
 ) -> dict[str, float]:
@@ -205,15 +222,9 @@ def oracle_metrics(
     """
     if oracle is None or not _both_classes(np.asarray(y)):
         return {}
-    col = f"p_{task}"
-    keys = rows[["account_id", "cutoff"]].astype({"account_id": str})
-    keys["cutoff"] = keys["cutoff"].astype("datetime64[us]")
-    joined = keys.merge(
-        oracle[["account_id", "cutoff", col]], on=["account_id", "cutoff"], how="left"
-    )
-    if len(joined) != len(rows) or joined[col].isna().any():
+    p = oracle_probabilities(rows, oracle, task)
+    if p is None:
         return {}
-    p = joined[col].to_numpy(dtype=float)
     auc = float(roc_auc_score(y, p))
     # The true probabilities' own ECE on these rows is the noise floor of the model's ECE.
     return {
@@ -326,6 +337,7 @@ _COMPARED = {
     "logreg": "logistic regression",
     "btyd": "BG/NBD model",
     "heuristic": "recency/activity heuristic",
+    "oracle": "oracle (true probabilities)",
 }
 _METRIC_LABEL = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "log_loss": "log loss"}
 

@@ -278,7 +278,12 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-_COMPARED = (("logreg", "logistic regression"), ("btyd", "BG/NBD"), ("heuristic", "heuristic"))
+_COMPARED = (
+    ("logreg", "logistic regression"),
+    ("btyd", "BG/NBD"),
+    ("heuristic", "heuristic"),
+    ("oracle", "oracle (synthetic)"),
+)
 
 
 def format_comparisons(m: dict[str, float]) -> list[str]:

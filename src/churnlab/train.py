@@ -366,6 +366,8 @@ def _train_task(
     paired = {"logreg": (scores["logreg"], True), "heuristic": (scores["heuristic"], False)}
     if btyd_scores is not None:
         paired["btyd"] = (btyd_scores, True)
+    if (p_oracle := evaluate.oracle_probabilities(split.test, oracle, task)) is not None:
+        paired["oracle"] = (p_oracle, True)  # a synthetic world: how sure the gap is
     metrics |= compare.paired_differences(y_test, scores["test"], paired, seed=seed)
     if task == "expansion":
         metrics |= fit_amount(

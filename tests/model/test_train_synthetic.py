@@ -91,6 +91,10 @@ def test_baseline_differences_are_logged_with_their_intervals(results, task: str
             assert m[f"vs_{name}.{metric}_lo"] <= diff <= m[f"vs_{name}.{metric}_hi"]
     assert "vs_heuristic.log_loss_diff" not in m  # a ranking: no probabilities to compare
     assert compare.verdict(m, "heuristic", "roc_auc") == "ahead"
+    # on a synthetic world the oracle is compared too: how sure the gap to it is
+    assert m["vs_oracle.roc_auc_diff"] == pytest.approx(-m["test.oracle_gap"], abs=1e-9)
+    assert m["vs_oracle.roc_auc_lo"] < -m["test.oracle_gap"] < m["vs_oracle.roc_auc_hi"]
+    assert compare.verdict(m, "oracle", "roc_auc") == "behind"
 
 
 # The two retraining checks below repeat, on the 10k world, what tests/model/test_train_planted.py
