@@ -310,8 +310,9 @@ def _register(
     say(f"{task}: registry")
     problem = train.test_set_problem(result)
     decision = tracking.decide(
-        task, result.metrics, result.split.test, params.tracking, params.train, blocked=problem
-    )
+        task, result.metrics, result.split.test, params.tracking, params.train, blocked=problem,
+        p_new=result.predictions["p"].to_numpy(dtype=float),
+    )  # fmt: skip
     version = tracking.register(model_uri, params.tracking, task)
     if decision.promote:
         result.bundle.info["registry"] = {

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
-from churnlab import evaluate
+from churnlab import compare, evaluate
 from churnlab.bundle import BundleError, ModelBundle, model_input
 from churnlab.config import TrackingParams, TrainParams
 from churnlab.errors import ChurnlabError
@@ -325,8 +325,8 @@ def promotion_decision(
     return True, f"not worse than the champion: {verdict}"
 
 
-def _champion_score(name: str, test: pd.DataFrame, task: str, metric: str) -> float:
-    """The current champion re-scored on the new version's test rows."""
+def _champion_predictions(name: str, test: pd.DataFrame) -> np.ndarray:
+    """The current champion's probabilities on the new version's test rows."""
     with quiet_mlflow():
         old = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     cols = [c.name for c in old.metadata.get_input_schema().inputs]
@@ -336,9 +336,31 @@ def _champion_score(name: str, test: pd.DataFrame, task: str, metric: str) -> fl
             X[c] = X[c].astype(object).where(X[c].notna(), None)
     if "cutoff" in cols:  # a season-aware champion takes the date as text (model_input)
         X["cutoff"] = pd.to_datetime(X["cutoff"]).dt.strftime("%Y-%m-%d").to_numpy()
-    p_old = np.asarray(old.predict(X), dtype=float).ravel()
-    y = test[task].to_numpy(dtype=float)
-    return float(evaluate.score_metrics(y, p_old)[metric])
+    return np.asarray(old.predict(X), dtype=float).ravel()
+
+
+def paired_note(
+    y: np.ndarray, p_new: np.ndarray, p_champion: np.ndarray, metric: str, seed: int = 0
+) -> str:
+    """The new-minus-champion difference on ``metric`` with its 95% paired bootstrap interval.
+
+    Empty for a metric the bootstrap does not cover (:data:`churnlab.compare.METRICS`) or rows
+    of one class. The promotion rule itself stays the tolerance on the point values; the
+    interval says whether a difference is more than the noise of the test cutoff.
+    """
+    if metric not in compare.METRICS:
+        return ""
+    m = compare.paired_differences(y, p_new, {"champion": (p_champion, True)}, seed=seed)
+    key = f"vs_champion.{metric}"
+    if f"{key}_lo" not in m:
+        return ""
+    word = {"ahead": "better", "behind": "worse"}.get(
+        compare.verdict(m, "champion", metric), "within noise"
+    )
+    return (
+        f"; new minus champion {m[f'{key}_diff']:+.4f}, 95% interval {m[f'{key}_lo']:+.4f} to "
+        f"{m[f'{key}_hi']:+.4f} ({word})"
+    )
 
 
 def _one_line(err: Exception, limit: int = 240) -> str:
@@ -374,6 +396,7 @@ def decide(
     tracking: TrackingParams,
     train: TrainParams,
     blocked: str | None = None,
+    p_new: np.ndarray | None = None,
 ) -> Decision:
     """Compare a new model with the current champion on the same test rows.
 
@@ -392,6 +415,9 @@ def decide(
         The registry prefix; the promotion metric and tolerance.
     blocked : str, optional
         Why the new model must not be champion whatever its score (a degenerate test set).
+    p_new : ndarray, optional
+        The new model's probabilities on ``test``: the reason then gives the difference from
+        the champion with its paired bootstrap interval (:func:`paired_note`).
     """
     name = registered_name(tracking, task)
     metric = train.promotion_metric
@@ -404,10 +430,14 @@ def decide(
     new_score = float(metrics[key])
     champion = _champion(MlflowClient(), name)
     champion_score: float | None = None
-    reason_prefix = ""
+    reason_prefix = note = ""
     if champion is not None:
         try:
-            champion_score = _champion_score(name, test, task, metric)
+            p_old = _champion_predictions(name, test)
+            y = test[task].to_numpy(dtype=float)
+            champion_score = float(evaluate.score_metrics(y, p_old)[metric])
+            if p_new is not None:
+                note = paired_note(y, p_new, p_old, metric)
         except (KeyError, MlflowException, ChurnlabError) as err:
             reason_prefix = (
                 f"champion v{champion.version} could not score the test rows ({_one_line(err)}); "
@@ -416,6 +446,7 @@ def decide(
     promote, reason = promotion_decision(
         new_score, champion_score, metric, train.promotion_tolerance
     )
+    reason += note
     if reason_prefix:
         promote, reason = False, reason_prefix + "kept it; promote by hand if intended"
     if blocked:

@@ -170,12 +170,17 @@ def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
     second = pipeline.train_frame(params, frame, manifest, oracle=oracle, log_kpis=False)["tasks"]
     assert (second["churn"]["version"], second["churn"]["decision"]) == ("2", "champion")
     assert second["churn"]["reason"].startswith("not worse than the champion")
+    # the same model: the paired bootstrap of the difference is exactly zero
+    assert second["churn"]["reason"].endswith(
+        "; new minus champion +0.0000, 95% interval +0.0000 to +0.0000 (within noise)"
+    ), second["churn"]["reason"]
     # A model that sees only the weak profile feature is clearly worse: challenger.
     weak = replace(manifest, features=tuple(f for f in manifest.features if f.name == "segment"))
     third = pipeline.train_frame(params, frame, weak, oracle=oracle, log_kpis=False)
     third = third["tasks"]["churn"]
     assert (third["version"], third["decision"]) == ("3", "challenger")
     assert third["reason"].startswith("worse than the champion")
+    assert third["reason"].endswith("(worse)"), third["reason"]  # clearly, not by noise
     client = MlflowClient(store)
     assert str(client.get_model_version_by_alias("t-churn", "champion").version) == "2"
     assert str(client.get_model_version_by_alias("t-churn", "challenger").version) == "3"

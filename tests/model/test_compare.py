@@ -143,3 +143,21 @@ def test_comparison_rows_turn_log_loss_so_that_positive_favours_the_model(tmp_pa
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert evaluate.plot_comparison({"test.roc_auc": 0.8}, tmp_path / "none", "churn") == []
     assert not (tmp_path / "none").exists()
+
+
+def test_the_champion_note_gives_the_difference_and_its_interval() -> None:
+    from churnlab.tracking import paired_note
+
+    y, p = _data(1500, 8)
+    noise = np.random.default_rng(2).random(len(y))
+    worse = np.clip(0.3 * p + 0.7 * noise, 0.01, 0.99)
+    better = paired_note(y, p, worse, "roc_auc")
+    out = compare.paired_differences(y, p, {"champion": (worse, True)})
+    assert better == (
+        f"; new minus champion {out['vs_champion.roc_auc_diff']:+.4f}, 95% interval "
+        f"{out['vs_champion.roc_auc_lo']:+.4f} to {out['vs_champion.roc_auc_hi']:+.4f} (better)"
+    )
+    assert paired_note(y, worse, p, "log_loss").endswith("(worse)")
+    assert paired_note(y, p, p, "pr_auc").endswith("(within noise)")
+    assert paired_note(y, p, worse, "lift_top10") == ""  # not a bootstrapped metric
+    assert paired_note(np.zeros(10), p[:10], worse[:10], "roc_auc") == ""
