@@ -9,7 +9,8 @@ precision) and log loss, the model-minus-baseline difference on the test rows an
 Each resample is a vector of row counts, so the metrics are computed exactly as scikit-learn
 computes them with those counts as sample weights (ties at a score value are one threshold, as
 in ``roc_auc_score`` and ``average_precision_score``), for a block of resamples at once: 1,000
-resamples of 10,000 rows take well under a second, against about 10 s through scikit-learn.
+resamples of three scorers on 10,000 rows took 1.5 s, where scikit-learn takes about 8 s for
+each scorer (measured at stop 26 on the 2-core machine).
 """
 
 from __future__ import annotations
