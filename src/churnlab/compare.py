@@ -30,6 +30,9 @@ WORK = 20_000_000
 :data:`MIN_RESAMPLES`), so that a 200,000-row test cutoff costs what 20,000 rows do; the
 intervals of so many rows are narrow, and their percentiles from fewer resamples rougher."""
 LEVEL = 0.95
+MIN_CLASS_ROWS = 10
+"""Fewer positive or negative test rows than this: no interval (the percentile bootstrap of a
+handful of positives is degenerate, e.g. ROC-AUC 1.0 to 1.0 from one positive row)."""
 _BLOCK = 100  # resamples per block: memory is block x rows x 8 bytes
 _EPS = 1e-15  # log loss clipping, as evaluate.score_metrics
 
@@ -145,11 +148,12 @@ def paired_differences(
     dict
         ``vs_<name>.<metric>_diff`` (on the test rows), ``vs_<name>.<metric>_lo`` and
         ``_hi`` (the interval) for each baseline and metric, and ``vs.resamples``; empty
-        when the rows hold one class only.
+        when the rows hold fewer than :data:`MIN_CLASS_ROWS` of either class.
     """
     y = np.asarray(y, dtype=float)
     model = np.asarray(model, dtype=float)
-    if len(np.unique(y)) < 2:
+    positives = int((y == 1).sum())
+    if min(positives, len(y) - positives) < MIN_CLASS_ROWS:
         return {}
     ones = np.ones((1, len(y)))
     rng = np.random.default_rng(seed)

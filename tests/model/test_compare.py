@@ -96,15 +96,24 @@ def test_interval_covers_the_true_difference_at_about_the_stated_level() -> None
     assert 0.85 <= covered / trials <= 1.0
 
 
-def test_one_class_gives_nothing() -> None:
+def test_one_class_or_a_handful_of_positives_gives_nothing() -> None:
     y = np.zeros(20)
     assert compare.paired_differences(y, np.full(20, 0.2), {"b": (np.full(20, 0.3), True)}) == {}
+    # one positive in six rows: every resample that draws it ranks it first (ROC-AUC 1.0 to 1.0)
+    y, p = np.array([0, 0, 0, 0, 0, 1.0]), np.linspace(0.1, 0.6, 6)
+    assert compare.paired_differences(y, p, {"b": (p[::-1].copy(), True)}) == {}
+    y, p = _data(400, 12)
+    few = np.flatnonzero(y == 1)[: compare.MIN_CLASS_ROWS - 1]
+    keep = np.concatenate([np.flatnonzero(y == 0), few])
+    assert compare.paired_differences(y[keep], p[keep], {"b": (p[keep] * 0.9, True)}) == {}
+    enough = np.concatenate([keep, np.flatnonzero(y == 1)[compare.MIN_CLASS_ROWS - 1 :][:1]])
+    assert compare.paired_differences(y[enough], p[enough], {"b": (p[enough] * 0.9, True)})
 
 
 def test_log_loss_is_clipped_as_the_reported_metric() -> None:
-    y = np.array([0.0, 1.0, 1.0, 0.0])
-    p = np.array([0.0, 1.0, 0.5, 1.0])  # certain and wrong: the clipping decides the loss
-    base = np.full(4, 0.5)
+    y = np.tile([0.0, 1.0, 1.0, 0.0], 10)
+    p = np.tile([0.0, 1.0, 0.5, 1.0], 10)  # certain and wrong: the clipping decides the loss
+    base = np.full(40, 0.5)
     out = compare.paired_differences(y, p, {"b": (base, True)}, resamples=10)
     diff = evaluate.score_metrics(y, p)["log_loss"] - evaluate.score_metrics(y, base)["log_loss"]
     assert out["vs_b.log_loss_diff"] == pytest.approx(diff, rel=1e-12)
@@ -160,4 +169,4 @@ def test_the_champion_note_gives_the_difference_and_its_interval() -> None:
     assert paired_note(y, worse, p, "log_loss").endswith("(worse)")
     assert paired_note(y, p, p, "pr_auc").endswith("(within noise)")
     assert paired_note(y, p, worse, "lift_top10") == ""  # not a bootstrapped metric
-    assert paired_note(np.zeros(10), p[:10], worse[:10], "roc_auc") == ""
+    assert paired_note(np.zeros(10), p[:10], worse[:10], "roc_auc") == ""  # one class
