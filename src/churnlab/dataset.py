@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,38 @@ def build(
         The frame (``account_id``, ``cutoff``, features, then ``churn``, ``expansion``,
         ``expansion_amount``, ``mrr``, ``arr``, ``labeled``) and the manifest.
     """
-    say = progress or (lambda _msg: None)
+    with _background_fingerprint(con) as hashed:
+        return _build(con, params, data, source, progress or (lambda _msg: None), hashed)
+
+
+@contextmanager
+def _background_fingerprint(con: duckdb.DuckDBPyConnection) -> Iterator[Future[str]]:
+    """The data's fingerprint, computed on a cursor in a worker thread while the build runs.
+
+    It reads only the contract tables, not the build's temporary ones, and is a fixed cost (a
+    scan of every table): on its own it took 0.6-0.7 s of a 3.3 s one-cutoff build at 100k
+    accounts. The worker fills the cores the build's single-threaded array work leaves idle.
+    """
+    cursor = con.cursor()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnlab-fingerprint")
+    try:
+        yield pool.submit(fingerprint, cursor)
+    except BaseException:
+        cursor.interrupt()  # the build failed: do not wait for a hash no one will read
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        cursor.close()
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    params: DatasetParams,
+    data: DataParams,
+    source: str,
+    say: Callable[[str], None],
+    hashed: Future[str],
+) -> tuple[pd.DataFrame, Manifest]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     say("choosing cutoffs and eligible accounts")
@@ -114,7 +147,7 @@ def build(
         event_types=tuple(_event_types(feats)),
         label_columns=LABEL_COLUMNS,
         tables=tuple(present_tables(con)),
-        data_fingerprint=fingerprint(con),
+        data_fingerprint=hashed.result(),
         source=source,
         params=params.model_dump(mode="json"),
         built_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),

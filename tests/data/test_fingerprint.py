@@ -67,3 +67,27 @@ def test_data_changed_compares_like_with_like(recorded, expected):
         assert dataset.data_changed(con, _manifest(value)) is expected
     finally:
         con.close()
+
+
+def test_build_records_the_connections_fingerprint_and_fails_with_its_own_error():
+    """``build`` hashes the data on a worker cursor while it runs: the manifest gets the same
+    hash as ``fingerprint``; a build that fails raises its own error (the worker is interrupted)
+    and the connection stays usable."""
+    from churnlab.config import DataParams, DatasetParams
+
+    con = load.connect_frames(literal_tables())
+    try:
+        _, manifest = dataset.build(
+            con, DatasetParams(cutoff_start="2024-04-01", cutoff_end="2024-04-01",
+                               windows=[7], horizon_days=30), DataParams(),
+        )  # fmt: skip
+        assert manifest.data_fingerprint == dataset.fingerprint(con)
+        with pytest.raises(dataset.DatasetError, match="no eligible accounts at any cutoff"):
+            dataset.build(
+                con,
+                DatasetParams(cutoff_start="2000-01-01", cutoff_end="2000-01-01"),
+                DataParams(),
+            )
+        assert con.execute("SELECT count(*) FROM main.events").fetchall()[0][0] > 0
+    finally:
+        con.close()
