@@ -40,8 +40,9 @@ def subscription_steps(
     name : str
         Name of the temporary table to create (replaced if it exists).
     accounts : iterable of str, optional
-        Only these accounts' timelines (a spine's accounts: a one-cutoff spine holds under half
-        of them); by default every account's.
+        Only these accounts' timelines (a spine's accounts), when they are few of the accounts
+        (see :data:`FILTER_SHARE`); by default every account's. Extra accounts change nothing
+        for a caller that joins the timeline with its spine.
 
     Returns
     -------
@@ -49,9 +50,13 @@ def subscription_steps(
         ``name``.
     """
     only = ""
+    unique = None
     if accounts is not None:
         unique = pd.unique(np.asarray(list(accounts) if not isinstance(accounts, pd.Series)
                                       else accounts.to_numpy(), dtype=object))  # fmt: skip
+        if FILTER_SHARE * len(unique) >= _account_rows(con):
+            accounts = None  # most accounts: filtering costs more than it saves
+    if accounts is not None:
         ids = pa.table({"account_id": pa.array(unique, pa.string())})
         con.register("_cl_steps_accounts", ids)
         only = " WHERE account_id IN (SELECT account_id FROM _cl_steps_accounts)"
@@ -61,6 +66,20 @@ def subscription_steps(
         if accounts is not None:
             con.unregister("_cl_steps_accounts")
     return name
+
+
+FILTER_SHARE = 4
+"""The timeline is built for the given accounts only when they are under 1 / FILTER_SHARE of
+the accounts table's rows: the filter pays only when a spine holds few of many accounts.
+Measured at 100k accounts: with 74% of them (twelve cutoffs) the timeline took 0.52-0.75 s
+filtered against 0.35-0.44 s not; with 45% (a one-cutoff spine, as scoring builds) 0.36-0.44 s
+against 0.35-0.40 s, and timeline, features and labels together 2.59 s against 2.54 s (medians
+of four)."""
+
+
+def _account_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the accounts table (from Parquet metadata or the table: no scan)."""
+    return int(con.execute("SELECT count(*) FROM main.accounts").fetchall()[0][0])
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, only: str) -> None:

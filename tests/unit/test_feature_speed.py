@@ -112,3 +112,29 @@ def test_labels_of_a_spine_with_no_labeled_row_equal_those_of_a_mixed_one():
     want = mixed[~mixed["labeled"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, want, check_exact=True)
     assert alone["mrr"].tolist() == [14.5, 7.25] and alone["churn"].isna().all()
+
+
+def test_timeline_is_filtered_to_the_given_accounts_only_when_they_are_few():
+    """Under a quarter of the accounts: only theirs; more: every account's (cheaper to build)."""
+    ids = [f"a{i}" for i in range(8)]
+    subs = pd.DataFrame(
+        {
+            "account_id": ids,
+            "start_at": _ts(*["2024-01-01"] * 8),
+            "end_at": _ts(*["2024-06-01"] * 8),
+            "mrr": [10.0] * 8,
+            "seats": [1] * 8,
+        }
+    )
+    accounts = pd.DataFrame({"account_id": ids, "created_at": _ts(*["2023-01-01"] * 8)})
+    con = load.connect_frames({"accounts": accounts, "subscriptions": subs})
+
+    def built(given: list[str]) -> set[str]:
+        name = timeline.subscription_steps(con, "_t", accounts=pd.Series(given))
+        return {r[0] for r in con.execute(f"SELECT DISTINCT account_id FROM {name}").fetchall()}
+
+    assert timeline.FILTER_SHARE == 4
+    assert built(["a0"]) == {"a0"}
+    assert built(["a0", "a0", "a0"]) == {"a0"}  # distinct accounts are counted
+    assert built(["a0", "a1", "a1"]) == set(ids)  # 2 of 8: a quarter, not under it
+    assert built(ids[:7]) == set(ids)
