@@ -13,7 +13,9 @@ prints, in one run:
 - the peak resident memory of the process during the 12-cutoff build (target <= 4 GB);
 - where the time goes: the build's stages one by one (spine, subscription timeline, features,
   labels, data fingerprint: wall and CPU) for both builds, the features' stages and passes, in
-  the same run; time per event the windows cover, for the scaling curve across ``--accounts``;
+  the same run (``dataset.build`` itself hashes the data on a worker cursor beside the other
+  stages: the fingerprint's time here is what it would add alone); time per event the windows
+  cover, for the scaling curve across ``--accounts``;
 - for continuity with earlier runs: the old reference (one plain pass counting events per
   account and type over a single cutoff, which skips every row group outside its 90 days).
 
@@ -261,7 +263,7 @@ def main() -> None:
         f"{b['cutoffs']}-cutoff build ({b['rows']:,} rows, {b['features']} features, both "
         f"labels): {_range([x['wall'] for x in builds])} s wall, "
         f"{_range([x['cpu'] for x in builds])} s CPU; stages {b['stages']}, the rest "
-        f"(fingerprint, manifest) {b['wall'] - sum(b['stages'].values()):.2f}\n"
+        f"(waiting for the fingerprint, manifest) {b['wall'] - sum(b['stages'].values()):.2f}\n"
         f"1-cutoff build ({s['rows']:,} rows): {_range([x['wall'] for x in singles])} s wall, "
         f"{_range([x['cpu'] for x in singles])} s CPU; floor {_range([f[1] for f in floors1])} "
         f"s CPU; stages {s['stages']}",
