@@ -55,15 +55,14 @@ def subscription_steps(
         unique = pd.unique(np.asarray(list(accounts) if not isinstance(accounts, pd.Series)
                                       else accounts.to_numpy(), dtype=object))  # fmt: skip
         if FILTER_SHARE * len(unique) >= _account_rows(con):
-            accounts = None  # most accounts: filtering costs more than it saves
-    if accounts is not None:
-        ids = pa.table({"account_id": pa.array(unique, pa.string())})
-        con.register("_cl_steps_accounts", ids)
+            unique = None  # most accounts: filtering costs more than it saves
+    if unique is not None:
+        con.register("_cl_steps_accounts", pa.table({"account_id": pa.array(unique, pa.string())}))
         only = " WHERE account_id IN (SELECT account_id FROM _cl_steps_accounts)"
     try:
         _create(con, name, only)
     finally:
-        if accounts is not None:
+        if unique is not None:
             con.unregister("_cl_steps_accounts")
     return name
 
