@@ -344,7 +344,8 @@ class TrainParams(_Section):
     early_stopping_rounds: int = Field(50, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     season: Literal["auto", "on", "off"] = "auto"
-    """Start from the calendar month's base rate (auto: when it helps on the validation cutoff)."""
+    """Start from the calendar month's base rate (auto: unless clearly worse on the validation
+    cutoff, by more than 2 standard errors of its log loss)."""
     tasks: tuple[Literal["churn", "expansion"], ...] = ("churn", "expansion")
     promotion_metric: str = "roc_auc"
     promotion_tolerance: float = Field(0.005, ge=0)

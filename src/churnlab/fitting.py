@@ -194,7 +194,8 @@ def choose_shape(
 
 
 SEASON_Z = 2.0
-"""Season offsets are kept when they lower the validation log loss by this many standard errors."""
+"""Season offsets are dropped only when they raise the validation log loss by more than this
+many standard errors of the paired per-row difference (README, *Calibration under seasons*)."""
 
 
 def _valid_losses(
@@ -222,10 +223,11 @@ def fit_with_season(
     """Fit booster and calibrator, with season offsets when they help on the validation cutoff.
 
     ``train.season: auto`` fits both a plain and a season-aware model when the training cutoffs
-    cover every calendar month, and keeps the season-aware one only if its cross-fitted,
-    calibrated validation log loss is lower by more than :data:`SEASON_Z` standard errors of the
-    paired per-row difference; ``on`` keeps it whenever it can be fitted; ``off``
-    never fits it. The reason is stored in the bundle and logged.
+    cover every calendar month, and keeps the season-aware one unless its cross-fitted,
+    calibrated validation log loss is higher by more than :data:`SEASON_Z` standard errors of
+    the paired per-row difference (one validation cutoff says little about a season, so only a
+    clear loss drops it); ``on`` keeps it whenever it can be fitted; ``off`` never fits it. The
+    reason is stored in the bundle and logged.
     """
     params, plain_fit, metrics = choose_shape(params, bundle, X, y)
     booster, best, margin_valid, calibrator, cal_info = plain_fit
@@ -258,7 +260,9 @@ def fit_with_season(
             bundle.season = table
             note = (
                 "on: the calendar month's base rate is the starting point (validation log loss "
-                f"{seasonal:.4f} against {plain:.4f} without)"
+                f"{seasonal:.4f} against {plain:.4f} without, {'better' if z >= 0 else 'worse'} "
+                f"by {abs(z):.1f} standard errors; dropped only when worse by more than "
+                f"{SEASON_Z:g} standard errors)"
                 if params.season == "auto"
                 else "on (train.season: on)"
             )

@@ -112,6 +112,12 @@ def test_season_aware_model_is_calibrated_where_the_plain_one_is_not(fits) -> No
     auto, off = fits["auto"], fits["off"]
     assert auto.bundle.season is not None and auto.metrics["season.used"] == 1.0
     assert auto.extra["season"].startswith("on:")
+    # the note states the rule and the standard errors that were logged (it used to read as if
+    # a lower validation log loss were needed)
+    z = auto.metrics["season.valid_gain_z"]
+    side = "better" if z >= 0 else "worse"
+    assert f"{side} by {abs(z):.1f} standard errors" in auto.extra["season"]
+    assert "dropped only when worse by more than 2 standard errors" in auto.extra["season"]
     assert off.bundle.season is None and off.extra["season"] == "off (train.season: off)"
     # October's churn is 0.33 against July's 0.07: calibrated on July, the plain model
     # predicts July's level in October; the season-aware one is within a few points.
