@@ -220,7 +220,7 @@ def fit_with_season(
     X: tuple[pd.DataFrame, pd.DataFrame],
     y: tuple[np.ndarray, np.ndarray],
 ) -> Fit:
-    """Fit booster and calibrator, with season offsets when they help on the validation cutoff.
+    """Fit booster and calibrator, with season offsets unless they clearly hurt on validation.
 
     ``train.season: auto`` fits both a plain and a season-aware model when the training cutoffs
     cover every calendar month, and keeps the season-aware one unless its cross-fitted,
