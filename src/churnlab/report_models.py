@@ -95,11 +95,15 @@ _BASELINES: tuple[tuple[str, str, str], ...] = (  # metric prefix, in sentences,
 
 
 def _baselines(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """The baselines to show: logistic regression and heuristic always, BG/NBD when logged."""
+    """The baselines to show: logistic regression always; BG/NBD and the heuristic when logged.
+
+    The heuristic is not scored when the data has no recency or activity feature (subscriptions
+    alone, for example): a constant would only show ROC-AUC 0.5.
+    """
     return [
         b
         for b in _BASELINES
-        if b[0] != "baseline_btyd" or any(k.startswith("baseline_btyd.") for k in metrics)
+        if b[0] == "baseline_logreg" or any(k.startswith(f"{b[0]}.") for k in metrics)
     ]
 
 

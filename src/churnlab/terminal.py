@@ -258,6 +258,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                 for k in _SHOWN
                 if f"{prefix}.{k}" in m and math.isfinite(m[f"{prefix}.{k}"])
             ]
+            if prefix == "baseline_heuristic" and not any(k.startswith(prefix) for k in m):
+                parts = ["not scored: the data has no recency or activity feature to rank by"]
             if parts or prefix in _ALWAYS:  # BG/NBD exists for orders-only churn alone
                 lines.append(f"  {label:<20} " + " ".join(parts))
         lines += format_comparisons(m)

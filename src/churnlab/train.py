@@ -49,6 +49,9 @@ from churnlab.runlog import RunLog
 from churnlab.schema import LABEL_COLUMNS, TASK_VALUE, TASKS
 
 _PROB_CLIP = 1e-4
+HEURISTIC_NOT_SCORED = "not scored: the data has no recency or activity feature to rank by"
+"""The heuristic baseline's logged direction when there is nothing for it to rank by."""
+
 ProgressFn = Callable[[str], None]
 
 
@@ -253,12 +256,11 @@ def _metrics(
         ("test", test),
         ("valid", evaluate.score_metrics(y_valid, p_valid)),
         ("baseline_logreg", evaluate.score_metrics(y_test, scores["logreg"], value=value)),
-        (
-            "baseline_heuristic",
-            evaluate.score_metrics(y_test, scores["heuristic"], value=value, probabilistic=False),
-        ),
     ):
         metrics.update({f"{prefix}.{k}": v for k, v in m.items()})
+    if "heuristic" in scores:  # not scored when the data has nothing it ranks by
+        m = evaluate.score_metrics(y_test, scores["heuristic"], value=value, probabilistic=False)
+        metrics.update({f"baseline_heuristic.{k}": v for k, v in m.items()})
     return metrics
 
 
@@ -349,12 +351,11 @@ def _train_task(
         params.calibration, seed, offs, refit=logreg_refit,
     )  # fmt: skip
     chosen = heuristic_features(feats)
-    reverse = heuristic_direction(X_valid, y_valid, task, chosen)
-    scores = {
-        "test": bundle.predict(split.test),
-        "logreg": logreg_test,
-        "heuristic": heuristic_scores(X_test, task, chosen, reverse=reverse),
-    }
+    scores = {"test": bundle.predict(split.test), "logreg": logreg_test}
+    reverse = False
+    if any(chosen.values()):  # else a constant: nothing to compare with, so not scored
+        reverse = heuristic_direction(X_valid, y_valid, task, chosen)
+        scores["heuristic"] = heuristic_scores(X_test, task, chosen, reverse=reverse)
     value = split.test[TASK_VALUE[task]].to_numpy(dtype=float)
     btyd_scores = btyd_baseline(split.test, task, manifest)
     test = evaluate.score_metrics(y_test, scores["test"], value=value)
@@ -363,7 +364,9 @@ def _train_task(
     if btyd_scores is not None:
         m = evaluate.score_metrics(y_test, btyd_scores, value=value)
         metrics |= {f"baseline_btyd.{k}": v for k, v in m.items()}
-    paired = {"logreg": (scores["logreg"], True), "heuristic": (scores["heuristic"], False)}
+    paired = {"logreg": (scores["logreg"], True)}
+    if "heuristic" in scores:
+        paired["heuristic"] = (scores["heuristic"], False)
     if btyd_scores is not None:
         paired["btyd"] = (btyd_scores, True)
     if (p_oracle := evaluate.oracle_probabilities(split.test, oracle, task)) is not None:
@@ -393,6 +396,8 @@ def _train_task(
     ).to_dict("list")
     predictions = _predictions(split.test, y_test, scores, value)
     direction = "reversed on the validation cutoff" if reverse else "as designed"
+    if "heuristic" not in scores:
+        direction = HEURISTIC_NOT_SCORED
     return TaskResult(
         task, bundle, split, metrics, predictions, cal_info, chosen, logreg_refit or logreg,
         extra={
@@ -514,7 +519,7 @@ def _predictions(
             "y": y,
             "p": scores["test"],
             "p_logreg": scores["logreg"],
-            "heuristic": scores["heuristic"],
+            **({"heuristic": scores["heuristic"]} if "heuristic" in scores else {}),
             "value": value,
         },
         index=test.index,

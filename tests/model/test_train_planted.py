@@ -7,6 +7,8 @@ promoters. The same checks on the real synthetic pipeline are in test_train_synt
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +58,26 @@ def test_model_is_close_to_the_oracle_and_beats_the_heuristic(churn, expansion) 
         base = m["test.positive_rate"]
         const = -(base * np.log(base) + (1 - base) * np.log(1 - base))
         assert m["test.log_loss"] < const, res.task
+
+
+def test_without_recency_or_activity_features_the_heuristic_is_not_scored(data) -> None:
+    """Subscriptions alone give no activity to rank by: no constant scored as a baseline."""
+    frame, manifest, oracle = data
+    gone = {"logins_30d", "days_since_last_login"}
+    kept = tuple(f for f in manifest.features if f.name not in gone)
+    res = train.train_task(
+        frame.drop(columns=sorted(gone)),
+        dataclasses.replace(manifest, features=kept),
+        "churn",
+        PARAMS,
+        oracle=oracle,
+    )
+    assert res.heuristic == {"recency": None, "activity": None}
+    assert not [k for k in res.metrics if "heuristic" in k]
+    assert "heuristic" not in res.predictions.columns
+    assert res.extra["heuristic_direction"] == train.HEURISTIC_NOT_SCORED
+    assert "vs_logreg.roc_auc_diff" in res.metrics  # the other comparisons are still made
+    assert res.metrics["test.roc_auc"] > 0.6  # tickets and NPS still carry signal
 
 
 def test_direction_less_usage_raises_churn_score(churn) -> None:

@@ -347,6 +347,22 @@ def test_the_bg_nbd_baseline_is_a_column_and_a_comparison_when_logged():
     assert "Does not beat the BG/NBD model on ROC-AUC" in page
 
 
+def test_a_heuristic_that_was_not_scored_is_no_column_and_no_comparison():
+    inputs = full_inputs(50)
+    churn = dict(inputs.models["churn"])
+    churn["metrics"] = {
+        k: v for k, v in churn["metrics"].items() if not k.startswith("baseline_heuristic")
+    }
+    page = report.render(ReportInputs(**BARE, models={"churn": churn}))
+    table = page.split('id="metrics-churn"', 1)[1].split("</table>", 1)[0]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert headers == ["Metric (test cutoff)", "This model", "Logistic regression"]
+    assert (
+        "Ranks accounts better than the baseline (ROC-AUC 0.815 vs logistic regression 0.801)."
+        in page
+    )
+
+
 def test_table_with_missing_key_column_is_a_warning_not_a_crash():
     frame = pd.DataFrame({"name": ["x"], "churn_probability": [0.3]})
     page = report.render(ReportInputs(**BARE, at_risk=frame, expansion=frame.iloc[:0]))

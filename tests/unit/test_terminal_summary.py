@@ -50,6 +50,15 @@ def test_no_bg_nbd_row_without_its_metrics() -> None:
     assert f"  {'heuristic':<20} roc_auc=0.603" in lines
 
 
+def test_a_heuristic_without_metrics_is_printed_as_not_scored() -> None:
+    metrics = {k: v for k, v in METRICS.items() if not k.startswith("baseline_heuristic")}
+    lines = _lines(metrics)
+    assert (
+        f"  {'heuristic':<20} not scored: the data has no recency or activity feature to rank by"
+        in lines
+    )
+
+
 def test_train_prints_each_baseline_difference_with_its_interval_and_verdict() -> None:
     paired = {
         "vs_logreg.roc_auc_diff": -0.0021, "vs_logreg.roc_auc_lo": -0.0092,
