@@ -167,6 +167,51 @@ def cross_fitted(
     return oof
 
 
+def platt_log_loss(
+    margin: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None, *, steps: int = 30
+) -> float:
+    """Mean log loss after Platt scaling fitted on the same rows: the ranking's log loss.
+
+    Without ``offset``: ``sigmoid(a * margin + b)``, as the Platt calibrator. With it: scaling
+    around the offset, ``sigmoid(offset + a * (margin - offset))``, as :class:`OffsetPlatt`.
+    Early stopping reads this instead of the raw log loss (:func:`churnlab.fitting.fit_booster`):
+    the booster is calibrated on these rows afterwards, so a level that differs between the
+    training cutoffs and the validation cutoff (a season, a cohort growing older) must not
+    stop the trees while they still rank better. Damped Newton steps from ``a = 1, b = 0``.
+    """
+    z = np.asarray(margin, dtype=float)
+    y = np.asarray(y, dtype=float)
+    off = np.zeros_like(z) if offset is None else np.asarray(offset, dtype=float)
+    raw = z - off
+    cols = [raw] if offset is not None else [raw, np.ones_like(raw)]
+    X = np.column_stack(cols)
+    theta = np.zeros(X.shape[1])
+    theta[0] = 1.0
+
+    def loss(t: np.ndarray) -> float:
+        s = off + X @ t
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    value = loss(theta)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(off + X @ theta)))
+        grad = X.T @ (p - y) / len(y)
+        hess = (X * (p * (1 - p))[:, None]).T @ X / len(y) + 1e-9 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        for _ in range(20):  # halve the step until the loss does not rise
+            new = loss(theta - step)
+            if new <= value:
+                break
+            step = step / 2
+        else:
+            break
+        converged = value - new < 1e-12
+        theta, value = theta - step, new
+        if converged:
+            break
+    return value
+
+
 def row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Each row's log loss (probabilities clipped as the calibrators clip them)."""
     p = np.clip(np.asarray(p, dtype=float), PROB_CLIP, 1 - PROB_CLIP)

@@ -24,6 +24,7 @@ from churnlab.calibration import (
     cross_fitted,
     fit_calibrator,
     fit_offset_platt,
+    platt_log_loss,
     row_log_loss,
 )
 from churnlab.config import ConfigError, TrainParams
@@ -96,8 +97,17 @@ def fit_booster(
 
     ``init`` gives the train and validation rows' fixed log-odds offsets (season offsets); the
     booster then learns what the features add to them and boosting from the average is off.
+    Early stopping reads the validation log loss after Platt scaling on those rows
+    (:func:`~churnlab.calibration.platt_log_loss`, around the offsets when there are any), as
+    they are calibrated afterwards, unless ``train.lightgbm`` names its own ``metric``. The raw
+    log loss stopped at one tree where the validation cutoff's base rate was far from the
+    training cutoffs' (README, *Early stopping under a shifted base rate*).
     """
     lgb_params, rounds = lightgbm_params(params)
+    feval = None
+    if "metric" not in lgb_params:
+        lgb_params["metric"] = "None"
+        feval = _platt_feval
     init_train, init_valid = init if init is not None else (None, None)
     dtrain = lgb.Dataset(
         X_train, y_train, feature_name=list(X_train.columns), free_raw_data=False,
@@ -110,10 +120,20 @@ def fit_booster(
         num_boost_round=rounds,
         valid_sets=[dvalid],
         valid_names=["valid"],
+        feval=feval,
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
     best = booster.best_iteration or booster.current_iteration()
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), int(best)
+
+
+def _platt_feval(preds: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+    """LightGBM eval function: :func:`platt_log_loss` of the rows' log-odds (lower is better)."""
+    p = np.clip(np.asarray(preds, dtype=float), 1e-15, 1 - 1e-15)
+    init = data.get_init_score()
+    offset = None if init is None else np.asarray(init, dtype=float)
+    y = np.asarray(data.get_label(), dtype=float)
+    return "platt_log_loss", platt_log_loss(np.log(p / (1 - p)), y, offset), False
 
 
 @dataclass

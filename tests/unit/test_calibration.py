@@ -309,3 +309,49 @@ def test_scaling_around_an_offset_keeps_each_month_level_and_fits_the_confidence
     np.testing.assert_allclose(cal.predict(offset, offset), 1 / (1 + np.exp(-offset)))
     oof = cross_fitted(raw + offset, y, "sigmoid", offset=offset)
     assert abs(oof.mean() - y.mean()) < 0.01
+
+
+def test_platt_log_loss_equals_the_fitted_platt_calibrators_log_loss() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from churnlab.calibration import fit_offset_platt, platt_log_loss
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=4000) * 2
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(0.4 * z - 1.2)))).astype(float)
+    lr = LogisticRegression(C=1e10).fit(z[:, None], y)
+    assert platt_log_loss(z, y) == pytest.approx(log_loss(y, lr.predict_proba(z[:, None])[:, 1]))
+    assert platt_log_loss(z, y) < log_loss(y, 1 / (1 + np.exp(-z))) - 0.05  # the level refitted
+    off = rng.normal(size=4000) * 0.3
+    cal = fit_offset_platt(z + off, off, y)
+    assert platt_log_loss(z + off, y, off) == pytest.approx(log_loss(y, cal.predict(z + off, off)))
+
+
+def test_early_stopping_is_not_fooled_by_a_validation_cutoff_with_another_base_rate() -> None:
+    """Training rows churn at about 30%, the validation cutoff at about 5%, with the same ranking
+    signal: the raw log loss stops at a handful of trees (each one moves the level the wrong way
+    for the validation rows), the recalibrated one keeps the trees that rank better (measured:
+    25 trees and test ROC-AUC 0.791 against 189 and 0.805)."""
+    from sklearn.metrics import roc_auc_score
+
+    from churnlab.fitting import fit_booster
+
+    rng = np.random.default_rng(3)
+
+    def rows(n: int, intercept: float) -> tuple[pd.DataFrame, np.ndarray]:
+        X = pd.DataFrame(rng.normal(size=(n, 6)), columns=[f"x{i}" for i in range(6)])
+        logit = intercept + 1.2 * X["x0"] - 0.8 * X["x1"] ** 2 + 0.6 * X["x2"] * X["x3"]
+        return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+
+    X_train, y_train = rows(6000, 0.0)
+    X_valid, y_valid = rows(3000, -3.0)
+    X_test, y_test = rows(6000, -1.0)
+    base = {**TrainParams().lightgbm, "num_threads": 1}
+    new = TrainParams(lightgbm=base)
+    old = TrainParams(lightgbm={**base, "metric": "binary_logloss"})
+    b_new, best_new = fit_booster(new, X_train, y_train, X_valid, y_valid)
+    b_old, best_old = fit_booster(old, X_train, y_train, X_valid, y_valid)
+    assert best_old < 40 < 100 < best_new, (best_old, best_new)
+    auc_new = roc_auc_score(y_test, b_new.predict(X_test))
+    auc_old = roc_auc_score(y_test, b_old.predict(X_test))
+    assert auc_new > auc_old + 0.01, (auc_new, auc_old)
