@@ -413,7 +413,9 @@ def _assemble(
         F.col("cutoff").cast("timestamp_ntz").alias("cutoff"),
         *[F.col(sf.quote_col(c)) for c in cols],
     )
-    return _Assembled(frame, feats, extra, rows, mode, end, cuts, timings, started, cached, fits)
+    return _Assembled(
+        frame, feats, extra, rows, mode, end, cuts, timings, started, cached, fits
+    )
 
 
 def _per_cutoff(frame: DataFrame) -> list[dict[str, Any]]:

@@ -220,7 +220,8 @@ class SparkTables:
             aggs.append(self.frames[name].agg(F.max(micros(F.col(str(time)))).alias(name)))
         row = one_row(aggs)
         return {
-            name: None if row[name] is None else from_micros(int(row[name])) for name in self.names
+            name: None if row[name] is None else from_micros(int(row[name]))
+            for name in self.names
         }
 
 

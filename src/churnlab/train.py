@@ -571,21 +571,13 @@ def test_set_problem(result: TaskResult, margin: float = 1.0) -> str | None:
 
     A test cutoff with one class, metrics that cannot be computed, or a positive rate far outside
     what the training cutoffs saw (more than ``margin`` in log-odds beyond their range: an
-    all-churn cutoff, or one where the labels' data ended) says nothing about the model. A
-    model that gives every test row the same probability ranks nothing, whatever a tolerance
-    against an earlier champion would allow.
+    all-churn cutoff, or one where the labels' data ended) says nothing about the model.
     """
     task, split = result.task, result.split
     y = split.test[task].to_numpy(dtype=float)
     pos, n = int(y.sum()), len(y)
     if pos in (0, n):
         return f"the test cutoff {split.test_cutoff.date()} has one class only ({pos} of {n} rows)"
-    p = result.predictions["p"].to_numpy(dtype=float)
-    if n and float(np.ptp(p)) == 0.0:
-        return (
-            f"it gives all {n:,} rows of the test cutoff {split.test_cutoff.date()} the same "
-            f"probability ({p[0]:.3f}): it ranks nothing"
-        )
     if not math.isfinite(result.metrics.get("test.roc_auc", float("nan"))):
         return f"the test metrics of cutoff {split.test_cutoff.date()} cannot be computed"
     rates = split.train.groupby("cutoff", observed=True)[task].mean().to_numpy(dtype=float)

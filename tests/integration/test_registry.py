@@ -174,9 +174,8 @@ def test_champion_kept_when_new_version_is_worse(store, tmp_path, data) -> None:
     assert second["churn"]["reason"].endswith(
         "; new minus champion +0.0000, 95% interval +0.0000 to +0.0000 (within noise)"
     ), second["churn"]["reason"]
-    # A model that sees only the NPS score is clearly worse: challenger. (One that sees only the
-    # segment gives every row the same probability, see test_train_planted.py.)
-    weak = replace(manifest, features=tuple(f for f in manifest.features if f.name == "nps_last"))
+    # A model that sees only the weak profile feature is clearly worse: challenger.
+    weak = replace(manifest, features=tuple(f for f in manifest.features if f.name == "segment"))
     third = pipeline.train_frame(params, frame, weak, oracle=oracle, log_kpis=False)
     third = third["tasks"]["churn"]
     assert (third["version"], third["decision"]) == ("3", "challenger")

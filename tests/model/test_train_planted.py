@@ -218,14 +218,3 @@ def test_tree_shapes_are_checked_like_the_lightgbm_settings() -> None:
     bad = TrainParams(shapes=[{}, {"scale_pos_weight": 3}])
     with pytest.raises(train.ChurnlabError, match=r"train\.shapes\[1\]\.scale_pos_weight"):
         lightgbm_params(bad)
-
-
-def test_a_model_that_ranks_nothing_is_never_champion(churn) -> None:
-    assert train.test_set_problem(churn) is None
-    flat = churn.predictions.assign(p=0.123)
-    problem = train.test_set_problem(dataclasses.replace(churn, predictions=flat))
-    n = len(churn.split.test)
-    assert problem == (
-        f"it gives all {n:,} rows of the test cutoff {churn.split.test_cutoff.date()} the same "
-        "probability (0.123): it ranks nothing"
-    )
