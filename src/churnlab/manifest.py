@@ -35,6 +35,8 @@ RECENCY_MEASURES = ("days_since_last_event", "days_since_last_order")
 """Measures of how recently an account was active, in order of preference (heuristic baseline)."""
 ACTIVITY_MEASURES = ("events", "orders")
 """Measures of how active an account was in a window, in order of preference."""
+HEURISTIC_NOT_SCORED = "not scored: the data has no recency or activity feature to rank by"
+"""The heuristic baseline's logged direction and printed row when it has nothing to rank by."""
 
 
 @dataclass(frozen=True)

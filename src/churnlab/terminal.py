@@ -19,7 +19,7 @@ from rich.text import Text
 from churnlab import compare, periods
 from churnlab.backscore import PVR_OVERALL
 from churnlab.kpi_catalogue import METRICS
-from churnlab.manifest import Manifest
+from churnlab.manifest import HEURISTIC_NOT_SCORED, Manifest
 from churnlab.validate import ValidationFailed
 
 
@@ -259,7 +259,7 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                 if f"{prefix}.{k}" in m and math.isfinite(m[f"{prefix}.{k}"])
             ]
             if prefix == "baseline_heuristic" and not any(k.startswith(prefix) for k in m):
-                parts = ["not scored: the data has no recency or activity feature to rank by"]
+                parts = [HEURISTIC_NOT_SCORED]
             if parts or prefix in _ALWAYS:  # BG/NBD exists for orders-only churn alone
                 lines.append(f"  {label:<20} " + " ".join(parts))
         lines += format_comparisons(m)

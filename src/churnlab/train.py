@@ -44,14 +44,11 @@ from churnlab.calibration import Calibrator, fit_calibrator  # noqa: F401
 from churnlab.config import Horizon, TrainParams, parse_horizon
 from churnlab.errors import ChurnlabError
 from churnlab.fitting import fit_amount, fit_with_season, lightgbm_params, refit_booster
-from churnlab.manifest import Feature, Manifest
+from churnlab.manifest import HEURISTIC_NOT_SCORED, Feature, Manifest
 from churnlab.runlog import RunLog
 from churnlab.schema import LABEL_COLUMNS, TASK_VALUE, TASKS
 
 _PROB_CLIP = 1e-4
-HEURISTIC_NOT_SCORED = "not scored: the data has no recency or activity feature to rank by"
-"""The heuristic baseline's logged direction when there is nothing for it to rank by."""
-
 ProgressFn = Callable[[str], None]
 
 
