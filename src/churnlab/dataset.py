@@ -347,6 +347,10 @@ def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, st
         neg = sum(r[f"{task}_negatives"] for r in labeled)
         if pos >= params.min_positives and neg >= params.min_negatives:
             continue
+        absent = label_absent(manifest, task)
+        if absent:  # more data, earlier cutoffs or another horizon would not help
+            problems[task] = f"{task}: {absent}"
+            continue
         detail = (
             ", ".join(
                 f"{r['cutoff'][:10]}: {r[f'{task}_positives']}+/{r[f'{task}_negatives']}-"
@@ -361,6 +365,29 @@ def check_sufficiency(manifest: Manifest, params: DatasetParams) -> dict[str, st
             f"earlier cutoffs (dataset.cutoff_start); {horizon_hint(manifest)}"
         )
     return problems
+
+
+def label_absent(manifest: Manifest, task: str) -> str | None:
+    """Why a task cannot be trained at all on this training set, with the fix, or None.
+
+    Every labeled row is a negative (no churn, or no expansion: for example one subscription
+    row per account whose MRR never changes) or every one a positive: no horizon, cutoff or
+    amount of data of this kind gives the model two classes to tell apart.
+    """
+    labeled = [r for r in manifest.per_cutoff if r.get("labeled_rows", 0) > 0]
+    pos = sum(int(r.get(f"{task}_positives", 0)) for r in labeled)
+    neg = sum(int(r.get(f"{task}_negatives", 0)) for r in labeled)
+    if labeled and pos == 0:
+        return (
+            f"no {task} at all in the data (0 positives, {neg:,} negatives over "
+            f"{len(labeled)} labeled cutoffs): drop it from train.tasks in params.yaml"
+        )
+    if labeled and neg == 0:
+        return (
+            f"every labeled row is a {task} ({pos:,} positives, 0 negatives): there is nothing "
+            f"to tell apart; drop it from train.tasks in params.yaml"
+        )
+    return None
 
 
 CANDIDATE_HORIZONS = ("7 days", "14 days", "30 days", "1 month", "60 days", "2 months", "90 days",

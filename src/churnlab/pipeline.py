@@ -326,24 +326,6 @@ def _register(
     )
 
 
-def _cannot_train(manifest: Manifest, task: str) -> str | None:
-    """Why a task cannot be trained at all on this training set, with the fix, or None."""
-    labeled = [r for r in manifest.per_cutoff if r.get("labeled_rows", 0) > 0]
-    pos = sum(int(r.get(f"{task}_positives", 0)) for r in labeled)
-    neg = sum(int(r.get(f"{task}_negatives", 0)) for r in labeled)
-    if labeled and pos == 0:
-        return (
-            f"no {task} at all in the data (0 positives, {neg:,} negatives over "
-            f"{len(labeled)} labeled cutoffs): drop it from train.tasks in params.yaml"
-        )
-    if labeled and neg == 0:
-        return (
-            f"every labeled row is a {task} ({pos:,} positives, 0 negatives): there is nothing "
-            f"to tell apart; drop it from train.tasks in params.yaml"
-        )
-    return None  # too few to split is the split's to say (train.temporal_split)
-
-
 def train_frame(
     params: Params,
     frame: pd.DataFrame,
@@ -369,7 +351,8 @@ def train_frame(
     say = progress or _quiet
     summary: dict[str, Any] = {"tasks": {}, "skipped": {}, "models_dir": str(params.train.out)}
     cannot = {
-        t: _cannot_train(manifest, t) or train.split_problem(frame, manifest, t, params.train.purge)
+        t: dataset.label_absent(manifest, t)
+        or train.split_problem(frame, manifest, t, params.train.purge)
         for t in params.train.tasks
     }
     if all(cannot.values()):  # nothing to train: say so before opening runs or computing KPIs

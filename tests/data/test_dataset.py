@@ -150,6 +150,25 @@ def test_sufficiency_names_counts_per_cutoff(built):
         dataset.require_sufficient(manifest, strict, "expansion")
 
 
+def test_sufficiency_says_a_label_absent_from_all_the_data_cannot_be_fixed_by_a_horizon(built):
+    _, manifest = built
+    none = replace(
+        manifest,
+        per_cutoff=tuple(
+            {**r, "expansion_positives": 0,
+             "expansion_negatives": r["expansion_negatives"] + r["expansion_positives"]}
+            for r in manifest.per_cutoff
+        ),
+    )  # fmt: skip
+    problems = dataset.check_sufficiency(none, DatasetParams())
+    assert set(problems) == {"expansion"}
+    assert problems["expansion"].startswith("expansion: no expansion at all in the data (0 ")
+    assert "drop it from train.tasks" in problems["expansion"]
+    assert "horizon" not in problems["expansion"] and "cutoff_start" not in problems["expansion"]
+    assert dataset.label_absent(none, "churn") is None
+    assert dataset.label_absent(manifest, "expansion") is None
+
+
 def test_settings_mismatch_names_what_differs_and_ignores_where_and_how(built):
     _, manifest = built
     assert manifest.params and manifest.mode == "contractual"
