@@ -610,17 +610,20 @@ def _lists(
     return at_risk, expansion, drivers
 
 
+_DRIFT_COLUMNS = ["feature", "description", *drift.COLUMNS[1:]]
+
+
 def _drift(bundle: ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     profile = bundle.info.get("profile")
     if not profile:
-        return pd.DataFrame(columns=["feature", "description", "psi"])
+        return pd.DataFrame(columns=_DRIFT_COLUMNS)
     return _described(bundle, drift.psi(profile, bundle.matrix(rows)))
 
 
 def _described(bundle: ModelBundle, table: pd.DataFrame) -> pd.DataFrame:
     """The drift table with each feature's description (the empty table's columns if none)."""
     if not bundle.info.get("profile"):
-        return pd.DataFrame(columns=["feature", "description", "psi"])
+        return pd.DataFrame(columns=_DRIFT_COLUMNS)
     table = table.copy()
     desc = {f.name: f.description for f in bundle.features}
     table.insert(1, "description", table["feature"].map(desc))

@@ -17,6 +17,10 @@ import numpy as np
 import pandas as pd
 
 _FLOOR = 1e-4
+MISSING = "(missing)"
+"""The level that stands for no value in a categorical feature's profile."""
+COLUMNS = ("feature", "psi", "missing_trained", "missing_now")
+"""The drift table: PSI, and the share of rows without a value in training and now."""
 
 
 def profile(X: pd.DataFrame, bins: int = 10) -> dict[str, dict[str, Any]]:
@@ -33,7 +37,7 @@ def profile(X: pd.DataFrame, bins: int = 10) -> dict[str, dict[str, Any]]:
     for name in X.columns:
         col = X[name]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            shares = col.astype(object).where(col.notna(), "(missing)").value_counts(normalize=True)
+            shares = col.astype(object).where(col.notna(), MISSING).value_counts(normalize=True)
             out[name] = {"levels": {str(k): float(v) for k, v in shares.items()}}
             continue
         v = col.to_numpy(dtype=float)
@@ -73,16 +77,42 @@ def psi(prof: dict[str, dict[str, Any]], X: pd.DataFrame) -> pd.DataFrame:
             continue
         col = X[name]
         if "levels" in p:
-            now = col.astype(object).where(col.notna(), "(missing)").astype(str)
+            now = col.astype(object).where(col.notna(), MISSING).astype(str)
             q_all = now.value_counts(normalize=True)
             levels = sorted(set(p["levels"]) | set(q_all.index))
             ref = np.array([p["levels"].get(k, 0.0) for k in levels])
             cur = np.array([float(q_all.get(k, 0.0)) for k in levels])
+            miss = levels.index(MISSING) if MISSING in levels else None
         else:
             ref = np.asarray(p["shares"], dtype=float)
             cur = _shares(col.to_numpy(dtype=float), np.asarray(p["edges"], dtype=float))
-        rows.append({"feature": name, "psi": _index(ref, cur)})
+            miss = len(ref) - 1
+        rows.append(_row(name, ref, cur, miss))
     return _table(rows)
+
+
+def _row(name: str, ref: np.ndarray, cur: np.ndarray, miss: int | None) -> dict[str, Any]:
+    """A feature's PSI with the shares of rows without a value, trained on and scored."""
+    return {
+        "feature": name,
+        "psi": _index(ref, cur),
+        "missing_trained": float(ref[miss]) if miss is not None else 0.0,
+        "missing_now": float(cur[miss]) if miss is not None else 0.0,
+    }
+
+
+def missing_part(row: Any) -> float:
+    """The share of a feature's PSI that the change in its rows without a value makes.
+
+    ``row`` has ``psi``, ``missing_trained`` and ``missing_now`` (a row of :func:`psi`'s table).
+    A feature whose values are distributed as before but which is empty for more or fewer rows
+    (for example accounts with no history before the cutoff) gets a share near 1.
+    """
+    psi_value = float(row["psi"])
+    if not np.isfinite(psi_value) or psi_value <= 0:
+        return 0.0
+    term = _index(np.array([float(row["missing_trained"])]), np.array([float(row["missing_now"])]))
+    return min(term / psi_value, 1.0)
 
 
 def _index(ref: np.ndarray, cur: np.ndarray) -> float:
@@ -91,7 +121,7 @@ def _index(ref: np.ndarray, cur: np.ndarray) -> float:
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    out = pd.DataFrame(rows, columns=["feature", "psi"])
+    out = pd.DataFrame(rows, columns=list(COLUMNS))
     return out.sort_values("psi", ascending=False, na_position="last").reset_index(drop=True)
 
 
@@ -99,7 +129,7 @@ def bin_counts(prof: dict[str, dict[str, Any]], X: pd.DataFrame) -> dict[str, di
     """Per feature of ``X``: the rows in each of its profile's bins (the parts of :func:`psi`).
 
     Numeric features count by bin number (``"0"``, ``"1"``, ...) and ``"missing"``,
-    categorical ones by level (``"(missing)"`` for none). Counts of disjoint row sets add up,
+    categorical ones by level (:data:`MISSING` for none). Counts of disjoint row sets add up,
     so a distributed engine counts its partitions and :func:`psi_from_counts` gives the index.
     A feature the profile lacks gets no counts.
     """
@@ -110,7 +140,7 @@ def bin_counts(prof: dict[str, dict[str, Any]], X: pd.DataFrame) -> dict[str, di
             continue
         col = X[name]
         if "levels" in p:
-            now = col.astype(object).where(col.notna(), "(missing)").astype(str)
+            now = col.astype(object).where(col.notna(), MISSING).astype(str)
             out[name] = {str(k): int(v) for k, v in now.value_counts().items()}
             continue
         v = col.to_numpy(dtype=float)
@@ -156,10 +186,12 @@ def psi_from_counts(
             levels = sorted(set(p["levels"]) | set(q_all))
             ref = np.array([p["levels"].get(k, 0.0) for k in levels])
             cur = np.array([float(q_all.get(k, 0.0)) for k in levels])
+            miss = levels.index(MISSING) if MISSING in levels else None
         else:
             ref = np.asarray(p["shares"], dtype=float)
             bins = len(ref) - 1
             cur = np.array([got.get(str(i), 0) / total for i in range(bins)]
                            + [got.get("missing", 0) / total])  # fmt: skip
-        rows.append({"feature": name, "psi": _index(ref, cur)})
+            miss = bins
+        rows.append(_row(name, ref, cur, miss))
     return _table(rows)

@@ -324,27 +324,39 @@ def _drift(frame: pd.DataFrame | None, threshold: float) -> str:
     )
     shown = shown.sort_values("_psi", ascending=False, kind="stable", na_position="last")
     rows, classes = [], []
+    shares = {"missing_trained", "missing_now"} <= set(f.columns)  # older drift.csv files lack them
     for _, r in shown.iterrows():
         psi = r["_psi"]
         bad = _finite(psi) and float(psi) > threshold
-        rows.append(
-            [
-                str(r.get("description", "") or ""),
-                str(r.get("feature", "")),
-                f"{float(psi):.3f}" if _finite(psi) else DASH,
-                "drifted" if bad else "stable",
-            ]
-        )
+        row = [
+            str(r.get("description", "") or ""),
+            str(r.get("feature", "")),
+            f"{float(psi):.3f}" if _finite(psi) else DASH,
+        ]
+        if shares:
+            row.append(_empty_shares(r["missing_trained"], r["missing_now"]))
+        rows.append([*row, "drifted" if bad else "stable"])
         classes.append("drifted" if bad else "")
+    headers = [("Feature", False), ("Column", False), ("PSI", True)]
+    if shares:
+        headers.append(("Without a value: training, now", True))
     out.append(
         _static_table(
-            [("Feature", False), ("Column", False), ("PSI", True), ("Status", False)],
+            [*headers, ("Status", False)],
             rows,
             "drift-table",
             row_classes=classes,
         )
     )
     return "".join(out)
+
+
+def _empty_shares(trained: object, now: object) -> str:
+    """The shares of rows without a value, in training and scored, e.g. ``6.7%, 0.0%``."""
+    a, b = pd.to_numeric(trained, errors="coerce"), pd.to_numeric(now, errors="coerce")
+    if not (_finite(a) and _finite(b)):
+        return DASH
+    return f"{100 * float(a):.1f}%, {100 * float(b):.1f}%"
 
 
 def _models(inputs: ReportInputs) -> str:

@@ -309,7 +309,7 @@ def _drift(rows: DataFrame, bundle: ModelBundle, n: int) -> pd.DataFrame:
 
     profile = bundle.info.get("profile")
     if not profile:
-        return pd.DataFrame(columns=["feature", "psi"])
+        return pd.DataFrame(columns=list(drift_mod.COLUMNS))
     got = (
         rows.mapInPandas(_drift_counts(bundle), "feature string, bin string, n long")
         .groupBy("feature", "bin")

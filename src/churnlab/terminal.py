@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from churnlab import compare, periods
+from churnlab import compare, drift, periods
 from churnlab.backscore import PVR_OVERALL
 from churnlab.kpi_catalogue import METRICS
 from churnlab.manifest import HEURISTIC_NOT_SCORED, Manifest
@@ -372,11 +372,23 @@ AGE_FEATURES = ("tenure_days", "days_since_first_order")
 
 
 def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
-    """The drift warning: the five largest PSIs, and what drift of an age means."""
+    """The drift warning: the five largest PSIs, and what drift of an age or of emptiness means.
+
+    A feature whose PSI is mostly the change in its share of rows without a value
+    (:func:`churnlab.drift.missing_part` >= 0.5) says so, with both shares.
+    """
     top = drifting.head(5)
-    text = f"feature drift since training (PSI > {threshold}): " + ", ".join(
-        f"{f} {p:.2f}" for f, p in zip(top["feature"], top["psi"], strict=True)
-    )
+    parts, emptier = [], False
+    for _, row in top.iterrows():
+        part = f"{row['feature']} {float(row['psi']):.2f}"
+        if "missing_now" in row.index and drift.missing_part(row) >= 0.5:
+            emptier = True
+            part += (
+                f" (mostly the share without a value: {100 * float(row['missing_trained']):.1f}% "
+                f"of the training rows, {100 * float(row['missing_now']):.1f}% now)"
+            )
+        parts.append(part)
+    text = f"feature drift since training (PSI > {threshold}): " + ", ".join(parts)
     ages = [f for f in top["feature"] if f in AGE_FEATURES]
     if ages:
         text += (
@@ -384,6 +396,12 @@ def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
             "so part of this is the scored "
             "accounts being older than any the model trained on (it treats an age above the "
             "largest it saw as that largest), not a change in the data"
+        )
+    if emptier:
+        text += (
+            "; a changed share without a value is often accounts with no history before the "
+            "cutoff (training cutoffs include subscriptions that start on them, a scoring at the "
+            "end of the data has none), not a change in the values"
         )
     return text
 

@@ -275,6 +275,18 @@ def test_drift_warns_only_above_the_threshold():
     assert 'data-testid="drift-ok"' in calm and 'data-testid="drift-warning"' not in calm
 
 
+def test_drift_table_shows_the_shares_without_a_value_when_given():
+    drift = pd.DataFrame(
+        {"feature": ["plan", "b"], "description": ["subscription plan", "B"], "psi": [0.48, 0.1],
+         "missing_trained": [0.0669, 0.0], "missing_now": [0.0, 0.0]}
+    )  # fmt: skip
+    page = report.render(ReportInputs(**BARE, drift=drift))
+    assert "Without a value: training, now" in page
+    assert "6.7%, 0.0%" in page and "0.0%, 0.0%" in page
+    old = report.render(ReportInputs(**BARE, drift=drift[["feature", "description", "psi"]]))
+    assert "Without a value" not in old and "1 feature drifted above PSI 0.2" in old
+
+
 def test_headline_cards_and_bands():
     inputs = full_inputs(200)
     page = report.render(inputs)
