@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churnlab demo
 
+# Two workers, each taking whole test files (module fixtures are built once): 563 s against 778 s
+# on one process, measured on this 2-core machine at stop 31.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks
