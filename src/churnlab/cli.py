@@ -111,6 +111,39 @@ def import_online_retail(
         console.print(line, highlight=False, soft_wrap=True)
 
 
+@import_app.command("cdnow")
+@expected_errors
+def import_cdnow(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CDNOW_master.txt: one transaction per line, customer id, date (YYYYMMDD), "
+            "number of CDs, dollar value (Bruce Hardie's file, or lifetimes/datasets/ in the "
+            "lifetimes wheel).",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: imports.cdnow_out from params.yaml)."),
+    ] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Turn the CDNOW purchase histories into contract tables accounts and orders.
+
+    Each customer becomes an account created at their first purchase; each transaction an order
+    (kind new for the first, renewal after it; $0.00 transactions are kept). Use the result with
+    `churnlab validate DIR` or `data.source: DIR`.
+    """
+    from churnlab import cdnow
+
+    p = get_params(params)
+    target = out if out is not None else Path(p.imports.cdnow_out)
+    with console.status("importing CDNOW"):
+        summary = cdnow.import_cdnow(path, target)
+    for line in cdnow.format_summary(summary):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 DatasetOpt = Annotated[
     Path | None,
     typer.Option("--dataset", help="Training set folder (default: dataset.out from params.yaml)."),

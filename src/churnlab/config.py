@@ -139,6 +139,7 @@ class ImportParams(_Section):
     """Real-data importers."""
 
     online_retail_out: str = "data/online_retail"
+    cdnow_out: str = "data/cdnow"
 
 
 _HORIZON = re.compile(r"^\s*(\d+)\s*(day|days|d|week|weeks|w|month|months|m)\s*$", re.IGNORECASE)
