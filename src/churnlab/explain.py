@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from churnlab.config import ExplainParams  # noqa: E402
+from churnlab.manifest import NO_VALUE_MEANS  # noqa: E402
 from churnlab.schema import TASK_WORDS  # noqa: E402
 
 if TYPE_CHECKING:
@@ -146,9 +147,7 @@ def _value_phrases(bundle: ModelBundle, X: pd.DataFrame) -> dict[str, np.ndarray
 
 
 MISSING_PHRASES = {  # by measure: what a missing value means, where it is not "no data"
-    "mean_gap_days": "has no value yet (fewer than two days with an order)",
-    "overdue_ratio": "has no value yet (fewer than two days with an order)",
-    "gap_spread_days": "has no value yet (fewer than three days with an order)",
+    measure: f"has no value yet ({why})" for measure, why in NO_VALUE_MEANS.items()
 }
 """A missing purchase-cadence value is a fact about the customer (one order day so far, which
 on order data is most customers), and the reasons say so instead of "has no data"."""

@@ -37,6 +37,15 @@ ACTIVITY_MEASURES = ("events", "orders")
 """Measures of how active an account was in a window, in order of preference."""
 HEURISTIC_NOT_SCORED = "not scored: the data has no recency or activity feature to rank by"
 """The heuristic baseline's logged direction and printed row when it has nothing to rank by."""
+NO_VALUE_MEANS = {
+    "mean_gap_days": "fewer than two days with an order",
+    "overdue_ratio": "fewer than two days with an order",
+    "gap_spread_days": "fewer than three days with an order",
+}
+"""Measures whose missing value is a fact about the customer, not missing data: what it means.
+
+The purchase-cadence gaps need two (three) order days; on order data most customers have fewer.
+The reasons and the drift warning say so instead of "no data"."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from rich.text import Text
 from churnlab import compare, drift, periods
 from churnlab.backscore import PVR_OVERALL
 from churnlab.kpi_catalogue import METRICS
-from churnlab.manifest import HEURISTIC_NOT_SCORED, Manifest
+from churnlab.manifest import HEURISTIC_NOT_SCORED, NO_VALUE_MEANS, Manifest
 from churnlab.validate import ValidationFailed
 
 
@@ -375,14 +375,16 @@ def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
     """The drift warning: the five largest PSIs, and what drift of an age or of emptiness means.
 
     A feature whose PSI is mostly the change in its share of rows without a value
-    (:func:`churnlab.drift.missing_part` >= 0.5) says so, with both shares.
+    (:func:`churnlab.drift.missing_part` >= 0.5) says so, with both shares, and with what that
+    usually is: for a purchase-cadence gap (:data:`~churnlab.manifest.NO_VALUE_MEANS`) customers
+    with too few order days, otherwise accounts with no history before the cutoff.
     """
     top = drifting.head(5)
-    parts, emptier = [], False
+    parts, emptier = [], []
     for _, row in top.iterrows():
         part = f"{row['feature']} {float(row['psi']):.2f}"
         if "missing_now" in row.index and drift.missing_part(row) >= 0.5:
-            emptier = True
+            emptier.append(str(row["feature"]))
             part += (
                 f" (mostly the share without a value: {100 * float(row['missing_trained']):.1f}% "
                 f"of the training rows, {100 * float(row['missing_now']):.1f}% now)"
@@ -397,7 +399,28 @@ def drift_text(drifting: pd.DataFrame, threshold: float) -> str:
             "accounts being older than any the model trained on (it treats an age above the "
             "largest it saw as that largest), not a change in the data"
         )
-    if emptier:
+    return text + _emptier_text(emptier)
+
+
+def _emptier_text(features: list[str]) -> str:
+    """What a drifted share without a value usually is, for :func:`drift_text`."""
+    text = ""
+    cadence: dict[str, list[str]] = {}
+    for f in features:
+        if f in NO_VALUE_MEANS:
+            cadence.setdefault(NO_VALUE_MEANS[f], []).append(f)
+    if cadence:
+        clauses = [
+            f"{' and '.join(names)} {'means' if len(names) == 1 else 'mean'} {why} so far"
+            for why, names in cadence.items()
+        ]
+        n = sum(len(names) for names in cadence.values())
+        text += (
+            "; without a value, " + ", ".join(clauses) + f": {'its' if n == 1 else 'their'} "
+            "drift is a change in how many such customers are scored, not in anyone's "
+            "purchase gaps"
+        )
+    if any(f not in NO_VALUE_MEANS for f in features):
         text += (
             "; a changed share without a value is often accounts with no history before the "
             "cutoff (training cutoffs include subscriptions that start on them, a scoring at the "

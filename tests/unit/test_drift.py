@@ -99,3 +99,30 @@ def test_the_warning_names_a_missing_share_and_what_it_usually_is() -> None:
     ), text
     plain = drift_text(drifting.iloc[1:], 0.2)
     assert plain == "feature drift since training (PSI > 0.2): overdue_ratio 0.36"
+
+
+def test_an_emptier_purchase_gap_is_said_to_be_customers_with_too_few_order_days() -> None:
+    drifting = pd.DataFrame(
+        {"feature": ["mean_gap_days", "gap_spread_days", "overdue_ratio", "orders_lifetime"],
+         "psi": [5.37, 3.1, 2.9, 5.40], "missing_trained": [0.499, 0.70, 0.499, 0.0],
+         "missing_now": [0.0, 0.0, 0.0, 0.0]}
+    )  # fmt: skip
+    text = drift_text(drifting, 0.2)
+    assert text.endswith(
+        "orders_lifetime 5.40; without a value, mean_gap_days and overdue_ratio mean fewer than "
+        "two days with an order so far, gap_spread_days means fewer than three days with an "
+        "order so far: their drift is a change in how many such customers are scored, not in "
+        "anyone's purchase gaps"
+    ), text
+    assert "subscriptions that start on them" not in text  # that is the other cause
+    one = drift_text(drifting.iloc[[0, 3]], 0.2)
+    assert (
+        "; without a value, mean_gap_days means fewer than two days with an order so far: "
+        "its drift" in one
+    ), one
+    both = drift_text(
+        pd.concat([drifting.iloc[[0]], pd.DataFrame(
+            {"feature": ["plan"], "psi": [0.48], "missing_trained": [0.067], "missing_now": [0.0]}
+        )]), 0.2,
+    )  # fmt: skip
+    assert both.endswith("not a change in the values") and "purchase gaps; a changed share" in both, both
