@@ -14,7 +14,10 @@ The file
 One transaction per line, four fields separated by spaces: customer id (``00001``), date
 (``19970101``, YYYYMMDD), number of CDs and dollar value (``11.77``). The ``lifetimes`` copy has a
 header line (``customer_id date number_of_cds dollar_value``) and Windows line ends; both are
-accepted.
+accepted. ``CDNOW_sample.txt``, the published 1/10 sample (2,357 customers), has a fifth field
+after the first, the customer's id within the sample (``00004 0001 19970101 2 29.33``); its
+accounts keep the master file's id (the first field), so they match the same customers there.
+The first transaction line sets which of the two layouts the file has.
 
 Mapping
 -------
@@ -49,7 +52,10 @@ class CdnowError(ChurnlabError):
 
 
 _FIELDS = "customer id, date as YYYYMMDD, number of CDs, dollar value"
-_LINE = re.compile(r"^(\S+)\s+(\d{8})\s+(\d+)\s+(\d+(?:\.\d*)?|\.\d+)$")
+_AMOUNT = r"(\d+(?:\.\d*)?|\.\d+)"
+_LINE = re.compile(r"^(\S+)\s+(\d{8})\s+(\d+)\s+" + _AMOUNT + "$")
+_SAMPLE_LINE = re.compile(r"^(\S+)\s+\S+\s+(\d{8})\s+(\d+)\s+" + _AMOUNT + "$")
+"""The 1/10 sample's layout: master id, sample id (dropped), date, CDs, dollars."""
 _HEADER = re.compile(r"^\s*customer", re.IGNORECASE)
 _EXAMPLES = 3
 
@@ -65,7 +71,7 @@ def read_transactions(path: Path) -> pd.DataFrame:
     Raises
     ------
     CdnowError
-        If the file is missing, empty, or has lines that are not the four CDNOW fields or whose
+        If the file is missing, empty, or has lines that are not the CDNOW fields or whose
         date is not a calendar date (the first few offending lines are quoted with their numbers).
     """
     path = Path(path)
@@ -80,21 +86,29 @@ def read_transactions(path: Path) -> pd.DataFrame:
         ) from None
     rows: list[tuple[str, ...]] = []
     bad: list[tuple[int, str]] = []
+    layout: re.Pattern[str] | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or (number == 1 and _HEADER.match(line)):
             continue
-        match = _LINE.match(line)
+        if layout is None:  # the first transaction line: the master file's or the sample's
+            layout = _SAMPLE_LINE if len(line.split()) == 5 else _LINE
+        match = layout.match(line)
         if match is None:
             bad.append((number, raw))
         else:
             rows.append(match.groups())
     if bad:
+        sample = layout is _SAMPLE_LINE
+        fields = "five" if sample else "four"
+        names = (
+            _FIELDS.replace("customer id", "customer id, id in the sample") if sample else _FIELDS
+        )
         shown = "; ".join(f"line {n}: {line.strip()[:60]!r}" for n, line in bad[:_EXAMPLES])
         raise CdnowError(
-            f"{path}: {_lines(len(bad))} something other than the four CDNOW fields "
-            f"({_FIELDS}), for example {shown}. Fix or remove those lines; the file from "
-            "Bruce Hardie's site or the lifetimes package reads as it is"
+            f"{path}: {_lines(len(bad))} something other than the {fields} CDNOW fields "
+            f"({names}), for example {shown}. Fix or remove those lines; the files from "
+            "Bruce Hardie's site or the lifetimes package read as they are"
         )
     if not rows:
         raise CdnowError(f"{path}: no transaction lines ({_FIELDS}, one per line)")
@@ -127,7 +141,7 @@ def import_cdnow(path: Path, out: Path | None) -> dict[str, Any]:
     Parameters
     ----------
     path : Path
-        ``CDNOW_master.txt`` (or any file of its layout, such as ``CDNOW_sample.txt``).
+        ``CDNOW_master.txt``, or ``CDNOW_sample.txt`` (see the module docstring).
     out : Path or None
         Output folder (replaced as a whole). None: read and summarise without writing.
 

@@ -145,3 +145,20 @@ def test_cli_imports_and_refuses_with_exit_code_1(tmp_path: Path, monkeypatch) -
     assert result.exit_code == 1
     assert "missing.txt: file not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_one_in_ten_sample_keeps_the_master_ids(tmp_path: Path) -> None:
+    """CDNOW_sample.txt: master id, id in the sample, date, CDs, dollars."""
+    sample = [f"{line.split()[0]} {i:04d} {' '.join(line.split()[1:])}" for i, line in
+              enumerate(LINES, start=1)]  # fmt: skip
+    import_cdnow(_write(tmp_path / "CDNOW_sample.txt", sample, header=False), tmp_path / "s")
+    accounts, orders = _read(tmp_path / "s")
+    pd.testing.assert_frame_equal(accounts, EXPECTED_ACCOUNTS, check_dtype=False)
+    pd.testing.assert_frame_equal(orders, EXPECTED_ORDERS, check_dtype=False)
+    mixed = [*sample[:2], LINES[2]]  # a master-file line in a sample file
+    with pytest.raises(
+        CdnowError,
+        match=r"1 line has something other than the five CDNOW "
+        r"fields \(customer id, id in the sample, date .*line 3: '00002 19970112",
+    ):
+        import_cdnow(_write(tmp_path / "mixed.txt", mixed, header=False), tmp_path / "m")
