@@ -119,7 +119,8 @@ def import_cdnow(
         typer.Argument(
             help="CDNOW_master.txt: one transaction per line, customer id, date (YYYYMMDD), "
             "number of CDs, dollar value (Bruce Hardie's file, or lifetimes/datasets/ in the "
-            "lifetimes wheel).",
+            "lifetimes wheel); or CDNOW_sample.txt, the 1/10 sample (a sample id after the "
+            "customer id).",
         ),
     ],
     out: Annotated[
