@@ -382,6 +382,7 @@ def _train_task(
     metrics.update({k: v for k, v in cal_info.items() if isinstance(v, float)})
     metrics |= fit.metrics
     bundle.info = _fit_info(task, split, best, manifest, cal_info, metrics)
+    bundle.info["reference_mean"] = _means(split.train, bundle)  # "the average" in the reasons
     if "amount.fallback_mean" in metrics:  # too few expansions for an amount regressor
         bundle.info["amount_fallback"] = metrics["amount.fallback_mean"]
     bundle.info["season"] = fit.season_note
@@ -548,6 +549,15 @@ def _fit_info(
         "dataset": {**manifest.params, "mode": manifest.mode},
         "event_types": list(manifest.event_types),
     }
+
+
+def _means(train_rows: pd.DataFrame, bundle: ModelBundle) -> dict[str, float | None]:
+    """Each numeric feature's mean over the training rows (None where it has no value)."""
+    out: dict[str, float | None] = {}
+    for name in bundle.reference:
+        v = train_rows[name].to_numpy(dtype=float)
+        out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else None
+    return out
 
 
 def _empty_bundle(task: str, train_rows: pd.DataFrame, feats: list[Feature]) -> ModelBundle:

@@ -134,6 +134,14 @@ def test_bundle_round_trip(tmp_path, churn) -> None:
     np.testing.assert_array_equal(loaded.predict(test), churn.bundle.predict(test))
     assert loaded.feature_names == churn.bundle.feature_names
     assert loaded.categories == {"segment": ["ent", "mid", "smb"]}
+    means = loaded.info["reference_mean"]  # the reasons' "the average", beside the median
+    assert set(means) == set(loaded.reference)
+    for name, mean in means.items():
+        values = churn.split.train[name].to_numpy(dtype=float)
+        if np.isfinite(values).any():
+            assert mean == pytest.approx(float(np.nanmean(values)), rel=1e-12)
+        else:
+            assert mean is None
 
 
 def test_expected_amount_with_and_without_enough_expansions(tmp_path, data, expansion) -> None:

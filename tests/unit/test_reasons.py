@@ -194,7 +194,16 @@ def test_numbers_in_sentences_are_plain() -> None:
         [4567.8, 1234.5, 99.96, 12.34, 0.04567, 0.0004, -0.0004, 3.0, np.nan, -2500.5]
     )
     assert explain._fmt(values).tolist() == [
-        "4,568", "1,234", "100", "12.3", "0.0457", "0", "-0", "3", "missing", "-2,500"
+        "4,568",
+        "1,234",
+        "100",
+        "12.3",
+        "0.0457",
+        "0",
+        "-0",
+        "3",
+        "missing",
+        "-2,500",
     ]
 
 
@@ -234,3 +243,28 @@ def test_a_missing_purchase_gap_says_what_it_means() -> None:
     )
     other = Feature("x", "something", "commercial", kind="value", table="orders", measure="x")
     assert explain._feature_phrases(bundle, other, pd.Series([np.nan]))[0] == "has no data"
+
+
+def test_a_usual_count_below_the_average_gives_the_average_too(
+    bundle: train.ModelBundle,
+) -> None:
+    import copy
+
+    rows = pd.DataFrame(
+        {"account_id": ["x"], "logins_30d": [10.0], "tickets_90d": [0.0], "nps_last": [7.0],
+         "plan": pd.Categorical(["pro"])}
+    )  # fmt: skip
+    b = copy.copy(bundle)
+    b.info = {"reference_mean": {"logins_30d": 12.4, "tickets_90d": 1.0, "nps_last": 6.9}}
+    texts = explain._feature_phrases(b, b.features[0], rows["logins_30d"])
+    assert texts.tolist() == ["is 10 (the usual 10, the average 12.4)"]
+    b.info = {"reference_mean": {"logins_30d": 10.4}}  # within 5% of the median: not worth it
+    assert explain._feature_phrases(b, b.features[0], rows["logins_30d"]).tolist() == [
+        "is 10 (the usual 10)"
+    ]
+    b.info = {"reference_mean": {"logins_30d": None}}
+    assert explain._feature_phrases(b, b.features[0], rows["logins_30d"]).tolist() == [
+        "is 10 (the usual 10)"
+    ]
+    off_usual = explain._feature_phrases(b, b.features[0], pd.Series([3.0]))
+    assert off_usual.tolist() == ["is 3 (-70% vs a usual 10)"]  # the average only at the usual
